@@ -1,0 +1,7 @@
+from . import dataset_mappers, png_dataset_mapper  # noqa: F401  (registers mappers)
+from .build import DATASET_MAPPER_REGISTRY, build_dataset_mapper
+from .datasets import register_all_builtin
+
+register_all_builtin()
+
+__all__ = ["DATASET_MAPPER_REGISTRY", "build_dataset_mapper", "register_all_builtin"]

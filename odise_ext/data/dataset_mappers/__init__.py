@@ -1,0 +1,3 @@
+from .panoptic_lsj import PanopticLSJMapper
+
+__all__ = ["PanopticLSJMapper"]

@@ -1,0 +1,124 @@
+"""Helpers of the ``datasets/prepare_*.py`` conversion scripts.
+
+- the common command line (``--root``, ``--splits``, ``--overwrite``, ``--workers``);
+- :func:`missing_inputs` / :func:`report_missing`: say exactly which official file or folder is
+  missing and where it comes from;
+- atomic writes, so an interrupted run never leaves a truncated file that a re-run would skip;
+- :func:`progress_map`: a tqdm progress bar over a (possibly parallel) map.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+from multiprocessing import Pool
+from typing import Callable, Iterable, Iterator, List, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .catalog_utils import default_datasets_root
+
+__all__ = [
+    "add_common_arguments",
+    "copy_file",
+    "missing_inputs",
+    "progress_map",
+    "read_split_list",
+    "report_missing",
+    "resolve_root",
+    "save_image",
+    "save_json",
+]
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, splits: Sequence[str]) -> None:
+    """``--root``, ``--splits``, ``--overwrite`` and ``--workers``."""
+    parser.add_argument("--root", default=None,
+                        help="datasets root (default: $DETECTRON2_DATASETS, else ./datasets)")
+    parser.add_argument("--splits", nargs="+", default=list(splits), choices=list(splits),
+                        help="splits to convert (default: all)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo outputs that already exist (default: keep them)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="parallel processes (default: min(4, CPUs))")
+
+
+def resolve_root(root) -> str:
+    """The ``--root`` argument, or the default datasets root, as an absolute path."""
+    return os.path.abspath(root) if root else default_datasets_root()
+
+
+def missing_inputs(required: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    """The ``(path, how to get it)`` pairs whose path (file or folder) does not exist."""
+    return [(p, how) for p, how in required if not os.path.exists(p)]
+
+
+def report_missing(missing: Sequence[Tuple[str, str]], file=None) -> int:
+    """Print each missing input and its source; returns the exit status 1."""
+    file = file or sys.stderr
+    print("Cannot convert: required inputs are missing.", file=file)
+    for path, how in missing:
+        print(f"  MISSING {path}\n    get it: {how}", file=file)
+    print("See datasets/README.md for the expected layout.", file=file)
+    return 1
+
+
+def read_split_list(path: str) -> List[str]:
+    """Image ids of an official split file (one id per line; blank lines ignored)."""
+    with open(path) as f:
+        ids = [line.split()[0] for line in f if line.strip()]
+    if not ids:
+        raise ValueError(f"Split list {path} is empty")
+    return ids
+
+
+def _tmp_path(path: str) -> str:
+    # Keep the extension last: PIL picks the format from it.
+    stem, ext = os.path.splitext(path)
+    return f"{stem}.tmp{os.getpid()}{ext}"
+
+
+def save_image(array: np.ndarray, path: str, **kwargs) -> None:
+    """Write ``array`` with PIL (format from the extension), atomically."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = _tmp_path(path)
+    Image.fromarray(array).save(tmp, **kwargs)
+    os.replace(tmp, path)
+
+
+def copy_file(src: str, dst: str) -> None:
+    """Copy ``src`` to ``dst`` (bytes unchanged), atomically."""
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    tmp = _tmp_path(dst)
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def save_json(obj, path: str) -> None:
+    """Write ``obj`` as json, atomically."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = _tmp_path(path)
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def progress_map(fn: Callable, items: Iterable, *, total: int, desc: str,
+                 workers: int = 1) -> Iterator:
+    """``fn(item)`` for each item, in order, with a progress bar; ``workers > 1`` uses a process
+    pool (``fn`` must then be picklable: a module-level function or a ``functools.partial``)."""
+    bar = tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True)
+    try:
+        if workers <= 1:
+            for item in items:
+                yield fn(item)
+                bar.update()
+        else:
+            with Pool(workers) as pool:
+                for out in pool.imap(fn, items, chunksize=8):
+                    yield out
+                    bar.update()
+    finally:
+        bar.close()

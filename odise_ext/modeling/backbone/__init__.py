@@ -1,0 +1,20 @@
+"""Frozen Stable Diffusion as a detectron2 backbone."""
+from .diffusion_backbone import DiffusionBackbone, build_diffusion_backbone
+from .feature_extractor import DiffusionFeatureExtractor, Tap, alphas_cumprod, fixed_noise, parse_taps
+from .sd_loading import load_sd_components, read_state_dict
+from .windows import cut_windows, merge_windows, window_boxes
+
+__all__ = [
+    "DiffusionBackbone",
+    "build_diffusion_backbone",
+    "DiffusionFeatureExtractor",
+    "Tap",
+    "alphas_cumprod",
+    "cut_windows",
+    "fixed_noise",
+    "load_sd_components",
+    "merge_windows",
+    "parse_taps",
+    "read_state_dict",
+    "window_boxes",
+]

@@ -1,0 +1,54 @@
+"""Colour-mapped depth maps for inspection (uint8 RGB; pixels without depth are black)."""
+import matplotlib
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["colorize_depth", "save_depth_png"]
+
+
+def colorize_depth(depth, valid=None, *, vmin=None, vmax=None, cmap="magma_r"):
+    """Map depth to colours.
+
+    Args:
+        depth (ndarray or Tensor): [H, W] depth in metres.
+        valid (ndarray or Tensor or None): [H, W] bool; defaults to finite depth > 0.
+            Pixels outside it (and non-finite or <= 0 depths) are drawn black.
+        vmin, vmax (float or None): depth range mapped onto the colormap; each bound left as
+            None is taken from this image's valid pixels (per-image range). Depths outside
+            the range are clipped.
+        cmap (str): matplotlib colormap name ("magma_r": near = bright, far = dark).
+
+    Returns:
+        ndarray: [H, W, 3] uint8 RGB.
+    """
+    if isinstance(depth, torch.Tensor):
+        depth = depth.detach().cpu().numpy()
+    depth = np.asarray(depth, dtype=np.float64)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be [H, W], got shape {depth.shape}")
+    ok = np.isfinite(depth) & (depth > 0)
+    if valid is not None:
+        if isinstance(valid, torch.Tensor):
+            valid = valid.detach().cpu().numpy()
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != depth.shape:
+            raise ValueError(f"valid mask {valid.shape} does not match depth {depth.shape}")
+        ok &= valid
+    rgb = np.zeros(depth.shape + (3,), dtype=np.uint8)
+    if not ok.any():
+        return rgb
+    lo = float(depth[ok].min()) if vmin is None else float(vmin)
+    hi = float(depth[ok].max()) if vmax is None else float(vmax)
+    if hi < lo:
+        raise ValueError(f"depth colour range is empty: vmin={lo} > vmax={hi}")
+    # A constant image (hi == lo) maps to the colormap's low end instead of dividing by zero.
+    scaled = np.clip((depth[ok] - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    colors = matplotlib.colormaps[cmap](scaled)[:, :3]
+    rgb[ok] = np.round(colors * 255.0).astype(np.uint8)
+    return rgb
+
+
+def save_depth_png(path, depth, valid=None, **kwargs):
+    """Write :func:`colorize_depth` of ``depth`` to ``path`` as an RGB PNG; kwargs as there."""
+    Image.fromarray(colorize_depth(depth, valid, **kwargs)).save(path, format="PNG")

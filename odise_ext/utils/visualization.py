@@ -1,0 +1,38 @@
+"""Drawing panoptic results with detectron2's Visualizer for any vocabulary."""
+import numpy as np
+from detectron2.data import Metadata
+from detectron2.utils.visualizer import ColorMode, Visualizer
+
+__all__ = ["vocabulary_metadata", "draw_panoptic", "side_by_side"]
+
+
+def vocabulary_metadata(names, colors=None):
+    """Visualizer metadata for contiguous class ids 0..K-1 (things and stuff share the ids)."""
+    names = list(names)
+    if colors is None:
+        rng = np.random.RandomState(0)
+        colors = [tuple(int(c) for c in rng.randint(40, 255, size=3)) for _ in names]
+    # thing_classes and stuff_classes both index by contiguous id, so either lookup works.
+    return Metadata(name="odise_ext_vocabulary", thing_classes=names, stuff_classes=names,
+                    thing_colors=list(colors), stuff_colors=list(colors))
+
+
+def draw_panoptic(image_rgb, panoptic_seg, segments_info, metadata):
+    """image_rgb: uint8 [H, W, 3]; panoptic_seg: int [H, W]; returns uint8 [H, W, 3]."""
+    vis = Visualizer(image_rgb, metadata, instance_mode=ColorMode.IMAGE)
+    seg = panoptic_seg.cpu() if hasattr(panoptic_seg, "cpu") else panoptic_seg
+    return vis.draw_panoptic_seg(seg, segments_info).get_image()
+
+
+def side_by_side(*images, gap=4):
+    """Concatenate uint8 images of equal height horizontally with a white gap."""
+    h = max(im.shape[0] for im in images)
+    parts = []
+    for i, im in enumerate(images):
+        if im.shape[0] != h:
+            pad = np.full((h - im.shape[0], im.shape[1], 3), 255, np.uint8)
+            im = np.concatenate([im, pad], 0)
+        parts.append(im)
+        if i < len(images) - 1:
+            parts.append(np.full((h, gap, 3), 255, np.uint8))
+    return np.concatenate(parts, 1)

@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="odise-ext",
+    version="0.1.0",
+    description="Frozen text-to-image diffusion models as Detectron2 perception backbones "
+    "(ODISE, panoptic narrative grounding, VPD / Meta-Prompts)",
+    packages=find_packages(include=["odise_ext", "odise_ext.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        # torch/torchvision and detectron2 are installed by scripts/setup_env.sh (see README):
+        # the registry has no CPU torchvision and no official detectron2 wheel.
+        "numpy",
+        "Pillow",
+        "scipy",  # Hungarian matching (linear_sum_assignment)
+        "tqdm",
+        "safetensors",
+        "diffusers>=0.30",  # from_single_file(original_config=...) for CompVis SD checkpoints
+        "transformers>=4.40",  # CLIPTextModel: SD v1's text encoder
+        "open_clip_torch>=2.24",  # batch-first transformer layout (DESIGN.md §7)
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout"],
+        # noun-phrase extraction for datasets/prepare_coco_caption_phrases.py (tagger data: see datasets/README.md)
+        "data": ["nltk"],
+    },
+)

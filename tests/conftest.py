@@ -1,0 +1,26 @@
+"""Test-session setup shared by every test module.
+
+The embedded shapes dataset is generated into a cache directory; tests use one directory per
+test session (unless ODISE_EXT_CACHE is already set), so a run never depends on, nor pollutes,
+the user's cache.
+"""
+import os
+import tempfile
+
+import pytest
+
+if "ODISE_EXT_CACHE" not in os.environ:
+    os.environ["ODISE_EXT_CACHE"] = tempfile.mkdtemp(prefix="odise_ext_test_cache_")
+
+import torch  # noqa: E402
+
+# 2-core machines: more intra-op threads than cores only adds contention.
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def shapes_root():
+    """The default embedded shapes dataset, generated once per test session."""
+    from odise_ext.data.datasets.shapes_world import ensure_shapes_world
+
+    return ensure_shapes_world()

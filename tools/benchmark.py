@@ -1,0 +1,177 @@
+#!/usr/bin/env python
+"""Latency / peak-memory benchmarks of odise-ext components, printed as one JSON object.
+
+Entries live in ``BENCHMARK_REGISTRY``; each builds its model from a config (random weights
+unless the config points at real files), runs warm-up passes and then timed passes.
+
+Example (the full SD v1 + ViT-L-14-336 backbone at 512x512 on CPU)::
+
+    python tools/benchmark.py --entry backbone --config-file configs/base/sd_v1.yaml \\
+        --size 512 --runs 3 --warmup 1 --device cpu --dtype float32
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+from detectron2.config import get_cfg
+from detectron2.utils.registry import Registry
+from tqdm import tqdm
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from odise_ext.config import add_odise_config  # noqa: E402
+
+BENCHMARK_REGISTRY = Registry("BENCHMARK")
+BENCHMARK_REGISTRY.__doc__ = """
+A benchmark entry is ``fn(cfg, args) -> (callable, description)``: ``callable()`` runs one timed
+pass; ``description`` is a dict merged into the JSON output (e.g. image size).
+"""
+
+
+def setup_cfg(args):
+    cfg = get_cfg()
+    add_odise_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    # Benchmarks measure architectures; without real files they run on random weights.
+    if not cfg.MODEL.DIFFUSION.WEIGHTS:
+        cfg.MODEL.DIFFUSION.WEIGHTS = "random"
+    if not cfg.MODEL.CLIP.WEIGHTS:
+        cfg.MODEL.CLIP.WEIGHTS = "random"
+    cfg.MODEL.DIFFUSION.DTYPE = args.dtype
+    cfg.MODEL.CLIP.DTYPE = args.dtype
+    cfg.MODEL.DEVICE = args.device
+    cfg.freeze()
+    return cfg
+
+
+@BENCHMARK_REGISTRY.register()
+def backbone(cfg, args):
+    """The diffusion backbone alone (windows, frozen VAE/UNet/CLIP, projections), inference."""
+    from detectron2.modeling import build_backbone
+
+    import odise_ext.modeling  # noqa: F401  (registers DiffusionBackbone)
+
+    model = build_backbone(cfg).to(args.device).eval()
+    images = torch.rand(args.batch_size, 3, args.size, args.size, device=args.device)
+
+    def run():
+        with torch.no_grad():
+            out = model(images)
+        return out
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    return run, {
+        "image_size": [args.size, args.size],
+        "batch_size": args.batch_size,
+        "trainable_params": trainable,
+        "frozen_params": frozen,
+        "output_shape": {k: [v.channels, v.stride] for k, v in model.output_shape().items()},
+    }
+
+
+@BENCHMARK_REGISTRY.register()
+def model(cfg, args):
+    """The whole model of the config (e.g. ODISE: backbone, Mask2Former head, CLIP fusion,
+    panoptic/semantic/instance post-processing), inference on one random RGB image."""
+    from detectron2.modeling import build_model
+
+    import odise_ext  # noqa: F401  (registers datasets, for the model's vocabulary, and models)
+
+    net = build_model(cfg).to(args.device).eval()
+    gen = torch.Generator().manual_seed(0)
+    batch = [
+        {"image": torch.randint(0, 256, (3, args.size, args.size), generator=gen, dtype=torch.uint8), "height": args.size, "width": args.size}
+        for _ in range(args.batch_size)
+    ]
+
+    def run():
+        with torch.no_grad():
+            return net(batch)
+
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in net.parameters() if not p.requires_grad)
+    return run, {
+        "image_size": [args.size, args.size],
+        "batch_size": args.batch_size,
+        "meta_architecture": cfg.MODEL.META_ARCHITECTURE,
+        "trainable_params": trainable,
+        "frozen_params": frozen,
+    }
+
+
+def _sync(device: str):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _peak_memory_mb(device: str):
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_max_rss"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    entries = sorted(name for name, _ in BENCHMARK_REGISTRY)
+    parser.add_argument("--entry", default="backbone", help=f"one of {entries}")
+    parser.add_argument("--config-file", default="configs/base/sd_v1.yaml")
+    parser.add_argument("--size", type=int, default=512, help="square input side in pixels")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=5, help="timed passes (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed passes first")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="dtype of the frozen modules")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ..."
+    )
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.warmup < 0:
+        parser.error("--runs must be >= 1 and --warmup >= 0")
+
+    entry = BENCHMARK_REGISTRY.get(args.entry)
+    cfg = setup_cfg(args)
+    run, description = entry(cfg, args)
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+    for _ in tqdm(range(args.warmup), desc="warm-up", disable=args.warmup == 0, file=sys.stderr):
+        run()
+        _sync(args.device)
+    times = []
+    for _ in tqdm(range(args.runs), desc="timed", file=sys.stderr):
+        start = time.perf_counter()
+        run()
+        _sync(args.device)
+        times.append((time.perf_counter() - start) * 1000)
+
+    peak, kind = _peak_memory_mb(args.device)
+    result = {
+        "entry": args.entry,
+        "config": args.config_file,
+        "latency_ms": statistics.median(times),
+        "latency_ms_runs": [round(t, 2) for t in times],
+        "peak_memory_mb": round(peak, 1),
+        "memory_kind": kind,
+        "dtype": args.dtype,
+        "device": args.device,
+        "torch_version": torch.__version__,
+        "num_threads": torch.get_num_threads(),
+        **description,
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Train or evaluate odise-ext models with detectron2's standard command line.
+
+    python tools/train_net.py --config-file configs/odise_coco.yaml --num-gpus 8
+    python tools/train_net.py --config-file configs/odise_coco.yaml --eval-only MODEL.WEIGHTS model.pth
+    python tools/train_net.py --config-file configs/testing/odise_tiny.yaml --num-gpus 2 MODEL.DEVICE cpu
+
+Multi-GPU / multi-node runs use detectron2's ``launch`` (torch.distributed; gloo when there is no
+GPU). ``--resume`` continues from ``OUTPUT_DIR/last_checkpoint``.
+"""
+import json
+import os
+import sys
+
+# Run from a source checkout without installing: make `import odise_ext` find this repository.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.evaluation import verify_results  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+
+import odise_ext  # noqa: E402,F401  (registers datasets, models, mappers)
+from odise_ext.config import setup_cfg  # noqa: E402
+from odise_ext.engine import AtomicCheckpointer, Trainer  # noqa: E402
+from odise_ext.engine.checkpoint import atomic_write_bytes  # noqa: E402
+
+
+def setup(args):
+    cfg = setup_cfg(args.config_file, args.opts, freeze=True)
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        res = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+            # Machine-readable results next to the log (tools/summarize_demo.py reads them).
+            atomic_write_bytes(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), json.dumps(res, indent=2).encode())
+        return res
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def cli(argv=None):
+    args = default_argument_parser().parse_args(argv)
+    print("Command Line Args:", args)
+    return launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    cli()

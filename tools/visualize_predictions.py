@@ -1,0 +1,59 @@
+#!/usr/bin/env python
+"""Draw ground truth and predicted panoptic segmentation of a registered dataset, side by side.
+
+    python tools/visualize_predictions.py --config-file configs/quickstart/odise_shapes.yaml \\
+        --weights output/demo/train/model_final.pth --dataset shapes_val_panoptic_with_sem_seg \\
+        --num 8 --output output/demo/vis
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
+from detectron2.data.detection_utils import read_image  # noqa: E402
+from detectron2.engine import DefaultPredictor  # noqa: E402
+from panopticapi.utils import rgb2id  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import odise_ext  # noqa: E402,F401
+from odise_ext.config import setup_cfg  # noqa: E402
+from odise_ext.modeling.open_vocab.vocabulary import Vocabulary  # noqa: E402
+from odise_ext.utils.visualization import draw_panoptic, side_by_side, vocabulary_metadata  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", required=True)
+    p.add_argument("--weights", default="", help="MODEL.WEIGHTS (default: the config's)")
+    p.add_argument("--dataset", required=True, help="a registered *_panoptic_with_sem_seg dataset")
+    p.add_argument("--num", type=int, default=8, help="number of images")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[])
+    args = p.parse_args(argv)
+
+    opts = list(args.opts) + (["MODEL.WEIGHTS", args.weights] if args.weights else [])
+    cfg = setup_cfg(args.config_file, opts)
+    predictor = DefaultPredictor(cfg)
+    meta = MetadataCatalog.get(args.dataset)
+    predictor.model.set_test_vocabulary(Vocabulary.from_metadata(meta))
+    vis_meta = vocabulary_metadata([c.split(",")[0] for c in meta.stuff_classes], meta.get("stuff_colors"))
+    os.makedirs(args.output, exist_ok=True)
+    written = []
+    for d in tqdm(DatasetCatalog.get(args.dataset)[: args.num], desc="drawing"):
+        rgb = read_image(d["file_name"], format="RGB")
+        gt = rgb2id(read_image(d["pan_seg_file_name"], format="RGB"))
+        gt_info = [{"id": s["id"], "category_id": s["category_id"], "isthing": bool(s["isthing"])} for s in d["segments_info"]]
+        seg, info = predictor(np.ascontiguousarray(rgb[:, :, ::-1]))["panoptic_seg"]
+        panel = side_by_side(rgb, draw_panoptic(rgb, gt, gt_info, vis_meta), draw_panoptic(rgb, seg, info, vis_meta))
+        dst = os.path.join(args.output, f"{d['image_id']}.png")
+        Image.fromarray(panel).save(dst)
+        written.append(dst)
+    print(f"wrote {len(written)} panels (image | ground truth | prediction) to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
