@@ -17,6 +17,7 @@ def test_there_are_configs():
     names = {os.path.relpath(p, ROOT) for p in ALL}
     assert "configs/odise_coco.yaml" in names
     assert "configs/testing/odise_tiny.yaml" in names
+    assert "configs/testing/png_tiny.yaml" in names
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: os.path.relpath(p, ROOT))

@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""Index KITTI's Eigen split for ``kitti_depth_eigen_{train,test}`` (BTS / VPD protocol).
+
+Nothing is downloaded. Expected inputs under ``$DETECTRON2_DATASETS/kitti``::
+
+    raw/<date>/<date>_drive_XXXX_sync/image_02/data/*.png       (KITTI raw data)
+    gt/<date>_drive_XXXX_sync/proj_depth/groundtruth/image_02/*.png
+                                    (KITTI depth benchmark "data_depth_annotated", train and val
+                                     drives merged into gt/)
+    splits/eigen_train_files_with_gt.txt, splits/eigen_test_files_with_gt.txt
+                                    (BTS split files: "rgb gt focal"; gt may be "None")
+
+Ground-truth PNGs are uint16 with ``depth_scale`` 256 (0 = no measurement). Frames whose ground
+truth is "None" are skipped (BTS evaluates 652 of the 697 Eigen test frames). Evaluate with
+``MODEL.VPD.DEPTH.EVAL_CROP "garg"`` (or "eigen") and ``MODEL.VPD.DATA.KB_CROP True``.
+
+Output: ``kitti/eigen_{train,test}.json`` (paths relative to ``$DETECTRON2_DATASETS``).
+Usage: ``python datasets/prepare_kitti.py [--root DIR] [--splits train test]``.
+Exit status 0 when every listed frame exists, 1 otherwise (nothing is written then).
+"""
+import argparse
+import json
+import os
+import sys
+
+from PIL import Image
+from tqdm import tqdm
+
+KITTI_URL = "https://www.cvlibs.net/datasets/kitti/eval_depth.php?benchmark=depth_prediction"
+SPLITS = {"train": "splits/eigen_train_files_with_gt.txt", "test": "splits/eigen_test_files_with_gt.txt"}
+
+
+def read_split_file(path):
+    """[(rgb, gt or None)] from BTS lines "rgb gt focal"."""
+    pairs = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 2:
+                raise ValueError(f"{path}:{n}: expected 'rgb gt [focal]', got {line.strip()!r}")
+            pairs.append((parts[0].lstrip("/"), None if parts[1] == "None" else parts[1].lstrip("/")))
+    return pairs
+
+
+def index_split(kitti_root, split):
+    """Returns (entries, skipped_without_gt, problems)."""
+    split_path = os.path.join(kitti_root, SPLITS[split])
+    if not os.path.isfile(split_path):
+        return [], 0, [f"missing split file {split_path} (BTS's train_test_inputs)"]
+    entries, skipped, problems = [], 0, []
+    for i, (rgb, gt) in enumerate(tqdm(read_split_file(split_path), desc=f"kitti {split}")):
+        if gt is None:
+            skipped += 1
+            continue
+        rgb_path = os.path.join(kitti_root, "raw", rgb)
+        gt_path = os.path.join(kitti_root, "gt", gt)
+        missing = [p for p in (rgb_path, gt_path) if not os.path.isfile(p)]
+        if missing:
+            problems.extend(f"missing {p} (KITTI raw / depth annotated: {KITTI_URL})" for p in missing)
+            continue
+        width, height = Image.open(rgb_path).size
+        entries.append({
+            "file_name": os.path.relpath(rgb_path, os.path.dirname(kitti_root)),
+            "depth_file_name": os.path.relpath(gt_path, os.path.dirname(kitti_root)),
+            "image_id": i,
+            "height": height,
+            "width": width,
+        })
+    return entries, skipped, problems
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", default=os.getenv("DETECTRON2_DATASETS", "datasets"))
+    p.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
+    args = p.parse_args(argv)
+    kitti_root = os.path.join(args.root, "kitti")
+    failed = False
+    for split in args.splits:
+        entries, skipped, problems = index_split(kitti_root, split)
+        if problems:
+            failed = True
+            print(f"[kitti {split}] {len(problems)} problem(s):", *problems[:20], sep="\n  ")
+            continue
+        out = os.path.join(kitti_root, f"eigen_{split}.json")
+        with open(out, "w") as f:
+            json.dump(entries, f)
+        print(f"[kitti {split}] wrote {len(entries)} frames to {out} ({skipped} without ground truth skipped)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

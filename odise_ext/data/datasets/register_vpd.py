@@ -1,0 +1,149 @@
+"""Real datasets of the VPD / Meta-Prompts tasks (registered lazily and idempotently).
+
+Root: ``$DETECTRON2_DATASETS`` (default ``datasets``), read when registering. Nothing is read
+before a dataset is requested; a missing file then raises with the script that creates it.
+
+===============================================  ==========  =====================================
+name                                             evaluator   source
+===============================================  ==========  =====================================
+ade20k_sem_seg_{train,val}                       sem_seg     detectron2 builtin (ADEChallengeData2016
+                                                             + prepare_ade20k_sem_seg_data.py)
+vpd_cityscapes_fine_sem_seg_{train,val}          sem_seg     cityscapes/ (leftImg8bit, gtFine
+                                                             *_labelTrainIds.png from cityscapesscripts)
+nyu_depth_v2_{train,test}                        depth       nyu/{split}.json (datasets/prepare_nyu.py)
+kitti_depth_eigen_{train,test}                   depth       kitti/eigen_{split}.json (prepare_kitti.py)
+refcoco_unc_{train,val,testA,testB}              refer       refcoco/*.json (prepare_refcoco.py)
+refcoco+_unc_{train,val,testA,testB}             refer       idem
+refcocog_umd_{train,val,test}                    refer       idem
+refcocog_google_{train,val}                      refer       idem
+keypoints_coco_2017_{train,val}                  coco        detectron2 builtin
+===============================================  ==========  =====================================
+
+Referring *evaluation* splits have one dict per sentence (every expression is a test sample, as
+LAVT / VPD evaluate); training splits one dict per object with all its sentences.
+"""
+import json
+import os
+from typing import Callable, Dict, List
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
+from detectron2.structures import BoxMode
+
+__all__ = ["register_all_vpd", "VPD_DATASETS", "CITYSCAPES_TRAIN_CLASSES"]
+
+# Cityscapes' 19 evaluation classes (trainId order) and their colours.
+CITYSCAPES_TRAIN_CLASSES = [
+    ("road", (128, 64, 128)), ("sidewalk", (244, 35, 232)), ("building", (70, 70, 70)),
+    ("wall", (102, 102, 156)), ("fence", (190, 153, 153)), ("pole", (153, 153, 153)),
+    ("traffic light", (250, 170, 30)), ("traffic sign", (220, 220, 0)), ("vegetation", (107, 142, 35)),
+    ("terrain", (152, 251, 152)), ("sky", (70, 130, 180)), ("person", (220, 20, 60)),
+    ("rider", (255, 0, 0)), ("car", (0, 0, 142)), ("truck", (0, 0, 70)), ("bus", (0, 60, 100)),
+    ("train", (0, 80, 100)), ("motorcycle", (0, 0, 230)), ("bicycle", (119, 11, 32)),
+]
+
+_DEPTH = {
+    # name -> (json relative to root, depth PNG scale, max depth in m)
+    "nyu_depth_v2_train": ("nyu/train.json", 1000.0, 10.0),
+    "nyu_depth_v2_test": ("nyu/test.json", 1000.0, 10.0),
+    "kitti_depth_eigen_train": ("kitti/eigen_train.json", 256.0, 80.0),
+    "kitti_depth_eigen_test": ("kitti/eigen_test.json", 256.0, 80.0),
+}
+_REFER_SPLITS = {
+    ("refcoco", "unc"): ("train", "val", "testA", "testB"),
+    ("refcoco+", "unc"): ("train", "val", "testA", "testB"),
+    ("refcocog", "umd"): ("train", "val", "test"),
+    ("refcocog", "google"): ("train", "val"),
+}
+VPD_DATASETS = (
+    tuple(f"vpd_cityscapes_fine_sem_seg_{s}" for s in ("train", "val"))
+    + tuple(_DEPTH)
+    + tuple(f"{d}_{by}_{s}" for (d, by), splits in _REFER_SPLITS.items() for s in splits)
+)
+
+
+def _read_json(path: str, script: str):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist; create it with datasets/{script}")
+    with open(path) as f:
+        return json.load(f)
+
+
+def _load_depth(root: str, rel: str, scale: float, max_depth: float) -> List[dict]:
+    entries = _read_json(os.path.join(root, rel), "prepare_nyu.py" if rel.startswith("nyu") else "prepare_kitti.py")
+    return [
+        {
+            **e,
+            "file_name": os.path.join(root, e["file_name"]),
+            "depth_file_name": os.path.join(root, e["depth_file_name"]),
+            "depth_scale": scale,
+            "max_depth": max_depth,
+        }
+        for e in entries
+    ]
+
+
+def _load_refer(root: str, dataset: str, split_by: str, split: str, image_root: str) -> List[dict]:
+    refs = _read_json(os.path.join(root, "refcoco", f"{dataset}_{split_by}_{split}.json"), "prepare_refcoco.py")
+    per_sentence = split != "train"
+    dicts = []
+    for r in refs:
+        base = {
+            "file_name": os.path.join(image_root, r["file_name"]),
+            "image_id": r["image_id"],
+            "height": r["height"],
+            "width": r["width"],
+            "ref_id": r["ref_id"],
+            "ann_id": r["ann_id"],
+            "category_id": r["category_id"],
+            "annotations": [
+                {"bbox": r["bbox"], "bbox_mode": BoxMode.XYWH_ABS, "category_id": r["category_id"],
+                 "segmentation": r["segmentation"], "iscrowd": 0}
+            ],
+        }
+        if per_sentence:
+            dicts.extend({**base, "sentence": s, "sentences": [s]} for s in r["sentences"])
+        else:
+            dicts.append({**base, "sentences": list(r["sentences"])})
+    return dicts
+
+
+def _register(name: str, loader: Callable[[], List[dict]], **metadata) -> None:
+    DatasetCatalog.register(name, loader)
+    MetadataCatalog.get(name).set(**metadata)
+
+
+def register_all_vpd(root: str = None) -> None:
+    """Register every name of :data:`VPD_DATASETS` (names already registered are skipped)."""
+    root = root if root is not None else os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+    todo = [n for n in VPD_DATASETS if n not in DatasetCatalog]
+    names = [c for c, _ in CITYSCAPES_TRAIN_CLASSES]
+    colors = [list(c) for _, c in CITYSCAPES_TRAIN_CLASSES]
+    for split in ("train", "val"):
+        name = f"vpd_cityscapes_fine_sem_seg_{split}"
+        if name in todo:
+            image_dir = os.path.join(root, "cityscapes/leftImg8bit", split)
+            gt_dir = os.path.join(root, "cityscapes/gtFine", split)
+            _register(
+                name, (lambda i, g: lambda: load_cityscapes_semantic(i, g))(image_dir, gt_dir),
+                image_dir=image_dir, gt_dir=gt_dir, stuff_classes=names, stuff_colors=colors,
+                ignore_label=255, evaluator_type="sem_seg",
+            )
+    for name, (rel, scale, max_depth) in _DEPTH.items():
+        if name in todo:
+            _register(
+                name, (lambda r, s, m: lambda: _load_depth(root, r, s, m))(rel, scale, max_depth),
+                json_file=os.path.join(root, rel), depth_scale=scale, max_depth=max_depth,
+                evaluator_type="depth",
+            )
+    image_root = os.path.join(root, "coco/train2014")
+    for (dataset, split_by), splits in _REFER_SPLITS.items():
+        for split in splits:
+            name = f"{dataset}_{split_by}_{split}"
+            if name in todo:
+                _register(
+                    name,
+                    (lambda d, b, s: lambda: _load_refer(root, d, b, s, image_root))(dataset, split_by, split),
+                    image_root=image_root, evaluator_type="refer",
+                    json_file=os.path.join(root, "refcoco", f"{dataset}_{split_by}_{split}.json"),
+                )

@@ -1,0 +1,38 @@
+"""VPD / Meta-Prompts building blocks on top of the shared diffusion feature extractor.
+
+Importing this package registers the prompt modules (``ClassNamePrompt``, ``SentencePrompt``,
+``MetaPrompts`` in ``PROMPT_REGISTRY``) and the backbones (``VPDBackbone``,
+``build_vpd_fpn_backbone`` in detectron2's ``BACKBONE_REGISTRY``).
+"""
+from .adapter import TextAdapter
+from .attention import attention_channels, average_attention_by_stride
+from .backbone import VPDBackbone, build_vpd_fpn_backbone
+from .extractor import UNET_MODES, Extraction, VPDFeatureExtractor
+from .prompts import ClassNamePrompt, MetaPrompts, SentencePrompt, SentenceTokens, resolve_class_names
+from .rearrange import PromptRearrangement
+from .sliding_window import sliding_window_inference, sliding_windows
+from .text import encode_pooled_text, encode_text_tokens
+from .tuned import RecordingCheckpoint, TunedModule
+
+__all__ = [
+    "TextAdapter",
+    "attention_channels",
+    "average_attention_by_stride",
+    "VPDBackbone",
+    "build_vpd_fpn_backbone",
+    "UNET_MODES",
+    "Extraction",
+    "VPDFeatureExtractor",
+    "ClassNamePrompt",
+    "MetaPrompts",
+    "SentencePrompt",
+    "SentenceTokens",
+    "resolve_class_names",
+    "PromptRearrangement",
+    "sliding_window_inference",
+    "sliding_windows",
+    "encode_pooled_text",
+    "encode_text_tokens",
+    "RecordingCheckpoint",
+    "TunedModule",
+]

@@ -1,0 +1,49 @@
+"""``DefaultPredictor``-style single-image inference for the VPD / Meta-Prompts tasks.
+
+    predictor = VPDPredictor(cfg)
+    predictor(bgr)                                   # {"sem_seg": [K, H, W]} or {"depth": [H, W]}
+    predictor(bgr, sentence="the red circle")        # {"ref_mask": [H, W] probability}
+    predictor(bgr, boxes=[[x0, y0, x1, y1], ...])    # {"instances": ... pred_keypoints [M, K, 3]}
+
+Like detectron2's ``DefaultPredictor``: builds the model, loads ``MODEL.WEIGHTS``, takes an
+(H, W, 3) BGR uint8 image, resizes it by ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST`` and returns
+the model's output at the original resolution. Boxes are given in original-image pixels.
+"""
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from detectron2.engine import DefaultPredictor
+
+__all__ = ["VPDPredictor"]
+
+
+class VPDPredictor(DefaultPredictor):
+    def __call__(self, original_image: np.ndarray, *, sentence: Optional[str] = None, boxes: Optional[Sequence] = None):
+        """
+        Args:
+            original_image: [H, W, 3] uint8, BGR.
+            sentence: the referring expression (referring segmentation).
+            boxes: [M, 4] XYXY person boxes in ``original_image`` pixels (pose).
+        Returns:
+            The model's output dict for this image.
+        """
+        if original_image.ndim != 3 or original_image.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) image, got shape {original_image.shape}")
+        with torch.no_grad():
+            if self.input_format == "RGB":
+                original_image = original_image[:, :, ::-1]
+            height, width = original_image.shape[:2]
+            transform = self.aug.get_transform(original_image)
+            image = transform.apply_image(original_image)
+            inputs = {
+                "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),
+                "height": height,
+                "width": width,
+            }
+            if sentence is not None:
+                inputs["sentence"] = sentence
+            if boxes is not None:
+                boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+                inputs["boxes"] = torch.as_tensor(transform.apply_box(boxes))
+            return self.model([inputs])[0]

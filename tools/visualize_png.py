@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""Draw Panoptic Narrative Grounding predictions: each phrase's mask in its own colour, with the
+narrative underneath and every grounded phrase written in the colour of its mask. Each output
+panel shows the ground truth (left) and the prediction (right).
+
+    python tools/visualize_png.py --config-file configs/quickstart/png_shapes.yaml \\
+        --weights output/png_quickstart/model_final.pth --dataset png_shapes_val \\
+        --num 8 --output output/png_quickstart/vis
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.data import DatasetCatalog  # noqa: E402
+from detectron2.data.detection_utils import read_image  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import odise_ext  # noqa: E402,F401
+import odise_ext.data.png_dataset_mapper  # noqa: E402,F401  (registers the mapper)
+import odise_ext.modeling.meta_arch.png  # noqa: E402,F401  (registers PNGDiffusion)
+from odise_ext.config import setup_cfg  # noqa: E402
+from odise_ext.data.build import build_dataset_mapper  # noqa: E402
+from odise_ext.utils.png_vis import draw_png  # noqa: E402
+from odise_ext.utils.visualization import side_by_side  # noqa: E402
+
+
+def _resize_masks(masks: torch.Tensor, size, mode: str = "bilinear") -> np.ndarray:
+    """[P, h, w] -> [P, H, W] float numpy ("nearest-exact" keeps GT masks binary)."""
+    masks = masks.float()
+    if tuple(masks.shape[-2:]) != tuple(size):
+        align = {"align_corners": False} if mode == "bilinear" else {}
+        masks = F.interpolate(masks[None], size=size, mode=mode, **align)[0]
+    return masks.clamp(0, 1).cpu().numpy()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", required=True)
+    p.add_argument("--weights", default="", help="MODEL.WEIGHTS (default: the config's)")
+    p.add_argument("--dataset", required=True, help="a registered PNG dataset, e.g. png_shapes_val")
+    p.add_argument("--num", type=int, default=8, help="number of narratives")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[])
+    args = p.parse_args(argv)
+
+    opts = list(args.opts) + (["MODEL.WEIGHTS", args.weights] if args.weights else [])
+    cfg = setup_cfg(args.config_file, opts)
+    model = build_model(cfg).eval()
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    mapper = build_dataset_mapper(cfg, is_train=False)
+    os.makedirs(args.output, exist_ok=True)
+    written = []
+    for d in tqdm(DatasetCatalog.get(args.dataset)[: args.num], desc="drawing"):
+        inputs = mapper(d)
+        with torch.no_grad():
+            pred = model([inputs])[0]["png_masks"]
+        rgb = read_image(d["file_name"], format="RGB")
+        spans = [tuple(ph["char_span"]) for ph in d["phrases"]]
+        gt = _resize_masks(inputs["gt_masks"], rgb.shape[:2], mode="nearest-exact")
+        panel = side_by_side(
+            draw_png(rgb, d["caption"], spans, gt),
+            draw_png(rgb, d["caption"], spans, _resize_masks(pred, rgb.shape[:2])),
+        )
+        dst = os.path.join(args.output, f"{d['image_id']}_{d['annotator_id']}_{d['narrative_index']}.png")
+        Image.fromarray(panel).save(dst)
+        written.append(dst)
+    print(f"wrote {len(written)} panels (ground truth | prediction) to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
