@@ -1,5 +1,6 @@
 """Drawing panoptic results with detectron2's Visualizer for any vocabulary."""
 import numpy as np
+import torch
 from detectron2.data import Metadata
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
@@ -18,9 +19,11 @@ def vocabulary_metadata(names, colors=None):
 
 
 def draw_panoptic(image_rgb, panoptic_seg, segments_info, metadata):
-    """image_rgb: uint8 [H, W, 3]; panoptic_seg: int [H, W]; returns uint8 [H, W, 3]."""
+    """image_rgb: uint8 [H, W, 3]; panoptic_seg: int tensor or array [H, W] (a model's output or
+    a ground-truth id map); returns uint8 [H, W, 3]."""
     vis = Visualizer(image_rgb, metadata, instance_mode=ColorMode.IMAGE)
-    seg = panoptic_seg.cpu() if hasattr(panoptic_seg, "cpu") else panoptic_seg
+    # detectron2's Visualizer calls torch.unique on the map: numpy id maps must become tensors
+    seg = torch.as_tensor(np.asarray(panoptic_seg.cpu() if torch.is_tensor(panoptic_seg) else panoptic_seg))
     return vis.draw_panoptic_seg(seg, segments_info).get_image()
 
 
