@@ -18,6 +18,7 @@ setup(
         "diffusers>=0.30",  # from_single_file(original_config=...) for CompVis SD checkpoints
         "transformers>=4.40",  # CLIPTextModel: SD v1's text encoder
         "open_clip_torch>=2.24",  # batch-first transformer layout (DESIGN.md §7)
+        "opencv-python-headless",  # detectron2's Visualizer (tools/demo.py, visualisations)
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout"],

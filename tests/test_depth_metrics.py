@@ -1,4 +1,5 @@
 import math
+import os
 
 import matplotlib
 import numpy as np
@@ -190,3 +191,24 @@ def test_colorize_depth_per_image_range():
     assert (rgb[1, 0] == np.round(np.array(cmap(1.0)[:3]) * 255)).all()
     assert (rgb[1, 1] == 0).all()
     assert (colorize_depth(np.zeros((2, 2))) == 0).all()
+
+
+def test_depth_evaluator_writes_colour_mapped_visualisations(tmp_path):
+    ev = DepthEvaluator(min_depth=1e-3, max_depth=10.0, distributed=False, output_dir=str(tmp_path),
+                        num_visualizations=1)
+    ev.reset()
+    for inp, out in _samples():
+        ev.process([inp], [out])
+    files = sorted(os.listdir(tmp_path / "depth_vis"))
+    assert files == ["0_0000_a.png"]  # only the first image; rank and index prefix the name
+    panel = np.asarray(Image.open(tmp_path / "depth_vis" / files[0]))
+    gt = _samples()[0][0]["depth"].numpy()
+    pred = np.clip(_samples()[0][1]["depth"].numpy(), 1e-3, 10.0)
+    h, w = gt.shape
+    assert panel.shape == (h, 2 * w + 4, 3) and (panel[:, w : w + 4] == 255).all()
+    # both halves on the same range [0, max valid gt]: equal depths get equal colours
+    vmax = gt[(gt > 1e-3) & (gt < 10.0)].max()
+    valid = (gt > 1e-3) & (gt < 10.0)
+    assert (panel[:, :w] == colorize_depth(pred, vmin=0.0, vmax=vmax)).all()
+    assert (panel[:, w + 4 :] == colorize_depth(gt, valid, vmin=0.0, vmax=vmax)).all()
+    assert len(np.unique(panel[:, :w].reshape(-1, 3), axis=0)) > 1  # colour-mapped, not constant

@@ -3,7 +3,8 @@ run must lift the task metric on the validation split well above the untrained m
 
 Numbers are deterministic for a given machine (seeded init and data order); thresholds leave room
 for other BLAS builds. Training uses the project's optimizer builder (lr multipliers) and mapper
-registry, and detectron2's loaders, scheduler and ``inference_on_dataset``.
+registry, and detectron2's loaders, scheduler and ``inference_on_dataset``; evaluation uses the
+project's evaluator table (``build_evaluators``), as ``tools/train_net.py`` does.
 """
 import logging
 
@@ -11,10 +12,9 @@ import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.evaluation import COCOEvaluator, SemSegEvaluator, inference_on_dataset
+from detectron2.evaluation import inference_on_dataset
 from detectron2.modeling import build_model
 from detectron2.solver import build_lr_scheduler
-from PIL import Image
 
 import odise_ext.data  # noqa: F401  (registers the shapes datasets)
 import odise_ext.data.dataset_mappers.vpd_depth  # noqa: F401
@@ -27,9 +27,8 @@ import odise_ext.modeling.meta_arch.vpd_refer  # noqa: F401
 import odise_ext.modeling.meta_arch.vpd_semseg  # noqa: F401
 from odise_ext.config import setup_cfg
 from odise_ext.data.build import build_dataset_mapper
+from odise_ext.engine.evaluators import build_evaluators
 from odise_ext.engine.optimizer import build_optimizer
-from odise_ext.evaluation.depth_evaluation import DepthEvaluator
-from odise_ext.evaluation.refer_evaluation import ReferEvaluator
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -39,24 +38,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def _load_png(path, dtype):
-    # detectron2's default loader calls np.array(copy=False), which numpy 2 rejects.
-    return np.asarray(Image.open(path), dtype=dtype)
-
-
-def _evaluator(cfg, name):
-    kind = {
-        "sem_seg": lambda: SemSegEvaluator(name, distributed=False, sem_seg_loading_fn=_load_png),
-        "depth": lambda: DepthEvaluator(cfg, dataset_name=name, distributed=False),
-        "refexp": lambda: ReferEvaluator(cfg, dataset_name=name, distributed=False),
-        "keypoints": lambda: COCOEvaluator(
-            name, tasks=("keypoints",), distributed=False, use_fast_impl=False,
-            kpt_oks_sigmas=cfg.TEST.KEYPOINT_OKS_SIGMAS,
-        ),
-    }
-    return next(make for key, make in kind.items() if key in name)()
 
 
 def _subset(name, count):
@@ -70,12 +51,14 @@ def _subset(name, count):
     return sub
 
 
-def _evaluate(cfg, model, count):
+def _evaluate(cfg, model, count, output_dir):
     name = _subset(cfg.DATASETS.TEST[0], count)
     loader = build_detection_test_loader(cfg, name, mapper=build_dataset_mapper(cfg, False), batch_size=8)
+    # the project's evaluator table, chosen by the dataset's evaluator_type (as in tools/train_net.py)
+    evaluator = build_evaluators(cfg, name, str(output_dir))
     logging.disable(logging.WARNING)
     try:
-        return inference_on_dataset(model, loader, _evaluator(cfg, name))
+        return inference_on_dataset(model, loader, evaluator)
     finally:
         logging.disable(logging.NOTSET)
 
@@ -86,7 +69,7 @@ def train_and_evaluate(config, shapes_root, tmp_path, *opts, eval_count=12):
     np.random.seed(0)
     model = build_model(cfg)
     model.eval()
-    before = _evaluate(cfg, model, eval_count)
+    before = _evaluate(cfg, model, eval_count, tmp_path / "untrained")
     optimizer = build_optimizer(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer)
     data = iter(build_detection_train_loader(cfg, mapper=build_dataset_mapper(cfg, True)))
@@ -98,7 +81,7 @@ def train_and_evaluate(config, shapes_root, tmp_path, *opts, eval_count=12):
         optimizer.step()
         scheduler.step()
     model.eval()
-    return before, _evaluate(cfg, model, eval_count)
+    return before, _evaluate(cfg, model, eval_count, tmp_path / "trained")
 
 
 @pytest.mark.parametrize("config", ["vpd_semseg_tiny", "vpd_metaprompts_semseg_tiny"])

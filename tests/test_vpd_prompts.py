@@ -303,3 +303,34 @@ def test_sliding_windows_match_mmseg_grid_and_average():
     assert torch.allclose(out[0], total / count)
     with pytest.raises(ValueError, match="gaps"):
         sliding_windows(100, 100, (32, 32), (40, 40))
+
+
+# ---- ODISE taps through the same extractor ----------------------------------------------------
+def test_odise_taps_through_the_vpd_extractor_and_backbone():
+    """ODISE's taps (VAE encoder / decoder, UNet output-block inputs, t = 0 with the fixed noise,
+    implicit captioner) run unchanged through the VPD extractor; the VPD backbone concatenates
+    the taps of each stride (the stride-64 tap nearest-resized to its nominal stride 32)."""
+    cfg = get_cfg()
+    add_odise_config(cfg)
+    cfg.merge_from_file("configs/testing/base_tiny_diffusion.yaml")
+    cfg.merge_from_list(["MODEL.VPD.BACKBONE.OUT_FEATURES", ["res2", "res3", "res4", "res5"]])
+    assert cfg.MODEL.DIFFUSION.ADD_NOISE and cfg.MODEL.DIFFUSION.TIMESTEP == 0
+    torch.manual_seed(0)
+    ours = VPDFeatureExtractor(cfg)
+    torch.manual_seed(0)
+    plain = DiffusionFeatureExtractor(cfg)
+    plain.prompt.load_state_dict(ours.prompt.state_dict())
+    images = torch.rand(1, 3, 64, 128, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        a, b = ours(images), plain(images)
+    assert len(a) == len(b) == 8
+    for x, y in zip(a, b):
+        assert torch.allclose(x, y, atol=1e-5)
+    backbone = VPDBackbone(cfg)
+    with torch.no_grad():
+        feats = backbone(images)
+    channels = backbone.feature_extractor.tap_channels
+    strides = list(cfg.MODEL.DIFFUSION.TAP_STRIDES)
+    for name, stride in (("res2", 4), ("res3", 8), ("res4", 16), ("res5", 32)):
+        c = sum(ch for ch, s in zip(channels, strides) if s == stride)
+        assert feats[name].shape == (1, c, 64 // stride, 128 // stride), name

@@ -22,10 +22,10 @@ def main(argv):
     if len(argv) != 2:
         raise SystemExit("usage: summarize_demo.py UNTRAINED_INFERENCE_DIR TRAINED_INFERENCE_DIR")
     before, after = load(argv[0]), load(argv[1])
-    print(f"{'metric':<16}{'untrained':>12}{'trained':>12}")
+    print(f"{'metric':<20}{'untrained':>12}{'trained':>12}")
     for task, key in KEYS:
         if key in before.get(task, {}) and key in after.get(task, {}):
-            print(f"{task + '/' + key:<16}{before[task][key]:>12.2f}{after[task][key]:>12.2f}")
+            print(f"{task + '/' + key:<20}{before[task][key]:>12.2f}{after[task][key]:>12.2f}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ def _add_depth(cfg):
     d.IN_FEATURES = ["res3", "res4", "res5", "res6"]
     # Output channels of the 1x1 conv fusing the four scales at stride 32 (VPD: 8 * 192).
     d.FUSE_DIM = 1536
-    # GroupNorm groups in the stride-8 downsampling branch and after the fusing conv.
+    # GroupNorm groups after the fusing conv (must divide FUSE_DIM); the stride-8 downsampling
+    # branch uses gcd(GN_GROUPS, its channels) groups (e.g. 2 for Meta-Prompts' 50 prompt maps).
     d.GN_GROUPS = 16
     # Output channels of each stride-2 deconvolution (their count = number of deconvs).
     d.DECONV_FILTERS = [32, 32, 32]
@@ -45,6 +46,9 @@ def _add_depth(cfg):
     d.EVAL_CROP = ""
     # Clamp predictions to [EVAL_MIN_DEPTH, EVAL_MAX_DEPTH] before the metrics (BTS protocol).
     d.EVAL_CLAMP_PRED = True
+    # The DepthEvaluator writes colour-mapped prediction | ground truth PNGs of the first this many
+    # images (per process) to <evaluation output folder>/depth_vis/ (0 = none).
+    d.EVAL_VIS_COUNT = 8
 
 
 def _add_uper(cfg):

@@ -29,9 +29,22 @@ def _semantic(cfg, name, out):
     return SemSegEvaluator(name, distributed=True, output_dir=out, sem_seg_loading_fn=_load_sem_seg)
 
 
+# Meta-architectures whose COCO predictions are scored on fewer tasks than the predicted fields
+# suggest: top-down pose predicts keypoints *for given boxes* (COCO's GT-boxes protocol), so its
+# boxes are inputs, not predictions to score. Others: tasks inferred from the predictions.
+_COCO_TASKS = {"VPDPoseEstimator": ("keypoints",)}
+
+
 def _instances(cfg, name, out):
     # use_fast_impl=False: the C++ COCOeval needs detectron2's compiled ops, which may be absent.
-    return COCOEvaluator(name, output_dir=out, use_fast_impl=False)
+    # The OKS sigmas matter for keypoint datasets whose keypoints are not COCO's 17 (empty = COCO's).
+    return COCOEvaluator(
+        name,
+        tasks=_COCO_TASKS.get(cfg.MODEL.META_ARCHITECTURE),
+        output_dir=out,
+        use_fast_impl=False,
+        kpt_oks_sigmas=tuple(cfg.TEST.KEYPOINT_OKS_SIGMAS),
+    )
 
 
 def _png(cfg, name, out):
@@ -43,13 +56,13 @@ def _png(cfg, name, out):
 def _depth(cfg, name, out):
     from ..evaluation.depth_evaluation import DepthEvaluator
 
-    return DepthEvaluator(name, cfg=cfg)
+    return DepthEvaluator(cfg, dataset_name=name, output_dir=out)
 
 
 def _refer(cfg, name, out):
     from ..evaluation.refer_evaluation import ReferEvaluator
 
-    return ReferEvaluator(name, cfg=cfg)
+    return ReferEvaluator(cfg, dataset_name=name)
 
 
 def _always(cfg):

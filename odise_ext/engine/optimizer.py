@@ -54,6 +54,15 @@ def build_optimizer(cfg, model):
     if name not in OPTIMIZERS:
         raise ValueError(f"OPTIMIZER.NAME '{cfg.OPTIMIZER.NAME}' is not one of {sorted(OPTIMIZERS)}")
     factor_of = lr_multiplier_fn(cfg.OPTIMIZER.LR_MULTIPLIERS)
+    # A prefix that names no parameter is a typo (e.g. the FPN-wrapped "backbone.bottom_up."
+    # path on a plain backbone) that would silently train that part at the full lr.
+    names = [n for n, _ in model.named_parameters()]
+    for prefix, _ in cfg.OPTIMIZER.LR_MULTIPLIERS:
+        if not any(n == prefix or n.startswith(prefix + ".") for n in names):
+            raise ValueError(
+                f"OPTIMIZER.LR_MULTIPLIERS prefix '{prefix}' matches no parameter of "
+                f"{type(model).__name__} (e.g. {names[:3]})"
+            )
     overrides = {k: {"weight_decay": 0.0} for k in cfg.OPTIMIZER.NO_WEIGHT_DECAY_PARAMS}
     params = get_default_optimizer_params(
         model,

@@ -5,13 +5,20 @@ predictions are clamped to [min_depth, max_depth] (BTS; VPD only replaces inf/Na
 of :func:`depth_metrics` are computed over those pixels; the dataset score of every metric is
 the **mean over images** of the per-image values (VPD/GLPDepth/BTS average per image, not over
 the pooled pixels of the dataset).
+
+With an ``output_dir`` and ``num_visualizations`` > 0 (``MODEL.VPD.DEPTH.EVAL_VIS_COUNT``), the
+first images each process sees are also written as colour-mapped PNGs
+``<output_dir>/depth_vis/<rank>_<index>_<image>.png``: prediction | ground truth side by side,
+both coloured on the same [0, max valid ground truth] range (pixels without ground truth black).
 """
 import itertools
 import logging
+import os
 from collections import OrderedDict
 
 import numpy as np
 import torch
+from PIL import Image
 
 from detectron2.config import configurable
 from detectron2.evaluation import DatasetEvaluator
@@ -147,6 +154,8 @@ class DepthEvaluator(DatasetEvaluator):
         clamp_pred=True,
         distributed=True,
         dataset_name=None,
+        output_dir=None,
+        num_visualizations=0,
     ):
         """
         Args:
@@ -156,6 +165,8 @@ class DepthEvaluator(DatasetEvaluator):
             clamp_pred (bool): clamp predictions to [min_depth, max_depth].
             distributed (bool): gather results from all processes.
             dataset_name (str or None): only used in log messages.
+            output_dir (str or None): where ``depth_vis/`` is written (None = no visualisations).
+            num_visualizations (int): images per process written there (0 = none).
         """
         if not 0 <= min_depth < max_depth:
             raise ValueError(f"need 0 <= min_depth < max_depth, got {min_depth}, {max_depth}")
@@ -167,11 +178,13 @@ class DepthEvaluator(DatasetEvaluator):
         self._clamp_pred = clamp_pred
         self._distributed = distributed
         self._dataset_name = dataset_name
+        self._vis_dir = os.path.join(output_dir, "depth_vis") if output_dir and num_visualizations > 0 else None
+        self._num_vis = int(num_visualizations)
         self._logger = logging.getLogger(__name__)
         self._per_image = []
 
     @classmethod
-    def from_config(cls, cfg, dataset_name=None, distributed=True):
+    def from_config(cls, cfg, dataset_name=None, distributed=True, output_dir=None):
         d = cfg.MODEL.VPD.DEPTH
         return {
             "min_depth": d.EVAL_MIN_DEPTH,
@@ -180,10 +193,23 @@ class DepthEvaluator(DatasetEvaluator):
             "clamp_pred": d.EVAL_CLAMP_PRED,
             "distributed": distributed,
             "dataset_name": dataset_name,
+            "output_dir": output_dir,
+            "num_visualizations": d.EVAL_VIS_COUNT,
         }
 
     def reset(self):
         self._per_image = []
+
+    def _visualize(self, name, pred, gt, valid):
+        """Write prediction | ground truth, coloured on one range, under ``depth_vis/``."""
+        from ..utils.depth_vis import depth_comparison
+
+        os.makedirs(self._vis_dir, exist_ok=True)
+        # File names repeat across KITTI drives: prefix process rank and running index.
+        stem = os.path.splitext(os.path.basename(str(name)))[0] or "image"
+        stem = f"{comm.get_rank()}_{len(self._per_image) - 1:04d}_{stem}"
+        image = Image.fromarray(depth_comparison(pred, gt, valid))
+        image.save(os.path.join(self._vis_dir, f"{stem}.png"))
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
@@ -204,6 +230,8 @@ class DepthEvaluator(DatasetEvaluator):
             if not valid.any():
                 raise ValueError(f"{name}: no ground-truth pixels inside the evaluation range/crop")
             self._per_image.append(depth_metrics(pred, gt, valid))
+            if self._vis_dir is not None and len(self._per_image) <= self._num_vis:
+                self._visualize(name, pred, gt, valid)
 
     def evaluate(self):
         per_image = self._per_image

@@ -59,7 +59,7 @@ def refer_metrics(intersections, unions):
         raise ValueError("need the same, non-zero number of intersections and unions")
     iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
     results = OrderedDict()
-    results["oIoU"] = 100.0 * inter.sum() / union.sum() if union.sum() > 0 else 100.0
+    results["oIoU"] = float(100.0 * inter.sum() / union.sum()) if union.sum() > 0 else 100.0
     results["mIoU"] = 100.0 * float(iou.mean())
     for t in PRECISION_THRESHOLDS:
         results[f"prec@{t}"] = 100.0 * float(np.mean(iou >= t))

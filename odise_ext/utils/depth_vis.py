@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["colorize_depth", "save_depth_png"]
+__all__ = ["colorize_depth", "save_depth_png", "depth_comparison"]
 
 
 def colorize_depth(depth, valid=None, *, vmin=None, vmax=None, cmap="magma_r"):
@@ -52,3 +52,28 @@ def colorize_depth(depth, valid=None, *, vmin=None, vmax=None, cmap="magma_r"):
 def save_depth_png(path, depth, valid=None, **kwargs):
     """Write :func:`colorize_depth` of ``depth`` to ``path`` as an RGB PNG; kwargs as there."""
     Image.fromarray(colorize_depth(depth, valid, **kwargs)).save(path, format="PNG")
+
+
+def depth_comparison(pred, gt, valid=None, *, gap=4, cmap="magma_r"):
+    """Prediction | ground truth, both coloured on the same [0, max valid ground truth] range.
+
+    Args:
+        pred, gt (ndarray or Tensor): [H, W] depths in metres (gt 0 = no measurement).
+        valid (ndarray or Tensor or None): [H, W] bool ground-truth pixels to show (default:
+            finite gt > 0); the others are black in the ground-truth panel.
+        gap (int): width of the white separator in pixels.
+
+    Returns:
+        ndarray: [H, 2 W + gap, 3] uint8 RGB.
+    """
+    gt_np = gt.detach().cpu().numpy() if isinstance(gt, torch.Tensor) else np.asarray(gt, dtype=np.float64)
+    ok = np.isfinite(gt_np) & (gt_np > 0)
+    if valid is not None:
+        ok &= valid.detach().cpu().numpy() if isinstance(valid, torch.Tensor) else np.asarray(valid, dtype=bool)
+    vmax = float(gt_np[ok].max()) if ok.any() else None
+    left = colorize_depth(pred, vmin=0.0 if vmax else None, vmax=vmax, cmap=cmap)
+    right = colorize_depth(gt_np, ok, vmin=0.0, vmax=vmax, cmap=cmap)
+    if left.shape != right.shape:
+        raise ValueError(f"prediction {left.shape[:2]} and ground truth {right.shape[:2]} differ in size")
+    sep = np.full((left.shape[0], gap, 3), 255, np.uint8)
+    return np.concatenate([left, sep, right], axis=1)

@@ -6,10 +6,11 @@ before a dataset is requested; a missing file then raises with the script that c
 ===============================================  ==========  =====================================
 name                                             evaluator   source
 ===============================================  ==========  =====================================
-ade20k_sem_seg_{train,val}                       sem_seg     detectron2 builtin (ADEChallengeData2016
-                                                             + prepare_ade20k_sem_seg_data.py)
+ade20k_sem_seg_{train,val}                       sem_seg     register_ade20k.py (ade/ADEChallengeData2016
+                                                             + datasets/prepare_ade20k_sem_seg.py)
 vpd_cityscapes_fine_sem_seg_{train,val}          sem_seg     cityscapes/ (leftImg8bit, gtFine
-                                                             *_labelTrainIds.png from cityscapesscripts)
+                                                             *_labelTrainIds.png from
+                                                             datasets/prepare_cityscapes.py)
 nyu_depth_v2_{train,test}                        depth       nyu/{split}.json (datasets/prepare_nyu.py)
 kitti_depth_eigen_{train,test}                   depth       kitti/eigen_{split}.json (prepare_kitti.py)
 refcoco_unc_{train,val,testA,testB}              refer       refcoco/*.json (prepare_refcoco.py)
@@ -27,7 +28,6 @@ import os
 from typing import Callable, Dict, List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
 from detectron2.structures import BoxMode
 
 __all__ = ["register_all_vpd", "VPD_DATASETS", "CITYSCAPES_TRAIN_CLASSES"]
@@ -67,6 +67,42 @@ def _read_json(path: str, script: str):
         raise FileNotFoundError(f"{path} does not exist; create it with datasets/{script}")
     with open(path) as f:
         return json.load(f)
+
+
+def _load_cityscapes(image_dir: str, gt_dir: str) -> List[dict]:
+    """Cityscapes semantic dicts (as detectron2's ``load_cityscapes_semantic``), checking every
+    file: ``<city>/<stem>_leftImg8bit.png`` images, ``_gtFine_labelTrainIds.png`` labels and the
+    ``_gtFine_polygons.json`` that holds the image size."""
+    for path, what in ((image_dir, "leftImg8bit_trainvaltest.zip"), (gt_dir, "gtFine_trainvaltest.zip")):
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"{path} does not exist; unzip Cityscapes' {what} into its root")
+    dicts, no_label = [], []
+    for city in sorted(os.listdir(image_dir)):
+        for name in sorted(os.listdir(os.path.join(image_dir, city))):
+            if not name.endswith("_leftImg8bit.png"):
+                continue
+            stem = os.path.join(gt_dir, city, name[: -len("_leftImg8bit.png")])
+            if not os.path.isfile(stem + "_gtFine_polygons.json"):
+                raise FileNotFoundError(f"{stem}_gtFine_polygons.json is missing (Cityscapes' gtFine_trainvaltest.zip)")
+            with open(stem + "_gtFine_polygons.json") as f:
+                polygons = json.load(f)
+            label = stem + "_gtFine_labelTrainIds.png"
+            if not os.path.isfile(label):
+                no_label.append(label)
+            dicts.append({
+                "file_name": os.path.join(image_dir, city, name),
+                "sem_seg_file_name": label,
+                "height": polygons["imgHeight"],
+                "width": polygons["imgWidth"],
+            })
+    if not dicts:
+        raise FileNotFoundError(f"no <city>/*_leftImg8bit.png images under {image_dir}")
+    if no_label:
+        raise FileNotFoundError(
+            f"{len(no_label)} train-id label files are missing (e.g. {no_label[0]}); "
+            "create them with datasets/prepare_cityscapes.py"
+        )
+    return dicts
 
 
 def _load_depth(root: str, rel: str, scale: float, max_depth: float) -> List[dict]:
@@ -125,7 +161,7 @@ def register_all_vpd(root: str = None) -> None:
             image_dir = os.path.join(root, "cityscapes/leftImg8bit", split)
             gt_dir = os.path.join(root, "cityscapes/gtFine", split)
             _register(
-                name, (lambda i, g: lambda: load_cityscapes_semantic(i, g))(image_dir, gt_dir),
+                name, (lambda i, g: lambda: _load_cityscapes(i, g))(image_dir, gt_dir),
                 image_dir=image_dir, gt_dir=gt_dir, stuff_classes=names, stuff_colors=colors,
                 ignore_label=255, evaluator_type="sem_seg",
             )

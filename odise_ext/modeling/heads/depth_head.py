@@ -12,6 +12,8 @@ Computation (channel sizes are config values; VPD's in brackets):
   depth = sigmoid(·) × MAX_DEPTH
 With strides 8/16/32/64 and three deconvs the output is at full image resolution.
 """
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -69,7 +71,9 @@ class VPDDepthHead(nn.Module):
             in_features (list[str]): names of the stride-8, -16, -32 and -64 features.
             in_channels (list[int]): their channel counts, same order.
             fuse_dim (int): output channels of the 1x1 fusion conv at stride 32.
-            gn_groups (int): GroupNorm groups (must divide C8 and ``fuse_dim``).
+            gn_groups (int): GroupNorm groups after the fusion conv (must divide ``fuse_dim``);
+                the stride-8 branch uses gcd(gn_groups, C8) groups, so that any C8 works
+                (VPD: C8 = 320 -> 16 groups; Meta-Prompts: C8 = 50 prompts -> 2 groups).
             deconv_filters (list[int]), deconv_kernels (list[int]): the deconv stack.
             hidden_dim (int): channels of the conv after the deconvs and of the last block.
             norm (str): detectron2 norm name used after the deconvs and the hidden conv.
@@ -87,10 +91,12 @@ class VPDDepthHead(nn.Module):
         self.max_depth = float(max_depth)
         self.loss = loss
         c8, c16, c32, c64 = in_channels
+        if gn_groups <= 0 or fuse_dim % gn_groups:
+            raise ValueError(f"MODEL.VPD.DEPTH.GN_GROUPS={gn_groups} must divide FUSE_DIM={fuse_dim}")
 
         self.layer1 = nn.Sequential(
             nn.Conv2d(c8, c8, 3, stride=2, padding=1),
-            nn.GroupNorm(gn_groups, c8),
+            nn.GroupNorm(math.gcd(gn_groups, c8), c8),
             nn.ReLU(),
             nn.Conv2d(c8, c8, 3, stride=2, padding=1),
         )

@@ -6,19 +6,36 @@
     predictor(bgr, boxes=[[x0, y0, x1, y1], ...])    # {"instances": ... pred_keypoints [M, K, 3]}
 
 Like detectron2's ``DefaultPredictor``: builds the model, loads ``MODEL.WEIGHTS``, takes an
-(H, W, 3) BGR uint8 image, resizes it by ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST`` and returns
+(H, W, 3) BGR uint8 image, resizes it as the task's test mapper does (``INPUT.MIN_SIZE_TEST`` /
+``MAX_SIZE_TEST``; referring segmentation: the fixed ``MODEL.VPD.DATA.REFER_SIZE``) and returns
 the model's output at the original resolution. Boxes are given in original-image pixels.
 """
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
+from detectron2.data import transforms as T
 from detectron2.engine import DefaultPredictor
 
 __all__ = ["VPDPredictor"]
 
 
+def _refer_resize(cfg):
+    size = cfg.MODEL.VPD.DATA.REFER_SIZE
+    return T.Resize(tuple(size)) if size else None  # no REFER_SIZE: the mapper keeps the size
+
+
+# META_ARCHITECTURE -> test-time resize differing from DefaultPredictor's ResizeShortestEdge
+# (it must match the task's test mapper, see odise_ext/data/dataset_mappers).
+_TEST_RESIZE = {"VPDReferSegmentor": _refer_resize}
+
+
 class VPDPredictor(DefaultPredictor):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        if cfg.MODEL.META_ARCHITECTURE in _TEST_RESIZE:
+            self.aug = _TEST_RESIZE[cfg.MODEL.META_ARCHITECTURE](cfg)
+
     def __call__(self, original_image: np.ndarray, *, sentence: Optional[str] = None, boxes: Optional[Sequence] = None):
         """
         Args:
@@ -34,7 +51,7 @@ class VPDPredictor(DefaultPredictor):
             if self.input_format == "RGB":
                 original_image = original_image[:, :, ::-1]
             height, width = original_image.shape[:2]
-            transform = self.aug.get_transform(original_image)
+            transform = T.NoOpTransform() if self.aug is None else self.aug.get_transform(original_image)
             image = transform.apply_image(original_image)
             inputs = {
                 "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),
