@@ -21,14 +21,6 @@ REAL = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "vpd", "*.yaml"
 TINY_SD = os.path.join(ROOT, "configs", "testing", "base_tiny_diffusion.yaml")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def real_config_with_tiny_sd(path):
     cfg = get_odise_cfg()
     cfg.merge_from_file(path)

@@ -31,15 +31,6 @@ from odise_ext.engine.evaluators import build_evaluators
 from odise_ext.engine.optimizer import build_optimizer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Many small ops: on a shared 2-core machine one thread is several times faster than two.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _subset(name, count):
     """The first ``count`` dicts of ``name`` as a dataset of their own (shorter evaluation)."""
     sub = f"{name}_first{count}"

@@ -29,14 +29,6 @@ from odise_ext.modeling.vpd.predictor import VPDPredictor
 from odise_ext.modeling.vpd.sliding_window import sliding_windows
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _model(name, *opts):
     cfg = setup_cfg(f"configs/testing/{name}.yaml", list(opts), freeze=True)
     torch.manual_seed(0)

@@ -25,13 +25,6 @@ from odise_ext.modeling.vpd import (
 BASE = "configs/testing/vpd_base_tiny.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The tiny models run many small ops: on a shared 2-core machine one thread is much faster.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 CLASSES = ["circle", "square", "sky"]
 
 

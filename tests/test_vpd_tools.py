@@ -28,14 +28,6 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 import demo  # noqa: E402  (tools/demo.py)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def image_path(shapes_root, tmp_path_factory):
     """A non-square (96 x 128) crop of a shapes validation image."""

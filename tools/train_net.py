@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
 from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import odise_ext  # noqa: E402,F401  (registers datasets, models, mappers)
 from odise_ext.config import setup_cfg  # noqa: E402
@@ -28,6 +29,9 @@ from odise_ext.engine.checkpoint import atomic_write_bytes  # noqa: E402
 def setup(args):
     cfg = setup_cfg(args.config_file, args.opts, freeze=True)
     default_setup(cfg, args)
+    # default_setup only configures detectron2's and fvcore's loggers: ours (e.g. the PNG, depth
+    # and referring evaluators' tables) go to the same console and log file
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="odise_ext")
     return cfg
 
 

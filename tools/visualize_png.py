@@ -41,6 +41,15 @@ def _resize_masks(masks: torch.Tensor, size, mode: str = "bilinear") -> np.ndarr
     return masks.clamp(0, 1).cpu().numpy()
 
 
+def _upscale(rgb: np.ndarray, min_width: int) -> np.ndarray:
+    """uint8 [H, W, 3] enlarged (bilinear, aspect kept) to at least ``min_width`` columns."""
+    h, w = rgb.shape[:2]
+    if w >= min_width:
+        return rgb
+    size = (min_width, round(h * min_width / w))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", required=True)
@@ -48,6 +57,8 @@ def main(argv=None):
     p.add_argument("--dataset", required=True, help="a registered PNG dataset, e.g. png_shapes_val")
     p.add_argument("--num", type=int, default=8, help="number of narratives")
     p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--alpha", type=float, default=0.55, help="mask opacity where a mask is 1")
+    p.add_argument("--min-width", type=int, default=320, help="upscale smaller images to this width (readable captions)")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[])
     args = p.parse_args(argv)
 
@@ -62,17 +73,18 @@ def main(argv=None):
         inputs = mapper(d)
         with torch.no_grad():
             pred = model([inputs])[0]["png_masks"]
-        rgb = read_image(d["file_name"], format="RGB")
+        rgb = _upscale(read_image(d["file_name"], format="RGB"), args.min_width)
         spans = [tuple(ph["char_span"]) for ph in d["phrases"]]
         gt = _resize_masks(inputs["gt_masks"], rgb.shape[:2], mode="nearest-exact")
         panel = side_by_side(
-            draw_png(rgb, d["caption"], spans, gt),
-            draw_png(rgb, d["caption"], spans, _resize_masks(pred, rgb.shape[:2])),
+            draw_png(rgb, d["caption"], spans, gt, alpha=args.alpha),
+            draw_png(rgb, d["caption"], spans, _resize_masks(pred, rgb.shape[:2]), alpha=args.alpha),
         )
         dst = os.path.join(args.output, f"{d['image_id']}_{d['annotator_id']}_{d['narrative_index']}.png")
         Image.fromarray(panel).save(dst)
         written.append(dst)
     print(f"wrote {len(written)} panels (ground truth | prediction) to {args.output}")
+    return written
 
 
 if __name__ == "__main__":

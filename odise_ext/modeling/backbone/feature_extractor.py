@@ -331,38 +331,57 @@ class DiffusionFeatureExtractor(nn.Module):
             One float32 [N, C_i, h_i, w_i] map per tap, in tap order (``tap_channels[i]``
             channels, at the native resolution of the tapped module).
         """
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"Expected windows of shape [N, 3, R, R], got {tuple(images.shape)}.")
-        if image_index is None:
-            image_index = torch.arange(images.shape[0], device=images.device)
-        vae = self.vae.module
         store: Dict[int, torch.Tensor] = {}
-        stages = {t.stage for t in self.taps}
-
-        with self._collect("vae_encoder", store, stop_when_done=False):
-            moments = vae.encoder((images * 2.0 - 1.0).to(self.vae.dtype))
-            if vae.quant_conv is not None:
-                moments = vae.quant_conv(moments)
-        mean = moments[:, : vae.config.latent_channels]
-
-        if "unet" in stages:
-            latent = mean * vae.config.scaling_factor if self.scale_latent else mean
+        image_index, mean = self._encode(images, image_index, store)
+        if "unet" in self._stages:
             prompt_out = self.prompt(images, image_index, **(prompt_inputs or {}))
             with ExitStack() as stack:
                 stack.enter_context(self._prompt_hooks(prompt_out))
                 stack.enter_context(self._collect("unet", store, stop_when_done=True))
                 self.unet(
-                    self._noisy(latent).to(self.unet.dtype),
+                    self._unet_latent(mean),
                     self.timestep,
                     encoder_hidden_states=prompt_out.context.to(self.unet.dtype),
                     return_dict=False,
                 )
+        self._decode(mean, store)
+        return self._in_tap_order(store)
 
-        if "vae_decoder" in stages:
+    # The steps below are shared with subclasses that run the UNet differently (VPD's loops).
+    @property
+    def _stages(self):
+        return {t.stage for t in self.taps}
+
+    def _encode(self, images: torch.Tensor, image_index: Optional[torch.Tensor], store: Dict[int, torch.Tensor]):
+        """Check the input, run the VAE encoder (recording its taps into ``store``).
+
+        Returns ``(image_index, mean)``: image_index [N] (default arange(N)); mean [N, 4, H/8, W/8]
+        the posterior mode (unscaled).
+        """
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"Expected RGB images of shape [N, 3, H, W], got {tuple(images.shape)}.")
+        if image_index is None:
+            image_index = torch.arange(images.shape[0], device=images.device)
+        vae = self.vae.module
+        with self._collect("vae_encoder", store, stop_when_done=False):
+            moments = vae.encoder((images * 2.0 - 1.0).to(self.vae.dtype))
+            if vae.quant_conv is not None:
+                moments = vae.quant_conv(moments)
+        return image_index, moments[:, : vae.config.latent_channels]
+
+    def _unet_latent(self, mean: torch.Tensor) -> torch.Tensor:
+        """The UNet's input: the (optionally scaled and noised) latent, in the UNet's dtype."""
+        latent = mean * self.vae.module.config.scaling_factor if self.scale_latent else mean
+        return self._noisy(latent).to(self.unet.dtype)
+
+    def _decode(self, mean: torch.Tensor, store: Dict[int, torch.Tensor]) -> None:
+        """Run the VAE decoder up to its last tap (if any tap is there)."""
+        if "vae_decoder" in self._stages:
+            vae = self.vae.module
             with self._collect("vae_decoder", store, stop_when_done=True):
-                z = mean if vae.post_quant_conv is None else vae.post_quant_conv(mean)
-                vae.decoder(z)
+                vae.decoder(mean if vae.post_quant_conv is None else vae.post_quant_conv(mean))
 
+    def _in_tap_order(self, store: Dict[int, torch.Tensor]) -> List[torch.Tensor]:
         missing = [t.spec for i, t in enumerate(self.taps) if i not in store]
         if missing:
             raise RuntimeError(f"Taps {missing} were never executed in the forward pass.")

@@ -42,6 +42,13 @@ _REQUIRED_INPUTS = ("image", "caption_tokens", "phrase_token_spans")
 _TRAIN_INPUTS = ("gt_masks", "phrase_classes")
 
 
+def _check_prompt(prompt: nn.Module):
+    if not isinstance(prompt, DynamicPhrasePrompt):
+        raise TypeError(
+            f"PNGDiffusion needs MODEL.DIFFUSION.PROMPT.NAME 'DynamicPhrasePrompt', got {type(prompt).__name__}"
+        )
+
+
 @META_ARCH_REGISTRY.register()
 class PNGDiffusion(nn.Module):
     """Diffusion-based PNG with EIPA dynamic prompting and MLMA (see the module docstring)."""
@@ -83,17 +90,13 @@ class PNGDiffusion(nn.Module):
         """
         super().__init__()
         prompt = backbone.feature_extractor.prompt
-        if not isinstance(prompt, DynamicPhrasePrompt):
-            raise TypeError(
-                f"PNGDiffusion needs MODEL.DIFFUSION.PROMPT.NAME 'DynamicPhrasePrompt', got {type(prompt).__name__}"
-            )
+        _check_prompt(prompt)
         if (mlma is None) != (decoder is None):
             raise ValueError("MLMA and the decoder are built together (MLMA provides the decoder's inputs)")
         missing = [b for b in phrase_blocks if prompt.adapter_blocks and b not in prompt.adapter_blocks]
         if missing:
             raise ValueError(f"MODEL.PNG.MLMA.PHRASE_BLOCKS {missing} have no adapter (MODEL.PNG.EIPA.BLOCKS)")
         self.backbone = backbone
-        self.prompt = prompt
         self.recorder = recorder
         self.diffusion_head = diffusion_head
         self.mlma = mlma
@@ -113,6 +116,7 @@ class PNGDiffusion(nn.Module):
     def from_config(cls, cfg):
         p = cfg.MODEL.PNG
         backbone = build_backbone(cfg)
+        _check_prompt(backbone.feature_extractor.prompt)
         recorder = CrossAttentionRecorder(backbone.feature_extractor.unet.module)
         shapes = backbone.output_shape()
         needed = list(p.MLMA.IN_FEATURES) + [p.MLMA.MASK_IN_FEATURE]
@@ -162,13 +166,20 @@ class PNGDiffusion(nn.Module):
             "decoder_criterion": decoder_criterion,
             "image_features": p.MLMA.IN_FEATURES,
             "mask_in_feature": p.MLMA.MASK_IN_FEATURE,
-            "phrase_blocks": p.MLMA.PHRASE_BLOCKS if p.EIPA.ENABLED else [],
+            # Adapter phrases feed MLMA only; without the decoder they need not be checked.
+            "phrase_blocks": p.MLMA.PHRASE_BLOCKS if p.EIPA.ENABLED and p.DECODER.ENABLED else [],
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "diffusion_loss_weight": p.DIFFUSION_HEAD.LOSS_WEIGHT,
             "adapter_loss_weight": p.EIPA.LOSS_WEIGHT,
             "decoder_loss_weight": p.DECODER.LOSS_WEIGHT,
         }
+
+    @property
+    def prompt(self) -> DynamicPhrasePrompt:
+        """The backbone's prompt module (a property, not a second registration, so its parameters
+        appear once in ``state_dict`` and ``named_parameters``)."""
+        return self.backbone.feature_extractor.prompt
 
     @property
     def device(self) -> torch.device:
@@ -178,12 +189,16 @@ class PNGDiffusion(nn.Module):
     def forward(self, batched_inputs: List[dict]):
         """Training: dict of weighted losses. Inference: ``[{"png_masks": [P, h, w]}]``."""
         self._check_inputs(batched_inputs)
-        images = [(x["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std for x in batched_inputs]
-        images = ImageList.from_tensors(images, self.backbone.size_divisibility)
+        images = self.preprocess_image(batched_inputs)
         predictions = self.predict(images.tensor, batched_inputs)
         if self.training:
             return self.losses(predictions, batched_inputs, tuple(images.tensor.shape[-2:]))
         return self.inference(predictions, batched_inputs, images)
+
+    def preprocess_image(self, batched_inputs: Sequence[dict]) -> ImageList:
+        """Normalised images, zero-padded to the backbone's size divisibility: [B, 3, H, W]."""
+        images = [(x["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std for x in batched_inputs]
+        return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
     def predict(self, images: torch.Tensor, batched_inputs: Sequence[dict]) -> Dict[str, object]:
         """Run every enabled head.
@@ -283,7 +298,10 @@ class PNGDiffusion(nn.Module):
                 raise KeyError(f"input {i} lacks {absent}; PNGDiffusion reads the outputs of PNGDatasetMapper")
             if len(x["phrase_token_spans"]) == 0:
                 raise ValueError(f"input {i} (image {x.get('image_id')}) has no phrase to ground")
-            if self.training and len(x["gt_masks"]) != len(x["phrase_token_spans"]):
-                raise ValueError(
-                    f"input {i}: {len(x['gt_masks'])} GT masks for {len(x['phrase_token_spans'])} phrases"
-                )
+            if self.training:
+                num = len(x["phrase_token_spans"])
+                if len(x["gt_masks"]) != num or len(x["phrase_classes"]) != num:
+                    raise ValueError(
+                        f"input {i} (image {x.get('image_id')}): {len(x['gt_masks'])} GT masks and "
+                        f"{len(x['phrase_classes'])} phrase classes for {num} phrases; need one of each per phrase"
+                    )

@@ -157,24 +157,11 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
         Returns:
             :class:`Extraction`.
         """
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"Expected images of shape [N, 3, H, W], got {tuple(images.shape)}.")
-        if image_index is None:
-            image_index = torch.arange(images.shape[0], device=images.device)
-        vae = self.vae.module
         store: Dict[int, torch.Tensor] = {}
-        stages = {t.stage for t in self.taps}
-
-        with self._collect("vae_encoder", store, stop_when_done=False):
-            moments = vae.encoder((images * 2.0 - 1.0).to(self.vae.dtype))
-            if vae.quant_conv is not None:
-                moments = vae.quant_conv(moments)
-        mean = moments[:, : vae.config.latent_channels]  # the posterior mode
-
+        image_index, mean = self._encode(images, image_index, store)
         attention, prompt_out = {}, None
-        if "unet" in stages:
-            latent = mean * vae.config.scaling_factor if self.scale_latent else mean
-            latent = self._noisy(latent).to(self.unet.dtype)
+        if "unet" in self._stages:
+            latent = self._unet_latent(mean)
             prompt_out = self.prompt(images, image_index, **(prompt_inputs or {}))
             context = prompt_out.context.to(self.unet.dtype)
             for loop in range(self.loops):
@@ -191,12 +178,5 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
                     latent = out[0]
             attention = average_attention_by_stride(maps, self.latent_stride)
 
-        if "vae_decoder" in stages:
-            with self._collect("vae_decoder", store, stop_when_done=True):
-                z = mean if vae.post_quant_conv is None else vae.post_quant_conv(mean)
-                vae.decoder(z)
-
-        missing = [t.spec for i, t in enumerate(self.taps) if i not in store]
-        if missing:
-            raise RuntimeError(f"Taps {missing} were never executed in the forward pass.")
-        return Extraction([store[i] for i in range(len(self.taps))], attention, prompt_out)
+        self._decode(mean, store)
+        return Extraction(self._in_tap_order(store), attention, prompt_out)
