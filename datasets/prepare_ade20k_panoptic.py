@@ -23,7 +23,6 @@ A split whose two jsons exist is skipped unless ``--overwrite``. Usage::
 
     python datasets/prepare_ade20k_panoptic.py [--root DIR] [--splits val]
 """
-import argparse
 import functools
 import os
 import sys
@@ -37,11 +36,10 @@ from odise_ext.data.datasets.categories import (
     ADE20K_INSTANCE_TO_SEMANTIC,
 )
 from odise_ext.data.datasets.prepare_utils import (
-    add_common_arguments,
     missing_inputs,
     progress_map,
     report_missing,
-    resolve_root,
+    run_per_split,
     save_image,
     save_json,
 )
@@ -158,14 +156,7 @@ def convert_split(root: str, split: str, overwrite: bool = False, workers: int =
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, splits=("train", "val"))
-    args = parser.parse_args(argv)
-    root = resolve_root(args.root)
-    status = 0
-    for split in args.splits:
-        status |= convert_split(root, split, args.overwrite, args.workers)
-    return status
+    return run_per_split(__doc__, convert_split, argv)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Existing outputs are kept unless ``--overwrite``. Usage::
 
     python datasets/prepare_ade20k_sem_seg.py [--root DIR] [--splits val]
 """
-import argparse
 import functools
 import os
 import sys
@@ -20,11 +19,10 @@ import numpy as np
 from PIL import Image
 
 from odise_ext.data.datasets.prepare_utils import (
-    add_common_arguments,
     missing_inputs,
     progress_map,
     report_missing,
-    resolve_root,
+    run_per_split,
     save_image,
 )
 from odise_ext.data.datasets.register_ade20k import ADE20K_SOURCES, ade20k_paths
@@ -72,14 +70,7 @@ def convert_split(root: str, split: str, overwrite: bool = False, workers: int =
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, splits=("train", "val"))
-    args = parser.parse_args(argv)
-    root = resolve_root(args.root)
-    status = 0
-    for split in args.splits:
-        status |= convert_split(root, split, args.overwrite, args.workers)
-    return status
+    return run_per_split(__doc__, convert_split, argv)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Usage::
 
 Exit status 0 on success; 1 when inputs are missing (each one is named; nothing is written).
 """
-import argparse
 import functools
 import os
 import sys
@@ -32,10 +31,9 @@ import numpy as np
 from PIL import Image
 
 from odise_ext.data.datasets.prepare_utils import (
-    add_common_arguments,
     progress_map,
     report_missing,
-    resolve_root,
+    run_per_split,
     save_image,
 )
 
@@ -112,14 +110,7 @@ def convert_split(root: str, split: str, overwrite: bool = False, workers: int =
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, splits=("train", "val"))
-    args = parser.parse_args(argv)
-    root = resolve_root(args.root)
-    status = 0
-    for split in args.splits:
-        status |= convert_split(root, split, args.overwrite, args.workers)
-    return status
+    return run_per_split(__doc__, convert_split, argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Existing outputs are kept unless ``--overwrite``. Usage::
 
     python datasets/prepare_coco_semantic_from_panoptic.py [--root DIR] [--splits val]
 """
-import argparse
 import functools
 import json
 import os
@@ -24,11 +23,10 @@ from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 from PIL import Image
 
 from odise_ext.data.datasets.prepare_utils import (
-    add_common_arguments,
     missing_inputs,
     progress_map,
     report_missing,
-    resolve_root,
+    run_per_split,
     save_image,
 )
 from odise_ext.data.datasets.register_coco import COCO_SOURCES, coco_paths
@@ -76,14 +74,7 @@ def convert_split(root: str, split: str, overwrite: bool = False, workers: int =
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, splits=("train", "val"))
-    args = parser.parse_args(argv)
-    root = resolve_root(args.root)
-    status = 0
-    for split in args.splits:
-        status |= convert_split(root, split, args.overwrite, args.workers)
-    return status
+    return run_per_split(__doc__, convert_split, argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Existing outputs are kept unless ``--overwrite``. Usage::
 
     python datasets/prepare_pascal_voc.py [--root DIR] [--splits val]
 """
-import argparse
 import functools
 import os
 import sys
@@ -22,13 +21,12 @@ import numpy as np
 from PIL import Image
 
 from odise_ext.data.datasets.prepare_utils import (
-    add_common_arguments,
     copy_file,
     missing_inputs,
     progress_map,
     read_split_list,
     report_missing,
-    resolve_root,
+    run_per_split,
     save_image,
 )
 from odise_ext.data.datasets.register_pascal import PASCAL_SOURCES, pascal_paths
@@ -83,14 +81,7 @@ def convert_split(root: str, split: str, overwrite: bool = False, workers: int =
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, splits=("train", "val"))
-    args = parser.parse_args(argv)
-    root = resolve_root(args.root)
-    status = 0
-    for split in args.splits:
-        status |= convert_split(root, split, args.overwrite, args.workers)
-    return status
+    return run_per_split(__doc__, convert_split, argv)
 
 
 if __name__ == "__main__":

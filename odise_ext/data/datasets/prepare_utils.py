@@ -28,6 +28,7 @@ __all__ = [
     "read_split_list",
     "report_missing",
     "resolve_root",
+    "run_per_split",
     "save_image",
     "save_json",
 ]
@@ -48,6 +49,24 @@ def add_common_arguments(parser: argparse.ArgumentParser, splits: Sequence[str])
 def resolve_root(root) -> str:
     """The ``--root`` argument, or the default datasets root, as an absolute path."""
     return os.path.abspath(root) if root else default_datasets_root()
+
+
+def run_per_split(doc: str, convert_split: Callable[[str, str, bool, int], int],
+                  argv=None, splits: Sequence[str] = ("train", "val")) -> int:
+    """The whole ``main`` of a script that converts each split on its own.
+
+    Parses the common command line (description: the first paragraph of ``doc``) and calls
+    ``convert_split(root, split, overwrite, workers)`` for every requested split; returns the
+    OR of their exit statuses, so one split with missing inputs does not stop the others.
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    add_common_arguments(parser, splits=splits)
+    args = parser.parse_args(argv)
+    root = resolve_root(args.root)
+    status = 0
+    for split in args.splits:
+        status |= convert_split(root, split, args.overwrite, args.workers)
+    return status
 
 
 def missing_inputs(required: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
