@@ -81,3 +81,38 @@ def test_summarize_demo_prints_untrained_next_to_trained(tmp_path, capsys):
     assert lines["panoptic_seg/PQ_st"] == ["0.00", "74.06"]
     with pytest.raises(SystemExit, match="no evaluation results"):
         summarize_demo.main([str(tmp_path / "missing" / "inference"), after])
+
+
+def _demo_input(tmp_path):
+    from detectron2.data import DatasetCatalog
+
+    src = DatasetCatalog.get("shapes_val_panoptic_with_sem_seg")[0]["file_name"]
+    rgb = np.asarray(Image.open(src).convert("RGB"))[:96, :128]  # non-square
+    path = tmp_path / "input.png"
+    Image.fromarray(np.ascontiguousarray(rgb)).save(path)
+    return str(path), rgb
+
+
+def test_demo_draws_panoptic_result_for_a_given_vocabulary(shapes_root, tmp_path, capsys):
+    import demo  # tools/demo.py
+
+    path, rgb = _demo_input(tmp_path)
+    out = tmp_path / "out.png"
+    torch.manual_seed(0)
+    demo.main(["--config-file", os.path.join(ROOT, "configs/testing/odise_tiny.yaml"), "--input", path,
+               "--output", str(out), "--vocab", "circle;square,box;sky", "--things", "circle;square"])
+    drawn = np.asarray(Image.open(out).convert("RGB"))
+    assert drawn.shape == rgb.shape
+    assert np.abs(drawn.astype(int) - rgb.astype(int)).mean() > 1  # segments drawn over the image
+    assert str(out) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("vocab, message", [(";", "holds no class name"), (" , ; ", "has no synonym")])
+def test_demo_rejects_empty_vocabulary(shapes_root, tmp_path, vocab, message):
+    import demo
+
+    path, _ = _demo_input(tmp_path)
+    with pytest.raises((ValueError, SystemExit), match=message):
+        demo.main(["--config-file", os.path.join(ROOT, "configs/testing/odise_tiny.yaml"), "--input", path,
+                   "--output", str(tmp_path / "o.png"), "--vocab", vocab])
+    assert not (tmp_path / "o.png").exists()
