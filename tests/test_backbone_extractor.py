@@ -238,3 +238,40 @@ def test_time_embedding_delta_is_added(extractor):
     torch.testing.assert_close(seen["res"][0][1], expected)
     # Hooks are removed after the call: a plain UNet call is unaffected.
     assert not unet.time_embedding._forward_hooks
+
+
+def test_vae_decoder_can_decode_the_unet_output(images):
+    """PNG's mask features: the VAE decoder decodes the latent the UNet predicts (unscaled)."""
+    taps = ["unet.up_blocks.2.resnets.2:input", "vae.decoder.up_blocks.1.resnets.2:input"]
+    opts = ["MODEL.DIFFUSION.TAPS", taps, "MODEL.DIFFUSION.TAP_STRIDES", [16, 4], "MODEL.DIFFUSION.ADD_NOISE", False]
+    plain = DiffusionFeatureExtractor(tiny_cfg(*opts))
+    ext = DiffusionFeatureExtractor(tiny_cfg(*opts, "MODEL.DIFFUSION.VAE_DECODER_INPUT", "unet_output"))
+    assert ext.decode_unet_output and not plain.decode_unet_output
+    unet_tap, decoder_tap = ext(images)
+
+    # independently: full diffusers passes without any hook of ours
+    vae, unet = ext.vae.module, ext.unet.module
+    with torch.no_grad():
+        mean = vae.encode(images * 2 - 1).latent_dist.mode()
+        context = ext.prompt(images, torch.arange(2)).context
+        pred = unet(mean * vae.config.scaling_factor, ext.timestep, encoder_hidden_states=context).sample
+        store, handles = _capture_inputs({"tap": vae.decoder.up_blocks[1].resnets[2]})
+        try:
+            vae.decode(pred / vae.config.scaling_factor)
+        finally:
+            for h in handles:
+                h.remove()
+    torch.testing.assert_close(decoder_tap, store["tap"][0][0].float(), atol=1e-5, rtol=1e-4)
+    # the UNet taps are unchanged; the decoder features are not those of the posterior mean
+    plain.load_state_dict(ext.state_dict())
+    unet_plain, decoder_plain = plain(images)
+    torch.testing.assert_close(unet_tap, unet_plain)
+    assert (decoder_tap - decoder_plain).abs().max() > 1e-3
+
+    with pytest.raises(ValueError, match="VAE_DECODER_INPUT"):
+        DiffusionFeatureExtractor(tiny_cfg("MODEL.DIFFUSION.VAE_DECODER_INPUT", "noise"))
+    with pytest.raises(ValueError, match="needs both UNet and VAE-decoder taps"):
+        DiffusionFeatureExtractor(tiny_cfg(
+            "MODEL.DIFFUSION.TAPS", taps[:1], "MODEL.DIFFUSION.TAP_STRIDES", [16],
+            "MODEL.DIFFUSION.VAE_DECODER_INPUT", "unet_output",
+        ))

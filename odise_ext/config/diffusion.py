@@ -52,6 +52,10 @@ def add_diffusion_config(cfg):
     d.NUM_TRAIN_TIMESTEPS = 1000
     # Multiply the posterior mean by the VAE scaling factor (ODISE: yes, 0.18215; VPD: no).
     d.SCALE_LATENT = True
+    # What the VAE decoder decodes when it is tapped: "latent" (the posterior mean; ODISE's and
+    # VPD's taps never reach it) or "unet_output" (the latent the UNet predicts, as PNG's 1/4 mask
+    # features; the UNet then runs to its end).
+    d.VAE_DECODER_INPUT = "latent"
     # Feature taps: "<component>.<module path>:<input|output>", component "unet" or "vae".
     d.TAPS = list(_ODISE_TAPS)
     # Output stride of each tap (relative to the input image); same length as TAPS.

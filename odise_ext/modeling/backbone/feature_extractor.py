@@ -145,6 +145,15 @@ def _tap_channels(module: nn.Module, tap: Tap) -> int:
     )
 
 
+_VAE_DECODER_INPUTS = ("latent", "unet_output")
+
+
+def _vae_decoder_input(value: str) -> str:
+    if value not in _VAE_DECODER_INPUTS:
+        raise ValueError(f"MODEL.DIFFUSION.VAE_DECODER_INPUT={value!r}; expected one of {_VAE_DECODER_INPUTS}")
+    return value
+
+
 class DiffusionFeatureExtractor(nn.Module):
     """Frozen SD UNet + VAE with a prompt module; returns the configured taps.
 
@@ -164,6 +173,7 @@ class DiffusionFeatureExtractor(nn.Module):
         alpha_cumprod: float,
         noise: Optional[torch.Tensor],
         scale_latent: bool,
+        decode_unet_output: bool = False,
     ):
         """
         Args:
@@ -175,6 +185,9 @@ class DiffusionFeatureExtractor(nn.Module):
             alpha_cumprod: abar_t of the noise schedule at ``timestep``.
             noise: [1, C_latent, n, n] fixed noise, or None to run the UNet on the clean latent.
             scale_latent: multiply the posterior mean by the VAE's scaling factor.
+            decode_unet_output: VAE-decoder taps see the decoding of the UNet's output (the
+                latent it predicts, PNG's mask features) instead of the posterior mean's.
+                The UNet then runs to its end.
         """
         super().__init__()
         self.unet = unet
@@ -187,6 +200,11 @@ class DiffusionFeatureExtractor(nn.Module):
         self.register_buffer("timestep", timestep, persistent=False)
         # Regenerated from the seed at build time (as ODISE does), hence not persistent.
         self.register_buffer("shared_noise", noise, persistent=False)
+        self.decode_unet_output = bool(decode_unet_output)
+        if self.decode_unet_output and not {"unet", "vae_decoder"} <= self._stages:
+            raise ValueError(
+                "MODEL.DIFFUSION.VAE_DECODER_INPUT 'unet_output' needs both UNet and VAE-decoder taps"
+            )
         self._tap_modules = [self._resolve(t) for t in self.taps]
         self.tap_channels = [_tap_channels(m, t) for m, t in zip(self._tap_modules, self.taps)]
 
@@ -224,6 +242,7 @@ class DiffusionFeatureExtractor(nn.Module):
             "alpha_cumprod": abar,
             "noise": noise,
             "scale_latent": d.SCALE_LATENT,
+            "decode_unet_output": _vae_decoder_input(d.VAE_DECODER_INPUT) == "unet_output",
         }
 
     def _resolve(self, tap: Tap) -> nn.Module:
@@ -333,18 +352,21 @@ class DiffusionFeatureExtractor(nn.Module):
         """
         store: Dict[int, torch.Tensor] = {}
         image_index, mean = self._encode(images, image_index, store)
+        decoder_input = mean
         if "unet" in self._stages:
             prompt_out = self.prompt(images, image_index, **(prompt_inputs or {}))
             with ExitStack() as stack:
                 stack.enter_context(self._prompt_hooks(prompt_out))
-                stack.enter_context(self._collect("unet", store, stop_when_done=True))
-                self.unet(
+                stack.enter_context(self._collect("unet", store, stop_when_done=not self.decode_unet_output))
+                out = self.unet(
                     self._unet_latent(mean),
                     self.timestep,
                     encoder_hidden_states=prompt_out.context.to(self.unet.dtype),
                     return_dict=False,
                 )
-        self._decode(mean, store)
+            if self.decode_unet_output:
+                decoder_input = self._latent_to_posterior_units(out[0])
+        self._decode(decoder_input, store)
         return self._in_tap_order(store)
 
     # The steps below are shared with subclasses that run the UNet differently (VPD's loops).
@@ -373,6 +395,12 @@ class DiffusionFeatureExtractor(nn.Module):
         """The UNet's input: the (optionally scaled and noised) latent, in the UNet's dtype."""
         latent = mean * self.vae.module.config.scaling_factor if self.scale_latent else mean
         return self._noisy(latent).to(self.unet.dtype)
+
+    def _latent_to_posterior_units(self, latent: torch.Tensor) -> torch.Tensor:
+        """Undo the latent scaling of :meth:`_unet_latent` (the VAE decodes unscaled latents)."""
+        if self.scale_latent:
+            latent = latent / self.vae.module.config.scaling_factor
+        return latent.to(self.vae.dtype)
 
     def _decode(self, mean: torch.Tensor, store: Dict[int, torch.Tensor]) -> None:
         """Run the VAE decoder up to its last tap (if any tap is there)."""

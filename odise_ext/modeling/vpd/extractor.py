@@ -82,6 +82,8 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
                 :class:`TunedModule`).
         """
         super().__init__(**kwargs)
+        if self.decode_unet_output:
+            raise ValueError("MODEL.DIFFUSION.VAE_DECODER_INPUT 'unet_output' is not supported in VPD mode")
         if loops < 1:
             raise ValueError(f"MODEL.VPD.REFINE.LOOPS must be >= 1, got {loops}")
         self.loops = int(loops)
