@@ -19,12 +19,13 @@ Usage: ``python datasets/prepare_kitti.py [--root DIR] [--splits train test]``.
 Exit status 0 when every listed frame exists, 1 otherwise (nothing is written then).
 """
 import argparse
-import json
 import os
 import sys
 
 from PIL import Image
 from tqdm import tqdm
+
+from odise_ext.data.datasets.prepare_utils import write_index
 
 KITTI_URL = "https://www.cvlibs.net/datasets/kitti/eval_depth.php?benchmark=depth_prediction"
 SPLITS = {"train": "splits/eigen_train_files_with_gt.txt", "test": "splits/eigen_test_files_with_gt.txt"}
@@ -80,14 +81,9 @@ def main(argv=None):
     failed = False
     for split in args.splits:
         entries, skipped, problems = index_split(kitti_root, split)
-        if problems:
-            failed = True
-            print(f"[kitti {split}] {len(problems)} problem(s):", *problems[:20], sep="\n  ")
-            continue
         out = os.path.join(kitti_root, f"eigen_{split}.json")
-        with open(out, "w") as f:
-            json.dump(entries, f)
-        print(f"[kitti {split}] wrote {len(entries)} frames to {out} ({skipped} without ground truth skipped)")
+        summary = f"wrote {len(entries)} frames to {out} ({skipped} without ground truth skipped)"
+        failed |= not write_index(f"kitti {split}", entries, problems, out, summary)
     return 1 if failed else 0
 
 

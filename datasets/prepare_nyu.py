@@ -20,12 +20,13 @@ Usage: ``python datasets/prepare_nyu.py [--root DIR] [--splits train test] [--sk
 Exit status 0 when every listed frame exists, 1 otherwise (nothing is written then).
 """
 import argparse
-import json
 import os
 import sys
 
 from PIL import Image
 from tqdm import tqdm
+
+from odise_ext.data.datasets.prepare_utils import write_index
 
 BTS_URL = "https://github.com/cleinc/bts (README: NYU Depth V2 sync.zip and the official test split)"
 SPLITS = {
@@ -83,14 +84,8 @@ def main(argv=None):
     failed = False
     for split in args.splits:
         entries, problems = index_split(nyu_root, split, not args.skip_size_check)
-        if problems:
-            failed = True
-            print(f"[nyu {split}] {len(problems)} problem(s):", *problems[:20], sep="\n  ")
-            continue
         out = os.path.join(nyu_root, f"{split}.json")
-        with open(out, "w") as f:
-            json.dump(entries, f)
-        print(f"[nyu {split}] wrote {len(entries)} frames to {out}")
+        failed |= not write_index(f"nyu {split}", entries, problems, out, f"wrote {len(entries)} frames to {out}")
     return 1 if failed else 0
 
 

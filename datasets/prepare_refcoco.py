@@ -26,6 +26,8 @@ from collections import defaultdict
 
 from tqdm import tqdm
 
+from odise_ext.data.datasets.prepare_utils import report_problems, write_index
+
 REFER_URL = "https://github.com/lichengunc/refer (data: refcoco.zip, refcoco+.zip, refcocog.zip)"
 SPLIT_BYS = {"refcoco": ("unc",), "refcoco+": ("unc",), "refcocog": ("umd", "google")}
 
@@ -86,16 +88,14 @@ def main(argv=None):
                 names = {e["file_name"] for entries in splits.values() for e in entries}
                 problems += [f"missing image {os.path.join(image_root, n)}" for n in sorted(names)
                              if not os.path.isfile(os.path.join(image_root, n))]
-            if problems:
+            if report_problems(f"{dataset} {split_by}", problems):
                 failed = True
-                print(f"[{dataset} {split_by}] {len(problems)} problem(s):", *problems[:20], sep="\n  ")
                 continue
             for split, entries in sorted(splits.items()):
                 out = os.path.join(base, f"{dataset}_{split_by}_{split}.json")
-                with open(out, "w") as f:
-                    json.dump(entries, f)
                 n_sent = sum(len(e["sentences"]) for e in entries)
-                print(f"[{dataset} {split_by}] {split}: {len(entries)} objects, {n_sent} sentences -> {out}")
+                write_index(f"{dataset} {split_by}", entries, [], out,
+                            f"{split}: {len(entries)} objects, {n_sent} sentences -> {out}")
     return 1 if failed else 0
 
 

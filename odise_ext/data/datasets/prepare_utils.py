@@ -27,10 +27,12 @@ __all__ = [
     "progress_map",
     "read_split_list",
     "report_missing",
+    "report_problems",
     "resolve_root",
     "run_per_split",
     "save_image",
     "save_json",
+    "write_index",
 ]
 
 
@@ -122,6 +124,27 @@ def save_json(obj, path: str) -> None:
     with open(tmp, "w") as f:
         json.dump(obj, f)
     os.replace(tmp, path)
+
+
+def report_problems(tag: str, problems: Sequence[str]) -> bool:
+    """Print the first 20 ``problems`` under ``[tag]``; returns whether there were any."""
+    if problems:
+        print(f"[{tag}] {len(problems)} problem(s):", *problems[:20], sep="\n  ")
+    return bool(problems)
+
+
+def write_index(tag: str, entries, problems: Sequence[str], path: str, summary: str) -> bool:
+    """Write an index file, or explain why not.
+
+    With ``problems`` (inputs that are missing or malformed) nothing is written and the first 20
+    are printed under ``[tag]``; otherwise ``entries`` is written to ``path`` as json, atomically,
+    and ``[tag] summary`` printed. Returns whether the file was written.
+    """
+    if report_problems(tag, problems):
+        return False
+    save_json(entries, path)
+    print(f"[{tag}] {summary}")
+    return True
 
 
 def progress_map(fn: Callable, items: Iterable, *, total: int, desc: str,
