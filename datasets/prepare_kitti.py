@@ -25,24 +25,10 @@ import sys
 from PIL import Image
 from tqdm import tqdm
 
-from odise_ext.data.datasets.prepare_utils import write_index
+from odise_ext.data.datasets.prepare_utils import read_bts_split_file, write_index
 
 KITTI_URL = "https://www.cvlibs.net/datasets/kitti/eval_depth.php?benchmark=depth_prediction"
 SPLITS = {"train": "splits/eigen_train_files_with_gt.txt", "test": "splits/eigen_test_files_with_gt.txt"}
-
-
-def read_split_file(path):
-    """[(rgb, gt or None)] from BTS lines "rgb gt focal"."""
-    pairs = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 2:
-                raise ValueError(f"{path}:{n}: expected 'rgb gt [focal]', got {line.strip()!r}")
-            pairs.append((parts[0].lstrip("/"), None if parts[1] == "None" else parts[1].lstrip("/")))
-    return pairs
 
 
 def index_split(kitti_root, split):
@@ -51,7 +37,7 @@ def index_split(kitti_root, split):
     if not os.path.isfile(split_path):
         return [], 0, [f"missing split file {split_path} (BTS's train_test_inputs)"]
     entries, skipped, problems = [], 0, []
-    for i, (rgb, gt) in enumerate(tqdm(read_split_file(split_path), desc=f"kitti {split}")):
+    for i, (rgb, gt) in enumerate(tqdm(read_bts_split_file(split_path), desc=f"kitti {split}")):
         if gt is None:
             skipped += 1
             continue

@@ -26,27 +26,13 @@ import sys
 from PIL import Image
 from tqdm import tqdm
 
-from odise_ext.data.datasets.prepare_utils import write_index
+from odise_ext.data.datasets.prepare_utils import read_bts_split_file, write_index
 
 BTS_URL = "https://github.com/cleinc/bts (README: NYU Depth V2 sync.zip and the official test split)"
 SPLITS = {
     "train": ("splits/nyudepthv2_train_files_with_gt.txt", "sync"),
     "test": ("splits/nyudepthv2_test_files_with_gt.txt", "official_splits/test"),
 }
-
-
-def read_split_file(path):
-    """[(rgb, depth)] from BTS split lines "rgb depth focal" (paths relative to the data dir)."""
-    pairs = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 2:
-                raise ValueError(f"{path}:{n}: expected 'rgb depth [focal]', got {line.strip()!r}")
-            pairs.append((parts[0].lstrip("/"), parts[1].lstrip("/")))
-    return pairs
 
 
 def index_split(nyu_root, split, check_size=True):
@@ -56,7 +42,10 @@ def index_split(nyu_root, split, check_size=True):
     if not os.path.isfile(split_path):
         return [], [f"missing split file {split_path} (BTS's train_test_inputs; {BTS_URL})"]
     entries, problems = [], []
-    for i, (rgb, depth) in enumerate(tqdm(read_split_file(split_path), desc=f"nyu {split}")):
+    for i, (rgb, depth) in enumerate(tqdm(read_bts_split_file(split_path), desc=f"nyu {split}")):
+        if depth is None:
+            problems.append(f"{split_path}: {rgb} has no depth map (every NYUv2 frame has one)")
+            continue
         rgb_path = os.path.join(nyu_root, data_dir, rgb)
         depth_path = os.path.join(nyu_root, data_dir, depth)
         missing = [p for p in (rgb_path, depth_path) if not os.path.isfile(p)]

@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 from multiprocessing import Pool
-from typing import Callable, Iterable, Iterator, List, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -25,6 +25,7 @@ __all__ = [
     "copy_file",
     "missing_inputs",
     "progress_map",
+    "read_bts_split_file",
     "read_split_list",
     "report_missing",
     "report_problems",
@@ -124,6 +125,22 @@ def save_json(obj, path: str) -> None:
     with open(tmp, "w") as f:
         json.dump(obj, f)
     os.replace(tmp, path)
+
+
+def read_bts_split_file(path: str) -> List[Tuple[str, Optional[str]]]:
+    """``[(rgb, depth or None)]`` from a BTS split file (NYUv2, KITTI Eigen): lines
+    ``"rgb depth [focal]"`` with paths relative to the data folder; KITTI writes ``None`` for
+    frames without ground truth."""
+    pairs = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 2:
+                raise ValueError(f"{path}:{n}: expected 'rgb depth [focal]', got {line.strip()!r}")
+            pairs.append((parts[0].lstrip("/"), None if parts[1] == "None" else parts[1].lstrip("/")))
+    return pairs
 
 
 def report_problems(tag: str, problems: Sequence[str]) -> bool:
