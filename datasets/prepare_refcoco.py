@@ -26,7 +26,7 @@ from collections import defaultdict
 
 from tqdm import tqdm
 
-from odise_ext.data.datasets.prepare_utils import report_problems, write_index
+from odise_ext.data.datasets.prepare_utils import report_problems, resolve_root, write_index
 
 REFER_URL = "https://github.com/lichengunc/refer (data: refcoco.zip, refcoco+.zip, refcocog.zip)"
 SPLIT_BYS = {"refcoco": ("unc",), "refcoco+": ("unc",), "refcocog": ("umd", "google")}
@@ -63,10 +63,11 @@ def convert(refs, instances):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", default=os.getenv("DETECTRON2_DATASETS", "datasets"))
+    p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS, else ./datasets)")
     p.add_argument("--datasets", nargs="+", default=list(SPLIT_BYS), choices=list(SPLIT_BYS))
     p.add_argument("--check-images", action="store_true", help="also check that every image file exists")
     args = p.parse_args(argv)
+    args.root = resolve_root(args.root)
     base = os.path.join(args.root, "refcoco")
     failed = False
     for dataset in args.datasets:

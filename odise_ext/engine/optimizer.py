@@ -19,6 +19,11 @@ OPTIMIZERS = {
 }
 
 
+def _under(name: str, prefix: str) -> bool:
+    """Whether parameter ``name`` is ``prefix`` itself or inside the module ``prefix``."""
+    return name == prefix or name.startswith(prefix + ".")
+
+
 def lr_multiplier_fn(multipliers):
     """Return ``f(param_name) -> lr factor`` for ``[(prefix, factor), ...]``; longest prefix wins."""
     table = sorted(((str(p), float(m)) for p, m in multipliers), key=lambda x: -len(x[0]))
@@ -28,7 +33,7 @@ def lr_multiplier_fn(multipliers):
 
     def factor_of(name):
         for prefix, factor in table:
-            if name == prefix or name.startswith(prefix + "."):
+            if _under(name, prefix):
                 return factor
         return 1.0
 
@@ -58,7 +63,7 @@ def build_optimizer(cfg, model):
     # path on a plain backbone) that would silently train that part at the full lr.
     names = [n for n, _ in model.named_parameters()]
     for prefix, _ in cfg.OPTIMIZER.LR_MULTIPLIERS:
-        if not any(n == prefix or n.startswith(prefix + ".") for n in names):
+        if not any(_under(n, prefix) for n in names):
             raise ValueError(
                 f"OPTIMIZER.LR_MULTIPLIERS prefix '{prefix}' matches no parameter of "
                 f"{type(model).__name__} (e.g. {names[:3]})"

@@ -4,6 +4,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .visualization import side_by_side
+
 __all__ = ["colorize_depth", "save_depth_png", "depth_comparison"]
 
 
@@ -75,5 +77,4 @@ def depth_comparison(pred, gt, valid=None, *, gap=4, cmap="magma_r"):
     right = colorize_depth(gt_np, ok, vmin=0.0, vmax=vmax, cmap=cmap)
     if left.shape != right.shape:
         raise ValueError(f"prediction {left.shape[:2]} and ground truth {right.shape[:2]} differ in size")
-    sep = np.full((left.shape[0], gap, 3), 255, np.uint8)
-    return np.concatenate([left, sep, right], axis=1)
+    return side_by_side(left, right, gap=gap)

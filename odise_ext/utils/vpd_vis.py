@@ -20,6 +20,7 @@ import torch
 from detectron2.data import Metadata
 
 from .depth_vis import colorize_depth
+from .visualization import class_palette
 
 __all__ = ["semantic_metadata", "draw_sem_seg", "draw_depth", "draw_ref_mask", "draw_keypoints"]
 
@@ -47,8 +48,7 @@ def semantic_metadata(names: Sequence[str], colors: Optional[Sequence] = None) -
     if not names:
         raise ValueError("semantic_metadata: no class names")
     if colors is None:
-        rng = np.random.RandomState(0)
-        colors = [tuple(int(c) for c in rng.randint(40, 255, size=3)) for _ in names]
+        colors = class_palette(len(names))
     if len(colors) != len(names):
         raise ValueError(f"{len(colors)} colours for {len(names)} classes")
     return Metadata(name="odise_ext_semantic", stuff_classes=names, stuff_colors=[list(c) for c in colors])

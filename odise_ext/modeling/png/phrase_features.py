@@ -15,12 +15,9 @@ import torch
 from torch import nn
 
 from ..frozen import FrozenModule
+from ..prompts.sd_text import EOT_TOKEN, SOT_TOKEN
 
 __all__ = ["PhraseEncoder", "average_spans", "chunk_caption"]
-
-# CLIP BPE special tokens (SD v1 pads with <|endoftext|>).
-_SOT, _EOT = 49406, 49407
-
 
 def chunk_caption(num_tokens: int, spans: torch.Tensor, max_content: int) -> List[Tuple[int, int]]:
     """Cut the content tokens ``[1, num_tokens - 1)`` of a caption into chunks.
@@ -117,8 +114,8 @@ class PhraseEncoder(nn.Module):
             if spans.numel() and (spans[:, 0].min() < 1 or spans[:, 1].max() > len(tokens) - 1):
                 raise ValueError(f"caption {b}: phrase spans {spans.tolist()} reach <start>/<end> or beyond")
             for start, end in chunk_caption(len(tokens), spans, max_content):
-                row = torch.full((self.context_length,), _EOT, dtype=torch.long)
-                row[0] = _SOT
+                row = torch.full((self.context_length,), EOT_TOKEN, dtype=torch.long)
+                row[0] = SOT_TOKEN
                 row[1 : 1 + end - start] = tokens[start:end].cpu()
                 ids.append(row)
                 owners.append((b, start, end))

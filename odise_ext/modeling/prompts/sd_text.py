@@ -10,7 +10,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["sd_tokenize", "encode_sd_prompts"]
+__all__ = ["sd_tokenize", "encode_sd_prompts", "SOT_TOKEN", "EOT_TOKEN"]
+
+# <|startoftext|> and <|endoftext|> of CLIP's BPE vocabulary (SD v1 also pads with the latter).
+SOT_TOKEN, EOT_TOKEN = 49406, 49407
 
 
 @lru_cache(maxsize=4)

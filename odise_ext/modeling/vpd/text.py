@@ -6,13 +6,9 @@ from typing import Sequence, Tuple
 import torch
 from torch import nn
 
-from ..prompts.sd_text import sd_tokenize
+from ..prompts.sd_text import EOT_TOKEN, sd_tokenize
 
 __all__ = ["encode_pooled_text", "encode_text_tokens"]
-
-# <|endoftext|> of CLIP's BPE vocabulary (SD v1 also pads with it).
-_EOT = 49407
-
 
 def _device(text_encoder: nn.Module) -> torch.device:
     return next(text_encoder.parameters()).device
@@ -56,7 +52,7 @@ def encode_text_tokens(
         raise ValueError(f"sentence length must be in [2, {max_len}], got {length}")
     ids = sd_tokenize(list(texts), length).to(_device(text_encoder))
     # The first <|endoftext|> ends the sentence; everything after it is padding.
-    is_eot = ids == _EOT
+    is_eot = ids == EOT_TOKEN
     after = (is_eot.long().cumsum(dim=1) - is_eot.long()) > 0
     features = text_encoder(input_ids=ids).last_hidden_state.float()
     return features, ~after
