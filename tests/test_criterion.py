@@ -287,3 +287,38 @@ def test_point_sample_is_bilinear_with_zero_padding():
     # centre of (0, 0); halfway between cols 0 and 1 of row 1; left border (half zero padding);
     # centre of (1, 1)
     assert out.flatten().tolist() == pytest.approx([0.0, 4.5, 2.0, 5.0], abs=1e-6)
+
+
+def test_set_criterion_consumes_random_stream_like_mask2former():
+    """Mask2Former's SetCriterion, per prediction (final, then each auxiliary one): the matcher
+    draws ``rand(1, P, 2)`` per image (empty ones too), then loss_masks draws
+    ``rand(N, int(P * oversample), 2)`` candidates and ``rand(N, P - int(P * importance), 2)``
+    random points for the N matched masks of the whole batch. Written here as a plain sequence of
+    draws; the criterion must leave the global generator exactly where that sequence does."""
+    cfg = get_cfg()
+    add_odise_config(cfg)
+    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 2
+    mf = cfg.MODEL.MASK_FORMER
+    mf.TRAIN_NUM_POINTS, mf.OVERSAMPLE_RATIO, mf.IMPORTANCE_SAMPLE_RATIO = 10, 3.0, 0.75
+    mf.NUM_DECODER_LAYERS = 2
+    criterion = build_criterion(cfg)
+    g = torch.Generator().manual_seed(4)
+    outputs = _outputs(g, num_aux=2, bs=3, q=3)
+    h, w = outputs["pred_masks"].shape[-2:]
+    targets = [
+        {"masks": torch.zeros(0, h, w), "labels": torch.zeros(0, dtype=torch.int64)},
+        {"masks": (torch.rand(2, h, w, generator=g) > 0.5).float(), "labels": torch.tensor([0, 1])},
+        {"masks": (torch.rand(1, h, w, generator=g) > 0.5).float(), "labels": torch.tensor([1])},
+    ]
+    torch.manual_seed(77)
+    criterion(outputs, targets)
+    after = torch.rand(6)
+
+    torch.manual_seed(77)
+    num_matched = 3  # min(Q, T) summed over the batch
+    for _ in range(3):  # final prediction + 2 auxiliary ones
+        for _ in targets:
+            torch.rand(1, 10, 2)
+        torch.rand(num_matched, 30, 2)
+        torch.rand(num_matched, 10 - 7, 2)
+    torch.testing.assert_close(after, torch.rand(6), rtol=0, atol=0)

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 from detectron2.config import get_cfg
+from scipy.optimize import linear_sum_assignment
 
 from odise_ext.config import add_odise_config
 from odise_ext.modeling.matcher import HungarianMatcher
@@ -140,3 +141,39 @@ def test_from_config_and_edge_cases():
         HungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=0)(bad, targets)
     with pytest.raises(ValueError, match="targets"):
         matcher(outputs, targets[:1])
+
+
+def test_random_stream_draws_per_image_like_mask2former():
+    """Mask2Former's matcher draws ``torch.rand(1, num_points, 2)`` for every image in batch
+    order, images without targets included: after matching, the global generator must be where
+    that reference sequence of draws leaves it, and image b must be matched on the b-th draw."""
+    num_points, q, h, w = 16, 4, 8, 8
+    g = torch.Generator().manual_seed(11)
+    outputs = {"pred_masks": torch.randn(4, q, h, w, generator=g) * 4, "pred_logits": torch.randn(4, q, 4, generator=g)}
+    masks = torch.rand(2, h, w, generator=g) > 0.5
+    labels = torch.tensor([0, 2])
+    empty = {"masks": torch.zeros(0, h, w, dtype=torch.bool), "labels": torch.zeros(0, dtype=torch.int64)}
+    targets = [empty, {"masks": masks, "labels": labels}, empty, {"masks": masks[:1], "labels": labels[:1]}]
+    matcher = HungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=num_points)
+
+    torch.manual_seed(123)
+    indices = matcher(outputs, targets)
+    after = torch.rand(8)
+
+    torch.manual_seed(123)
+    draws = [torch.rand(1, num_points, 2) for _ in targets]  # the reference: one draw per image
+    torch.testing.assert_close(after, torch.rand(8), rtol=0, atol=0)
+    for b in (1, 3):
+        cost = matcher.cost_matrix(
+            outputs["pred_masks"][b], targets[b]["masks"], outputs["pred_logits"][b], targets[b]["labels"],
+            point_coords=draws[b],
+        )
+        src, tgt = linear_sum_assignment(cost.numpy())
+        assert indices[b][0].tolist() == src.tolist() and indices[b][1].tolist() == tgt.tolist()
+
+    # dense matching (num_points == 0) draws nothing
+    torch.manual_seed(5)
+    HungarianMatcher(cost_class=1.0, num_points=0)(outputs, targets)
+    after = torch.rand(4)
+    torch.manual_seed(5)
+    torch.testing.assert_close(after, torch.rand(4), rtol=0, atol=0)

@@ -4,6 +4,11 @@ Cost of pairing query q with target t:
 ``cost_class * (-p_q(c_t)) + cost_mask * BCE(q, t) + cost_dice * dice(q, t)``, where the mask
 terms are computed on ``num_points`` random points shared by all queries and targets of the
 image (or on every pixel of the prediction when ``num_points == 0``).
+
+Random stream: like Mask2Former's ``HungarianMatcher``, one ``torch.rand(1, num_points, 2)``
+is drawn per image, in batch order, *including images without targets*, so that a seeded run
+consumes the generator exactly as Mask2Former does and every later draw (the criterion's point
+sampling, the next iteration's matching) sees the same numbers.
 """
 
 from typing import Dict, List, Optional, Tuple
@@ -101,17 +106,21 @@ class HungarianMatcher(nn.Module):
         pred_logits: Optional[torch.Tensor] = None,
         target_labels: Optional[torch.Tensor] = None,
         generator: Optional[torch.Generator] = None,
+        point_coords: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Matching cost of one image.
 
         Args:
             pred_masks: [Q, H, W] logits; target_masks: [T, H', W'] on the same canvas.
             pred_logits: [Q, K + 1] (optional); target_labels: [T] in [0, K).
+            point_coords: optional [1, P, 2] normalised (x, y) points; drawn here (from
+                ``generator``) when None.
         Returns:
             [Q, T] float32.
         """
         pred_masks = pred_masks.float()
-        point_coords = self._point_coords(pred_masks, generator)
+        if point_coords is None:
+            point_coords = self._point_coords(pred_masks, generator)
         tgt = sample_target_points(target_masks, point_coords)
         out = point_sample(pred_masks[:, None], point_coords.expand(pred_masks.shape[0], -1, -1)).squeeze(1)
         cost = self.cost_mask * batch_sigmoid_ce_cost(out, tgt) + self.cost_dice * batch_dice_cost(out, tgt)
@@ -150,8 +159,9 @@ class HungarianMatcher(nn.Module):
         indices = []
         with torch.autocast(device_type=pred_masks.device.type, enabled=False):
             for b, target in enumerate(targets):
-                num_targets = target["masks"].shape[0]
-                if num_targets == 0:
+                # Drawn before the empty check: Mask2Former draws for target-less images too.
+                point_coords = self._point_coords(pred_masks[b], generator)
+                if target["masks"].shape[0] == 0:
                     empty = torch.empty(0, dtype=torch.int64)
                     indices.append((empty, empty.clone()))
                     continue
@@ -160,7 +170,7 @@ class HungarianMatcher(nn.Module):
                     target["masks"],
                     None if pred_logits is None else pred_logits[b],
                     target.get("labels"),
-                    generator,
+                    point_coords=point_coords,
                 )
                 if not torch.isfinite(cost).all():
                     raise FloatingPointError(
