@@ -35,19 +35,42 @@ def inputs(bs=2, in_channels=32, mask_dim=32, seed=0):
     return feats, torch.randn(bs, mask_dim, 16, 16, generator=g)
 
 
-def test_position_encoding_formula():
-    pe = PositionEmbeddingSine(num_pos_feats=4, normalize=True)
+def mask2former_sine_reference(mask, num_pos_feats, temperature=10000.0, scale=2 * math.pi):
+    """Mask2Former's PositionEmbeddingSine(normalize=True), written element by element from its
+    definition: y_k = (number of valid pixels in rows 0..k of the column) / (valid rows + 1e-6)
+    * scale (same for x along the row); channel j of each coordinate is sin (j even) / cos (j odd)
+    of c / temperature^(2 (j // 2) / F); the y channels come first, then x."""
+    b, h, w = mask.shape
+    out = torch.zeros(b, 2 * num_pos_feats, h, w, dtype=torch.float64)
+    for n in range(b):
+        for i in range(h):
+            for j in range(w):
+                valid = ~mask[n]
+                y = valid[: i + 1, j].sum().item() / (valid[:, j].sum().item() + 1e-6) * scale
+                x = valid[i, : j + 1].sum().item() / (valid[i, :].sum().item() + 1e-6) * scale
+                for a, c in enumerate((y, x)):
+                    for k in range(num_pos_feats):
+                        arg = c / temperature ** (2 * (k // 2) / num_pos_feats)
+                        out[n, a * num_pos_feats + k, i, j] = math.sin(arg) if k % 2 == 0 else math.cos(arg)
+    return out
+
+
+def test_position_encoding_is_mask2formers():
+    pe = PositionEmbeddingSine(num_pos_feats=6, normalize=True)
     out = pe(torch.zeros(1, 7, 3, 5))
-    assert out.shape == (1, 8, 3, 5)
-    for i, j in [(0, 0), (2, 4), (1, 3)]:
-        y = (i + 0.5) / 3 * 2 * math.pi
-        x = (j + 0.5) / 5 * 2 * math.pi
-        expected = []
-        for c in (y, x):
-            for k in range(4):
-                arg = c / 10000 ** (2 * (k // 2) / 4)
-                expected.append(math.sin(arg) if k % 2 == 0 else math.cos(arg))
-        assert out[0, :, i, j].tolist() == pytest.approx(expected, abs=1e-5)
+    assert out.shape == (1, 12, 3, 5)
+    torch.testing.assert_close(
+        out.double(), mask2former_sine_reference(torch.zeros(1, 3, 5, dtype=torch.bool), 6), rtol=0, atol=1e-5
+    )
+    # the last valid pixel sits at exactly `scale` (no half-pixel offset): sin(2 pi) = 0, cos = 1
+    assert out[0, :2, -1, 0].tolist() == pytest.approx([0.0, 1.0], abs=1e-5)
+    # padding (True) does not count: row/column cumulative sums restart per image
+    mask = torch.zeros(2, 4, 5, dtype=torch.bool)
+    mask[0, 3:, :] = True
+    mask[1, :, 2:] = True
+    torch.testing.assert_close(
+        pe(torch.zeros(2, 1, 4, 5), mask).double(), mask2former_sine_reference(mask, 6), rtol=0, atol=1e-5
+    )
 
 
 def test_attention_matches_torch_mha_layout_and_masked_softmax():

@@ -1,4 +1,4 @@
-"""Sine positional encoding of a 2-D feature map (DETR, with Mask2Former's half-pixel offset)."""
+"""Sine positional encoding of a 2-D feature map (DETR, normalised as in Mask2Former)."""
 
 import math
 from typing import Optional
@@ -15,8 +15,10 @@ class PositionEmbeddingSine(nn.Module):
     For channel pair i (0 <= i < num_pos_feats / 2) and coordinate c in {y, x}:
     ``enc[2i] = sin(c / T^(2i / F))``, ``enc[2i+1] = cos(c / T^(2i / F))`` with F =
     ``num_pos_feats`` and T = ``temperature``; y channels come first. With ``normalize``,
-    ``c = (k - 0.5) / n * scale`` for the k-th (1-based) valid pixel of n along that axis, i.e.
-    pixel centres in (0, scale) -- the convention of Mask2Former checkpoints.
+    ``c = k / (n + 1e-6) * scale`` for the k-th (1-based) valid pixel of n along that axis --
+    Mask2Former's normalisation (its pixel decoder and transformer decoder, hence every
+    Mask2Former/ODISE checkpoint, were trained with it). Deformable DETR's variant subtracts 0.5
+    from k; no module here uses it.
     """
 
     def __init__(
@@ -51,8 +53,8 @@ class PositionEmbeddingSine(nn.Module):
         x_embed = not_mask.cumsum(2)
         if self.normalize:
             eps = 1e-6
-            y_embed = (y_embed - 0.5) / (y_embed[:, -1:, :] + eps) * self.scale
-            x_embed = (x_embed - 0.5) / (x_embed[:, :, -1:] + eps) * self.scale
+            y_embed = y_embed / (y_embed[:, -1:, :] + eps) * self.scale
+            x_embed = x_embed / (x_embed[:, :, -1:] + eps) * self.scale
 
         dim_t = torch.arange(self.num_pos_feats, dtype=torch.float32, device=x.device)
         dim_t = self.temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / self.num_pos_feats)
