@@ -108,6 +108,19 @@ def test_seen_mask_uses_any_synonym():
     assert test.seen_mask(train) == [True, False, True]
 
 
+def test_seen_mask_is_odise_exact_string_match():
+    """ODISE: seen = the test class's synonym set is not disjoint from the set of all training
+    synonyms, compared as exact strings. Written here as that set operation."""
+    train = parse_vocabulary("dog,puppy;grass;traffic light")
+    test = parse_vocabulary("Dog;puppy;GRASS,lawn;traffic  light;traffic light,signal;cat")
+    train_names = set()
+    for syns in train.classes:
+        train_names |= set(syns)
+    expected = [bool(train_names & set(syns)) for syns in test.classes]
+    assert expected == [False, True, False, False, True, False]
+    assert test.seen_mask(train) == expected
+
+
 def test_vocabulary_from_metadata():
     class Meta(dict):
         def get(self, k, d=None):

@@ -51,9 +51,14 @@ class Vocabulary:
         return texts, owner
 
     def seen_mask(self, train_vocabulary: "Vocabulary"):
-        """A class is "seen" if any of its synonyms is a synonym of a training class (ODISE)."""
-        train_names = {s.lower() for syns in train_vocabulary.classes for s in syns}
-        return [any(s.lower() in train_names for s in syns) for syns in self.classes]
+        """A class is "seen" if any of its synonyms is a synonym of a training class.
+
+        Strings are compared exactly (case and spaces included), as ODISE's CLIP head does
+        (``not set(train_names).isdisjoint(test_synonyms)``): "Dog" is not seen when training
+        had "dog". The class's fusion weight (alpha or beta) depends on this.
+        """
+        train_names = {s for syns in train_vocabulary.classes for s in syns}
+        return [not train_names.isdisjoint(syns) for syns in self.classes]
 
     @classmethod
     def from_metadata(cls, metadata):
