@@ -241,10 +241,14 @@ def test_mapper_masks_are_union_of_segments(dataset_root, tokenizer):
     assert out["phrases"] == ["a circle", "two squares", "the grass", "a  Square in the SKY"]
     assert (out["height"], out["width"]) == (8, 8)
 
-    # resizing 8 -> 16: nearest neighbour turns each pixel into a 2x2 block, like the image
-    out = _mapper(tokenizer, 16)(copy.deepcopy(d))
+    # training, resizing 8 -> 16: nearest neighbour turns each pixel into a 2x2 block, like the image
+    out = _mapper(tokenizer, 16, is_train=True)(copy.deepcopy(d))
     assert out["image"].shape == (3, 16, 16)
     assert np.array_equal(out["gt_masks"].numpy(), np.stack([np.kron(m, np.ones((2, 2), bool)) for m in expected]))
+    # test time: the image is resized, the GT stays at the original resolution for the evaluator
+    out = _mapper(tokenizer, 16)(copy.deepcopy(d))
+    assert out["image"].shape == (3, 16, 16) and (out["height"], out["width"]) == (8, 8)
+    assert np.array_equal(out["gt_masks"].numpy(), expected)
 
 
 def test_mapper_token_spans_and_phrase_limit(dataset_root, tokenizer):
@@ -295,7 +299,9 @@ def test_png_shapes_val_end_to_end(shapes_root, tokenizer):
     dicts = DatasetCatalog.get("png_shapes_val")
     assert len(dicts) > 0 and any(p["plural"] for d in dicts for p in d["phrases"])
     mapper = _mapper(tokenizer, 128)  # the generator's image size: masks must equal the PNG's
-    evaluator = PNGEvaluator("png_shapes_val")  # distributed=True also works in a single process
+    # exact protocol: the GT itself as prediction is perfect (the official 256x256 round trip
+    # would make both soft); distributed=True also works in a single process
+    evaluator = PNGEvaluator("png_shapes_val", protocol="exact")
     for d in dicts[:6]:
         out = mapper(copy.deepcopy(d))
         pan = rgb2id(np.asarray(Image.open(d["pan_seg_file_name"]).convert("RGB")))

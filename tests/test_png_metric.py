@@ -72,9 +72,21 @@ def test_empty_and_invalid_iou_lists_raise():
     with pytest.raises(ValueError, match="empty"):
         average_recall([])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        average_recall([0.5, float("nan")])
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
         average_recall([1.5])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        average_recall([float("nan"), -0.1])
+
+
+def test_nan_iou_counts_but_passes_no_threshold():
+    """Official: a phrase with empty prediction and GT has IoU 0/0 = NaN; ``NaN >= t`` is False for
+    every t (even 0), but the phrase stays in the denominator -- unlike an IoU of 0."""
+    ious = [float("nan"), 1.0, 0.300005]
+    assert average_recall(ious) == literal_official_ar(ious)
+    assert average_recall(ious) == pytest.approx((0.0 + 0.99999 + GRID[30001]) / 3, abs=1e-9)
+    assert average_recall([float("nan")]) == 0.0
+    assert average_recall([0.0]) == pytest.approx(0.00001)  # IoU 0 differs from NaN by 1e-5
+    r = png_metrics([float("nan"), 1.0], [True, True], [False, False])
+    assert r["AR"] == pytest.approx(100 * 0.99999 / 2, abs=1e-7) and r["acc@0.5"] == 50.0
 
 
 # ---------------------------------------------------------------- IoU and subsets
@@ -85,8 +97,9 @@ def test_soft_mask_iou_hand_computed():
     gt = torch.tensor([[[1.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]])
     # 1: inter 1.5, union (0.5+1-0.5) + (1+1-1) = 2 -> 0.75
     # 2: inter 0.5, union 1 + 1 + 0.25 + 0.25 = 2.5 -> 0.2
-    # 3: empty union -> 0 (the official NaN never passes a threshold either)
-    assert mask_iou(pred, gt).tolist() == pytest.approx([0.75, 0.2, 0.0])
+    # 3: empty union -> 0 / 0 = NaN, as the official compute_mask_IoU
+    iou = mask_iou(pred, gt).tolist()
+    assert iou[:2] == pytest.approx([0.75, 0.2]) and math.isnan(iou[2])
 
 
 def test_subsets_and_acc():
@@ -142,38 +155,105 @@ def _run(evaluator, inputs, preds):
 
 def test_evaluator_gt_as_prediction_and_zeros():
     inputs = _fixture_inputs()
-    ev = PNGEvaluator("fixture", eval_resolution=0, distributed=False)
+    ev = PNGEvaluator("fixture", protocol="exact", distributed=False)
     perfect = _run(ev, inputs, [i["gt_masks"].float() for i in inputs])["png"]
     for key in ("AR", "AR_things", "AR_stuff", "AR_singulars", "AR_plurals"):
         assert perfect[key] == pytest.approx(99.999, abs=1e-6)
     assert perfect["acc@0.5"] == 100.0
-    zeros = _run(ev, inputs, [torch.zeros_like(i["gt_masks"], dtype=torch.float) for i in inputs])["png"]
-    assert zeros["AR"] == pytest.approx(0.001, abs=1e-9) and zeros["acc@0.5"] == 0.0
+    for protocol in ("exact", "official"):
+        ev = PNGEvaluator("fixture", protocol=protocol, distributed=False)
+        zeros = _run(ev, inputs, [torch.zeros_like(i["gt_masks"], dtype=torch.float) for i in inputs])["png"]
+        assert zeros["AR"] == pytest.approx(0.001, abs=1e-9) and zeros["acc@0.5"] == 0.0
 
 
-def test_evaluator_resizes_prediction_to_eval_resolution():
-    gt = torch.zeros(1, 8, 8, dtype=torch.bool)
-    gt[0, :4] = True
-    pred = torch.zeros(1, 4, 4)
-    pred[0, :2] = 1.0
-    inputs = [_narrative(gt, [True], [False])]
-    # at 8x8 (original size) the bilinear upsampling of rows [1, 1, 0, 0] gives rows
-    # [1, 1, 1, .75, .25, 0, 0, 0]: IoU = (3 + .75) / (4 + .25) per column
-    ev = PNGEvaluator(eval_resolution=0, distributed=False)
-    ev.process(inputs, [{"png_masks": pred}])
-    assert ev._ious[0][0] == pytest.approx(3.75 / 4.25)
-    # at 4x4 the GT is downsampled (nearest) and equals the prediction exactly
-    ev = PNGEvaluator(eval_resolution=4, distributed=False)
-    ev.process(inputs, [{"png_masks": pred}])
-    assert ev._ious[0][0] == pytest.approx(1.0)
+def bilinear_matrix(n_out, n_in):
+    """[n_out, n_in] weights of 1-D linear interpolation with half-pixel centres
+    (align_corners=False, no antialias): output i samples input coordinate (i + 0.5) n_in / n_out
+    - 0.5, clamped below at 0, between its two neighbouring pixels (the last one repeated)."""
+    m = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        x = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
+        i0 = min(int(math.floor(x)), n_in - 1)
+        i1 = min(i0 + 1, n_in - 1)
+        w = x - i0
+        m[i, i0] += 1 - w
+        m[i, i1] += w
+    return m
 
 
-def test_evaluator_reads_resolution_from_cfg():
+def official_reference_iou(pred, gt):
+    """BCV-Uniandes/PNG's evaluation, written from its definition: GT (H, W) -> Resize((256, 256))
+    -> Resize((H, W)); prediction (h, w) -> 256 -> (H, W); IoU = sum(pt) / sum(p + t - pt)."""
+    h, w = gt.shape
+
+    def round_trip(x):
+        down = bilinear_matrix(256, x.shape[0]) @ x @ bilinear_matrix(256, x.shape[1]).T
+        return bilinear_matrix(h, 256) @ down @ bilinear_matrix(w, 256).T
+
+    p, t = round_trip(np.asarray(pred, np.float64)), round_trip(np.asarray(gt, np.float64))
+    with np.errstate(invalid="ignore"):
+        return (p * t).sum() / (p + t - p * t).sum()
+
+
+def test_official_protocol_matches_reference_round_trip():
+    g = torch.Generator().manual_seed(0)
+    gt = torch.zeros(2, 37, 53, dtype=torch.bool)
+    gt[0, 5:20, 10:40] = True
+    gt[1, 30:, :7] = True
+    pred = torch.rand(2, 16, 16, generator=g)  # predictions come at the model's own resolution
+    inputs = [_narrative(gt, [True, False], [False, False])]
+    official = PNGEvaluator(protocol="official", distributed=False)
+    official.process(inputs, [{"png_masks": pred}])
+    expected = [official_reference_iou(pred[i].numpy(), gt[i].numpy()) for i in range(2)]
+    assert official._ious[0].tolist() == pytest.approx(expected, rel=1e-5)
+
+    # exact: the GT untouched; the prediction bilinear (same 1-D weights) to the GT's size
+    exact = PNGEvaluator(protocol="exact", distributed=False)
+    exact.process(inputs, [{"png_masks": pred}])
+    for i in range(2):
+        p = bilinear_matrix(37, 16) @ pred[i].double().numpy() @ bilinear_matrix(53, 16).T
+        t = gt[i].double().numpy()
+        assert exact._ious[0][i] == pytest.approx((p * t).sum() / (p + t - p * t).sum(), rel=1e-5)
+    assert not np.allclose(official._ious[0], exact._ious[0], rtol=1e-3)  # the protocols differ
+
+
+def test_official_protocol_loses_tiny_segments_as_nan():
+    """A 1-pixel segment that no 256x256 sample reaches vanishes; with an empty prediction the
+    phrase scores NaN (counts, never recalled), the official behaviour."""
+    gt = torch.zeros(2, 600, 600, dtype=torch.bool)
+    # 600 -> 256 samples input coordinates 0.671875 + 2.34375 k: none lies within 1 px of 302
+    gt[0, 302, 302] = True
+    gt[1, :300] = True
+    assert official_reference_iou(np.zeros((600, 600)), gt[0].numpy()) != official_reference_iou(
+        np.zeros((600, 600)), gt[0].numpy()
+    )  # NaN in the reference too
+    pred = torch.zeros(2, 600, 600)
+    pred[1, :300] = 1.0
+    inputs = [_narrative(gt, [True, True], [False, False])]
+    ev = PNGEvaluator(protocol="official", distributed=False)
+    result = _run(ev, inputs, [pred])["png"]
+    iou = ev._ious[0]
+    assert math.isnan(iou[0]) and iou[1] == pytest.approx(official_reference_iou(pred[1].numpy(), gt[1].numpy()), rel=1e-5)
+    assert result["AR"] == pytest.approx(100 * literal_official_ar(iou), abs=1e-7)
+    exact = PNGEvaluator(protocol="exact", distributed=False)
+    exact.process(inputs, [{"png_masks": pred}])
+    assert exact._ious[0][0] == 0.0  # the full-resolution GT keeps its pixel
+
+
+def test_evaluator_protocol_from_cfg_and_checks():
     from odise_ext.config.defaults import get_odise_cfg
 
     cfg = get_odise_cfg()
-    cfg.MODEL.PNG.EVAL_RESOLUTION = 4
-    assert PNGEvaluator("x", cfg=cfg)._eval_resolution == 4
+    assert cfg.MODEL.PNG.EVAL_PROTOCOL == "official"
+    assert PNGEvaluator("x", cfg=cfg)._protocol == "official"
+    cfg.MODEL.PNG.EVAL_PROTOCOL = "exact"
+    assert PNGEvaluator("x", cfg=cfg)._protocol == "exact"
+    cfg.MODEL.PNG.EVAL_PROTOCOL = "512"
+    with pytest.raises(ValueError, match="protocol"):
+        PNGEvaluator("x", cfg=cfg)
+    inp = dict(_fixture_inputs()[0], height=16, width=16)  # GT not at the original resolution
+    with pytest.raises(ValueError, match="original resolution"):
+        PNGEvaluator(distributed=False).process([inp], [{"png_masks": torch.zeros(3, 8, 8)}])
 
 
 def test_evaluator_rejects_bad_predictions():
@@ -199,7 +279,7 @@ def _distributed_worker(out_path):
     rank = comm.get_rank()
     inp = inputs[rank]
     pred = inp["gt_masks"].float() * (0.5 if rank == 0 else 1.0)
-    ev = PNGEvaluator("fixture", eval_resolution=0, distributed=True)
+    ev = PNGEvaluator("fixture", protocol="exact", distributed=True)
     ev.process([inp], [{"png_masks": pred}])
     result = ev.evaluate()
     if comm.is_main_process():
@@ -219,7 +299,7 @@ def test_evaluator_gathers_across_two_processes(tmp_path):
     # single process on the same (input, prediction) pairs
     inputs = _fixture_inputs()
     preds = [inputs[0]["gt_masks"].float() * 0.5, inputs[1]["gt_masks"].float()]
-    expected = _run(PNGEvaluator(distributed=False), inputs, preds)["png"]
+    expected = _run(PNGEvaluator(protocol="exact", distributed=False), inputs, preds)["png"]
     assert got.keys() == expected.keys()
     for key in expected:
         assert got[key] == pytest.approx(expected[key]) or (math.isnan(got[key]) and math.isnan(expected[key]))

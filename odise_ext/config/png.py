@@ -11,9 +11,10 @@ def add_png_config(cfg):
     cfg.DATA.PNG.MAX_PHRASES_TRAIN = 0
 
     cfg.MODEL.PNG = CN()
-    # Side of the square masks are compared at by PNGEvaluator; 0 = each image's original
-    # (height, width), as the official evaluation does.
-    cfg.MODEL.PNG.EVAL_RESOLUTION = 0
+    # How PNGEvaluator compares masks: "official" = BCV-Uniandes/PNG's protocol (GT and prediction
+    # each resized bilinearly to 256x256 and back to the image size; comparable with published AR);
+    # "exact" = the GT untouched at the image's original resolution, the prediction resized to it.
+    cfg.MODEL.PNG.EVAL_PROTOCOL = "official"
     # --- PNG model keys (added by the model component) go below.
     m = cfg.MODEL.PNG
     # Number of categories of the phrase class labels (category of each phrase's last segment;

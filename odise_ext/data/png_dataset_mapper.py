@@ -8,13 +8,15 @@ Input: a dict of :func:`odise_ext.data.datasets.register_png.load_png_narratives
     phrases          list[str] of P grounded noun phrases, in caption order
     caption_tokens   LongTensor [T]: CLIP BPE ids with <start>/<end>, not truncated
     phrase_token_spans  LongTensor [P, 2]: token span [start, end) of each phrase in caption_tokens
-    gt_masks         BoolTensor [P, S, S]: union of each phrase's panoptic segments
+    gt_masks         BoolTensor [P, S, S] in training, [P, height, width] (original resolution,
+                     what the evaluator compares against) at test time: union of each phrase's
+                     panoptic segments
     plural           BoolTensor [P]: the phrase links to >= 2 segments
     is_thing         BoolTensor [P]: category of the phrase's last segment is a thing
     phrase_classes   LongTensor [P]: contiguous category id of the last segment
 
-The image is resized with bilinear interpolation and each mask with nearest neighbour through the
-same detectron2 transform, so masks stay aligned with the image. No flip: narratives say "left"
+The image is resized with bilinear interpolation and, in training, each mask with nearest
+neighbour through the same detectron2 transform, so masks stay aligned with the image. No flip: narratives say "left"
 and "right".
 """
 import copy
@@ -101,8 +103,9 @@ class PNGDatasetMapper:
         aug_input = T.AugInput(image)
         transforms = self.augmentations(aug_input)
         image = aug_input.image
-        # uint8 masks take detectron2's PIL nearest-neighbour path (pixel-centre aligned).
-        masks = [transforms.apply_segmentation(m.astype(np.uint8)) for m in masks]
+        if self.is_train:
+            # uint8 masks take detectron2's PIL nearest-neighbour path (pixel-centre aligned).
+            masks = [transforms.apply_segmentation(m.astype(np.uint8)) for m in masks]
 
         tokens = self.tokenizer(dataset_dict["caption"], [p["char_span"] for p in phrases])
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))

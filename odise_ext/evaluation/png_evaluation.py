@@ -3,7 +3,7 @@
 Each grounded noun phrase (>= 1 segment id) is one unit. With a predicted soft mask p in [0, 1]
 and the GT mask t (union of the phrase's segments)::
 
-    IoU = sum(p * t) / sum(p + t - p * t)
+    IoU = sum(p * t) / sum(p + t - p * t)                 # NaN when both masks are empty
     thresholds = np.arange(0, 1, 1e-5)                    # 100000 values, 0 included, 1 excluded
     recall(th) = mean(IoU >= th)                          # over all units of a subset
     AR = sum_i (thresholds[i + 1] - thresholds[i]) * recall(thresholds[i])   # consecutive pairs
@@ -11,7 +11,21 @@ and the GT mask t (union of the phrase's segments)::
 AR is reported overall and for things / stuff (category of the phrase's last segment) and
 singulars / plurals (>= 2 segments), with acc@0.5 = mean(IoU > 0.5) (strictly greater, as the
 official ``test_net.py`` computes it). Note the consequences of the official grid: an IoU of 0
-still scores 1e-5 (recall(0) = 1) and a perfect IoU scores 0.99999.
+still scores 1e-5 (recall(0) = 1) and a perfect IoU scores 0.99999, while a NaN IoU (both masks
+empty) counts in the mean but passes no threshold, not even 0 -- exactly as ``NaN >= th`` does in
+the official code.
+
+Two protocols decide at which resolution p and t are compared (``MODEL.PNG.EVAL_PROTOCOL``):
+
+* ``"official"`` (BCV-Uniandes/PNG): the GT union mask is resized from the image's size to
+  256x256 and back to (height, width), both times bilinear, ``align_corners=False``, no
+  antialias (torchvision ``Resize`` on tensors, torch 1.7); the prediction takes the same round
+  trip (the baseline's predictions are 256x256 to begin with). GT and prediction are therefore
+  soft, and a small segment can vanish (both empty -> NaN). The baseline's integer instance masks
+  were also rounded to {0, 1} at 256x256 by torchvision's integer path; our predictions are
+  probabilities and stay soft.
+* ``"exact"``: the GT at the image's original resolution, untouched; the prediction bilinear to
+  it. The GT is never empty there, so the IoU is never NaN.
 """
 import itertools
 import logging
@@ -25,7 +39,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from tabulate import tabulate
 
-__all__ = ["PNGEvaluator", "average_recall", "mask_iou", "png_metrics"]
+__all__ = ["PNG_EVAL_PROTOCOLS", "PNGEvaluator", "average_recall", "mask_iou", "png_metrics", "official_round_trip"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,29 +47,34 @@ logger = logging.getLogger(__name__)
 # its floating-point values (and so ties at grid points) identical.
 _THRESHOLDS = np.arange(0, 1, 0.00001)
 _SUBSETS = ("", "_things", "_stuff", "_singulars", "_plurals")
+# Side of the official evaluation's intermediate masks (torchvision Resize((256, 256))).
+OFFICIAL_MASK_SIZE = 256
+PNG_EVAL_PROTOCOLS = ("official", "exact")
 
 
 def average_recall(ious) -> float:
     """Official PNG Average Recall of a pool of IoUs, as a fraction in [0, 1).
 
     Equal to the official double loop (the same products, summed in the same order, so the
-    result matches bit for bit) in O(n log n + 1e5) instead of O(n * 1e5).
+    result matches bit for bit) in O(n log n + 1e5) instead of O(n * 1e5). A NaN IoU (both masks
+    empty) counts as a unit that passes no threshold, as in the official code.
 
     Args:
-        ious: sequence / array / tensor of n >= 1 IoUs in [0, 1].
+        ious: sequence / array / tensor of n >= 1 IoUs in [0, 1] or NaN.
     Raises:
-        ValueError: empty input (the official code divides by zero), NaN, or values outside [0, 1].
+        ValueError: empty input (the official code divides by zero) or values outside [0, 1].
     """
     if torch.is_tensor(ious):
         ious = ious.detach().cpu()
     ious = np.asarray(ious, dtype=np.float64).ravel()
     if ious.size == 0:
         raise ValueError("average_recall needs at least one IoU; got an empty list (no phrase to evaluate)")
-    if np.isnan(ious).any() or (ious < 0).any() or (ious > 1).any():
-        raise ValueError(f"IoUs must lie in [0, 1] (no NaN); got min {ious.min()}, max {ious.max()}")
+    finite = ious[~np.isnan(ious)]
+    if (finite < 0).any() or (finite > 1).any():
+        raise ValueError(f"IoUs must lie in [0, 1] (or be NaN); got min {finite.min()}, max {finite.max()}")
     n = ious.size
     # recall(th) = #(iou >= th) / n; searchsorted 'left' counts the IoUs strictly below th.
-    num_above = n - np.searchsorted(np.sort(ious), _THRESHOLDS, side="left")
+    num_above = finite.size - np.searchsorted(np.sort(finite), _THRESHOLDS, side="left")
     recall = num_above / n
     terms = np.abs(_THRESHOLDS[1:] - _THRESHOLDS[:-1]) * recall[:-1]
     # cumsum adds left to right like the official Python loop (np.sum would pair terms).
@@ -67,17 +86,24 @@ def mask_iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
     Args:
         pred: [P, H, W] values in [0, 1].
-        gt: [P, H, W] values in [0, 1] (binary for PNG ground truth).
+        gt: [P, H, W] values in [0, 1].
     Returns:
-        [P] float64 IoUs. A pair with an empty union scores 0 (the official code yields NaN
-        there, which never passes a threshold: the same AR).
+        [P] float64 IoUs; NaN where both masks are empty (0 / 0, as the official code computes it).
     """
     if pred.shape != gt.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} != ground-truth shape {tuple(gt.shape)}")
     p, t = pred.double().flatten(1), gt.double().flatten(1)
     inter = (p * t).sum(1)
     union = (p + t - p * t).sum(1)
-    return torch.where(union > 0, inter / union.clamp_min(1e-300), torch.zeros_like(inter))
+    return inter / union
+
+
+def official_round_trip(masks: torch.Tensor, size) -> torch.Tensor:
+    """The official evaluation's resizing: [P, h, w] float -> 256x256 -> ``size`` (H, W), both
+    bilinear with ``align_corners=False`` and no antialias. Returns [P, H, W] float32."""
+    masks = masks.float()[None]
+    small = F.interpolate(masks, size=(OFFICIAL_MASK_SIZE,) * 2, mode="bilinear", align_corners=False)
+    return F.interpolate(small, size=tuple(size), mode="bilinear", align_corners=False)[0]
 
 
 def png_metrics(ious, is_thing, plural) -> Dict[str, float]:
@@ -100,6 +126,7 @@ def png_metrics(ious, is_thing, plural) -> Dict[str, float]:
             logger.warning(f"PNG evaluation: no phrase in subset '{suffix[1:] or 'all'}'; its AR is NaN")
             results["AR" + suffix] = float("nan")
     for suffix, sel in selections.items():
+        # NaN > 0.5 is False: a NaN IoU is a miss, as in the official accuracy_score.
         results["acc@0.5" + suffix] = 100.0 * float(np.mean(ious[sel] > 0.5)) if sel.any() else float("nan")
     return results
 
@@ -108,52 +135,39 @@ class PNGEvaluator(DatasetEvaluator):
     """Official PNG Average Recall over a dataset of narratives.
 
     ``process`` reads, per narrative, the ground truth from the mapper's input
-    (:class:`odise_ext.data.png_dataset_mapper.PNGDatasetMapper`: ``gt_masks`` [P, H, W] bool,
-    ``plural`` [P], ``is_thing`` [P], ``height``/``width``) and the prediction
-    ``output["png_masks"]``: [P, h, w] float probabilities in [0, 1], one per phrase in input
-    order, at any resolution. Both are resized to the evaluation resolution (predictions
-    bilinearly, GT by nearest neighbour) before the IoU.
+    (:class:`odise_ext.data.png_dataset_mapper.PNGDatasetMapper` at test time: ``gt_masks``
+    [P, H, W] bool at the original resolution, ``plural`` [P], ``is_thing`` [P]) and the
+    prediction ``output["png_masks"]``: [P, h, w] float probabilities in [0, 1], one per phrase in
+    input order, at any resolution. Masks are compared at the GT's (H, W) under the chosen
+    protocol (see the module docstring).
     """
 
-    def __init__(
-        self,
-        dataset_name: str = "",
-        *,
-        cfg=None,
-        eval_resolution: Optional[int] = None,
-        distributed: bool = True,
-    ):
+    def __init__(self, dataset_name: str = "", *, cfg=None, protocol: Optional[str] = None, distributed: bool = True):
         """
         Args:
             dataset_name: for the log only.
-            cfg: a config; supplies ``MODEL.PNG.EVAL_RESOLUTION`` unless ``eval_resolution`` is given.
-            eval_resolution: side of the square evaluation resolution; 0 = each image's original
-                (height, width), as in the official evaluation. Default 0 without cfg.
+            cfg: a config; supplies ``MODEL.PNG.EVAL_PROTOCOL`` unless ``protocol`` is given.
+            protocol: "official" or "exact" (default "official" without cfg).
             distributed: gather results from all processes in :meth:`evaluate`.
         """
-        if eval_resolution is None:
-            eval_resolution = cfg.MODEL.PNG.EVAL_RESOLUTION if cfg is not None else 0
-        if eval_resolution < 0:
-            raise ValueError(f"eval_resolution must be >= 0 (0 = original image size), got {eval_resolution}")
+        if protocol is None:
+            protocol = cfg.MODEL.PNG.EVAL_PROTOCOL if cfg is not None else "official"
+        if protocol not in PNG_EVAL_PROTOCOLS:
+            raise ValueError(f"PNG evaluation protocol must be one of {PNG_EVAL_PROTOCOLS}, got {protocol!r}")
         self._dataset_name = dataset_name
-        self._eval_resolution = int(eval_resolution)
+        self._protocol = protocol
         self._distributed = distributed
         self.reset()
 
     def reset(self):
         self._ious, self._is_thing, self._plural = [], [], []
 
-    def _eval_size(self, inp, gt):
-        if self._eval_resolution:
-            return (self._eval_resolution, self._eval_resolution)
-        return (int(inp.get("height", gt.shape[-2])), int(inp.get("width", gt.shape[-1])))
-
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
             where = f"image {inp.get('image_id')} (narrative #{inp.get('narrative_index')})"
             if "png_masks" not in out:
                 raise KeyError(f"{where}: the model output has no 'png_masks'")
-            gt, pred = inp["gt_masks"], out["png_masks"].detach().float().cpu()
+            gt, pred = inp["gt_masks"].cpu(), out["png_masks"].detach().float().cpu()
             if pred.dim() != 3 or pred.shape[0] != gt.shape[0]:
                 raise ValueError(
                     f"{where}: png_masks has shape {tuple(pred.shape)}; "
@@ -161,9 +175,16 @@ class PNGEvaluator(DatasetEvaluator):
                 )
             if pred.numel() and not (torch.isfinite(pred).all() and pred.min() >= 0 and pred.max() <= 1):
                 raise ValueError(f"{where}: png_masks must be probabilities in [0, 1] (got logits?)")
-            size = self._eval_size(inp, gt)
-            pred = F.interpolate(pred[None], size=size, mode="bilinear", align_corners=False)[0]
-            gt = F.interpolate(gt[None].float(), size=size, mode="nearest-exact")[0]
+            size = tuple(gt.shape[-2:])
+            if "height" in inp and (int(inp["height"]), int(inp["width"])) != size:
+                raise ValueError(
+                    f"{where}: gt_masks are {size[1]}x{size[0]} but the image is {inp['width']}x{inp['height']}; "
+                    "the evaluator needs the GT at the original resolution (PNGDatasetMapper with is_train=False)"
+                )
+            if self._protocol == "official":
+                pred, gt = official_round_trip(pred, size), official_round_trip(gt, size)
+            else:
+                pred = F.interpolate(pred[None], size=size, mode="bilinear", align_corners=False)[0]
             self._ious.append(mask_iou(pred, gt).numpy())
             self._is_thing.append(inp["is_thing"].cpu().numpy().astype(bool))
             self._plural.append(inp["plural"].cpu().numpy().astype(bool))
@@ -186,10 +207,10 @@ class PNGEvaluator(DatasetEvaluator):
         counts = {"": ious.size, "_things": is_thing.sum(), "_stuff": (~is_thing).sum(),
                   "_singulars": (~plural).sum(), "_plurals": plural.sum()}
         rows = [(s[1:] or "all", results["AR" + s], results["acc@0.5" + s], int(counts[s])) for s in _SUBSETS]
-        side = self._eval_resolution
-        resolution = f"{side}x{side}" if side else "original image size"
+        num_nan = int(np.isnan(ious).sum())
         logger.info(
-            f"PNG evaluation on {self._dataset_name!r} at {resolution}:\n"
+            f"PNG evaluation on {self._dataset_name!r}, {self._protocol} protocol "
+            f"({num_nan} phrase(s) with empty prediction and GT, IoU NaN):\n"
             + tabulate(rows, headers=["subset", "AR", "acc@0.5", "#phrases"], floatfmt=".2f", tablefmt="pipe")
         )
         return {"png": results}
