@@ -1,9 +1,12 @@
 """VPD / Meta-Prompts meta-architectures, mappers, pose geometry and the predictor on tiny
 configs: losses in training, output shapes/sizes in inference (non-square inputs, sliding windows,
 flip test against a manual average), mapper alignment, crop geometry round trips."""
+import copy
+
 import numpy as np
 import pytest
 import torch
+from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, Keypoints
 from PIL import Image
@@ -136,6 +139,14 @@ def test_refer_mapper_mask_from_rle_and_polygons(tmp_path):
          "annotations": [{"segmentation": rle}]}
     out = VPDReferMapper(is_train=False, augmentations=[], image_format="RGB")(d)
     assert out["sentence"] == "a" and torch.equal(out["ref_mask"], torch.as_tensor(mask))
+    # resized input: the GT stays at the original size, or (LAVT/VPD protocol) follows the image by
+    # nearest neighbour: 20x30 -> 40x60 doubles every pixel, and the prediction is asked at 40x60
+    resize = [T.Resize((40, 60))]
+    out = VPDReferMapper(is_train=False, augmentations=resize, image_format="RGB")(copy.deepcopy(d))
+    assert torch.equal(out["ref_mask"], torch.as_tensor(mask)) and (out["height"], out["width"]) == (20, 30)
+    out = VPDReferMapper(is_train=False, augmentations=resize, image_format="RGB", eval_at_input_size=True)(d)
+    assert torch.equal(out["ref_mask"], torch.as_tensor(np.kron(mask, np.ones((2, 2), np.uint8))))
+    assert (out["height"], out["width"]) == (40, 60) and out["image"].shape[-2:] == (40, 60)
 
 
 def test_refer_model_uses_the_sentence():

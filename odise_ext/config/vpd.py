@@ -93,6 +93,12 @@ def _add_refer(cfg):
     r.LOSS_WEIGHT = 1.0
     # Evaluation: a probability mask counts as foreground where it exceeds this value.
     r.EVAL_THRESHOLD = 0.5
+    # Evaluation: IoU of a sample whose prediction and GT are both empty. 0.0 = LAVT/VPD's test.py
+    # (the published protocol); 1.0 counts such a sample as a perfect match.
+    r.EMPTY_IOU = 0.0
+    # Evaluation: compare masks at the network input size (MODEL.VPD.DATA.REFER_SIZE, GT resized by
+    # nearest neighbour; LAVT/VPD's protocol) instead of at the image's original resolution.
+    r.EVAL_AT_INPUT_SIZE = True
 
 
 def _add_pose(cfg):

@@ -7,8 +7,10 @@ RLE). Output:
 - ``image``: uint8 [3, h, w], resized to ``MODEL.VPD.DATA.REFER_SIZE`` when set (LAVT/VPD: 480);
 - ``sentence``: one expression (a random one in training, the first at test time — test splits
   are registered with one dict per sentence);
-- ``ref_mask``: uint8 [h', w'] 0/1, aligned with ``image`` in training and at the original
-  resolution at test time (the model resizes its prediction to ``height`` x ``width``).
+- ``ref_mask``: uint8 [h', w'] 0/1, aligned with ``image`` in training; at test time aligned
+  with ``image`` too when ``eval_at_input_size`` (LAVT/VPD evaluate at the network input size,
+  the GT resized by PIL nearest neighbour, as here), else at the original resolution;
+- ``height``/``width``: the size the model resizes its prediction to (the evaluated size).
 
 There is no flip augmentation: it would swap "left" and "right" in the expressions.
 """
@@ -50,15 +52,18 @@ def annotation_mask(annotations, height: int, width: int) -> np.ndarray:
 @DATASET_MAPPER_REGISTRY.register()
 class VPDReferMapper:
     @configurable
-    def __init__(self, *, is_train: bool, augmentations, image_format: str, seed=None):
+    def __init__(self, *, is_train: bool, augmentations, image_format: str, seed=None, eval_at_input_size=False):
         """
         Args:
             is_train: pick a random sentence and align the mask with the image.
             augmentations: detectron2 augmentations (a resize).
             image_format: channel order of the returned image.
             seed: seeds the sentence choice (None: numpy's global RNG, re-seeded per worker).
+            eval_at_input_size: at test time, return the GT resized with the image and ask for
+                the prediction at that size (LAVT/VPD's evaluation protocol).
         """
         self.is_train = is_train
+        self.eval_at_input_size = eval_at_input_size
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
         self.rng = np.random.RandomState(seed) if seed is not None else np.random
@@ -67,7 +72,12 @@ class VPDReferMapper:
     def from_config(cls, cfg, is_train: bool = True):
         size = cfg.MODEL.VPD.DATA.REFER_SIZE
         augs = [T.Resize(tuple(size))] if size else []
-        return {"is_train": is_train, "augmentations": augs, "image_format": cfg.INPUT.FORMAT}
+        return {
+            "is_train": is_train,
+            "augmentations": augs,
+            "image_format": cfg.INPUT.FORMAT,
+            "eval_at_input_size": cfg.MODEL.VPD.REFER.EVAL_AT_INPUT_SIZE,
+        }
 
     def _sentence(self, d) -> str:
         if "sentence" in d:
@@ -83,10 +93,12 @@ class VPDReferMapper:
         utils.check_image_size(d, image)
         h, w = image.shape[:2]
         mask = annotation_mask(d.pop("annotations", []), h, w)
-        aug = T.AugInput(image, sem_seg=mask if self.is_train else None)
+        aligned = self.is_train or self.eval_at_input_size
+        # uint8 sem_seg takes detectron2's PIL nearest-neighbour resize, like LAVT/VPD's "P"-mode target.
+        aug = T.AugInput(image, sem_seg=mask if aligned else None)
         self.augmentations(aug)
         d["image"] = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1)))
         d["sentence"] = self._sentence(d)
-        d["ref_mask"] = torch.as_tensor(np.ascontiguousarray(aug.sem_seg if self.is_train else mask))
-        d["height"], d["width"] = h, w
+        d["ref_mask"] = torch.as_tensor(np.ascontiguousarray(aug.sem_seg if aligned else mask))
+        d["height"], d["width"] = (h, w) if self.is_train else tuple(d["ref_mask"].shape)
         return d
