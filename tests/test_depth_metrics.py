@@ -109,8 +109,47 @@ def _expected_per_image_mean():
     return {k: (m1[k] + m2[k]) / 2 for k in m1}
 
 
+def vpd_reference(pred, gt, min_depth, max_depth, crop_rows=None, crop_cols=None):
+    """VPD / Meta-Prompts (GLPDepth) cropping_img + eval_depth for one image, from the definition:
+    pred[isinf] = max, pred[isnan] = min, nothing else; valid = min < gt < max (and the crop);
+    the metrics over the valid pixels."""
+    pred = np.array(pred, dtype=np.float64)
+    pred[np.isinf(pred)] = max_depth
+    pred[np.isnan(pred)] = min_depth
+    valid = (gt > min_depth) & (gt < max_depth)
+    if crop_rows is not None:
+        box = np.zeros_like(valid)
+        box[crop_rows, crop_cols] = True
+        valid &= box
+    return _hand_metrics(pred[valid].tolist(), gt[valid].tolist())
+
+
+def test_depth_evaluator_default_is_vpd_protocol():
+    """No clamping by default: 20 m stays 20 m; inf scores as max depth and NaN as min depth."""
+    rng = np.random.default_rng(0)
+    images = []
+    for n in range(3):
+        gt = rng.uniform(0.5, 12.0, (480, 640))
+        gt[rng.random((480, 640)) < 0.2] = 0.0
+        pred = rng.uniform(0.2, 25.0, (480, 640))
+        pred[5, 50 + n] = np.inf
+        pred[100, 100 + n] = np.nan
+        images.append((gt, pred))
+    ev = DepthEvaluator(min_depth=1e-3, max_depth=10.0, crop="nyu", distributed=False)
+    for gt, pred in images:
+        ev.process([{"depth": gt}], [{"depth": pred}])
+    res = ev.evaluate()["depth"]
+    per_image = [vpd_reference(p, g, 1e-3, 10.0, slice(45, 471), slice(41, 601)) for g, p in images]
+    for k in per_image[0]:
+        assert res[k] == pytest.approx(np.mean([m[k] for m in per_image]), rel=1e-9), k
+    clamped = DepthEvaluator(min_depth=1e-3, max_depth=10.0, crop="nyu", clamp_pred=True, distributed=False)
+    for gt, pred in images:
+        clamped.process([{"depth": gt}], [{"depth": pred}])
+    assert clamped.evaluate()["depth"]["rmse"] < res["rmse"]  # the BTS option differs
+
+
 def test_depth_evaluator_per_image_average_and_clamp():
-    ev = DepthEvaluator(min_depth=1e-3, max_depth=10.0, crop="", distributed=False)
+    ev = DepthEvaluator(min_depth=1e-3, max_depth=10.0, crop="", clamp_pred=True, distributed=False)
     ev.reset()
     for inp, out in _samples():
         ev.process([inp], [out])
@@ -125,10 +164,10 @@ def test_depth_evaluator_per_image_average_and_clamp():
 
 def test_depth_evaluator_gathers_across_processes(monkeypatch):
     samples = _samples()
-    ev = DepthEvaluator(min_depth=1e-3, max_depth=10.0, distributed=True)
+    ev = DepthEvaluator(min_depth=1e-3, max_depth=10.0, clamp_pred=True, distributed=True)
     ev.reset()
     ev.process([samples[0][0]], [samples[0][1]])
-    other = DepthEvaluator(min_depth=1e-3, max_depth=10.0, distributed=False)
+    other = DepthEvaluator(min_depth=1e-3, max_depth=10.0, clamp_pred=True, distributed=False)
     other.process([samples[1][0]], [samples[1][1]])
     comm = depth_evaluation.comm
     monkeypatch.setattr(comm, "gather", lambda data, dst=0: [data, other._per_image])
@@ -144,8 +183,8 @@ def test_depth_evaluator_bad_input():
     ev = DepthEvaluator(distributed=False)
     with pytest.raises(ValueError, match="same size"):
         ev.process([{"depth": np.ones((2, 2))}], [{"depth": np.ones((2, 3))}])
-    with pytest.raises(ValueError, match="NaN"):
-        ev.process([{"depth": np.ones((1, 2))}], [{"depth": np.array([[1.0, np.nan]])}])
+    with pytest.raises(ValueError, match="> 0"):
+        ev.process([{"depth": np.ones((1, 2))}], [{"depth": np.array([[1.0, -2.0]])}])
     with pytest.raises(ValueError, match="no ground-truth"):
         ev.process([{"depth": np.zeros((1, 2))}], [{"depth": np.ones((1, 2))}])
 
@@ -161,7 +200,7 @@ def test_depth_evaluator_from_config():
         ["MODEL.VPD.DEPTH.EVAL_CROP", "garg", "MODEL.VPD.DEPTH.EVAL_MAX_DEPTH", 80.0]
     )
     ev = DepthEvaluator(cfg, distributed=False)
-    assert ev._crop == "garg" and ev._max_depth == 80.0
+    assert ev._crop == "garg" and ev._max_depth == 80.0 and ev._clamp_pred is False
     with pytest.raises((KeyError, AssertionError), match="NOT_A_KEY"):
         cfg.merge_from_list(["MODEL.VPD.DEPTH.NOT_A_KEY", 1])
 

@@ -38,14 +38,15 @@ def _add_depth(cfg):
     # Multiplier of the SiLog loss.
     d.LOSS_WEIGHT = 1.0
     # --- evaluation ---
-    # Ground truth <= this is ignored in evaluation; predictions are clamped up to it.
+    # Ground truth <= this is ignored in evaluation; a NaN prediction is scored as this depth.
     d.EVAL_MIN_DEPTH = 1e-3
-    # Ground truth >= this is ignored in evaluation; predictions are clamped down to it.
+    # Ground truth >= this is ignored in evaluation; an inf prediction is scored as this depth.
     d.EVAL_MAX_DEPTH = 10.0
     # Evaluation crop: "" (none), "nyu" (Eigen NYU crop), "eigen" or "garg" (KITTI crops).
     d.EVAL_CROP = ""
-    # Clamp predictions to [EVAL_MIN_DEPTH, EVAL_MAX_DEPTH] before the metrics (BTS protocol).
-    d.EVAL_CLAMP_PRED = True
+    # Clamp predictions to [EVAL_MIN_DEPTH, EVAL_MAX_DEPTH] before the metrics (BTS protocol);
+    # False = VPD / Meta-Prompts, which only replace inf / NaN.
+    d.EVAL_CLAMP_PRED = False
     # The DepthEvaluator writes colour-mapped prediction | ground truth PNGs of the first this many
     # images (per process) to <evaluation output folder>/depth_vis/ (0 = none).
     d.EVAL_VIS_COUNT = 8

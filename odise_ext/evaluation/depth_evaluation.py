@@ -1,10 +1,14 @@
-"""Monocular depth evaluation (NYUv2 / KITTI) following the VPD/GLPDepth/BTS protocol.
+"""Monocular depth evaluation (NYUv2 / KITTI) following the VPD / Meta-Prompts (GLPDepth) protocol.
 
-Per image: pixels are evaluated where min_depth < gt < max_depth and inside the optional crop;
-predictions are clamped to [min_depth, max_depth] (BTS; VPD only replaces inf/NaN); the metrics
-of :func:`depth_metrics` are computed over those pixels; the dataset score of every metric is
-the **mean over images** of the per-image values (VPD/GLPDepth/BTS average per image, not over
-the pooled pixels of the dataset).
+Per image: predicted inf becomes max_depth and NaN becomes min_depth (logged), and nothing else
+is done to the prediction -- VPD's and Meta-Prompts' ``cropping_img``; ``clamp_pred``
+(``MODEL.VPD.DEPTH.EVAL_CLAMP_PRED``) additionally clamps it to [min_depth, max_depth], as BTS's
+evaluation does. Pixels are evaluated where min_depth < gt < max_depth and inside the optional
+crop ("nyu": rows 45:471, cols 41:601 of the 480x640 map, which VPD applies to every NYUv2 image;
+"garg" / "eigen": the KITTI crops as fractions of the ground-truth size); the metrics of
+:func:`depth_metrics` are computed over those pixels; the dataset score of every metric is the
+**mean over images** of the per-image values (VPD/GLPDepth/BTS average per image, not over the
+pooled pixels of the dataset).
 
 With an ``output_dir`` and ``num_visualizations`` > 0 (``MODEL.VPD.DEPTH.EVAL_VIS_COUNT``), the
 first images each process sees are also written as colour-mapped PNGs
@@ -151,7 +155,7 @@ class DepthEvaluator(DatasetEvaluator):
         min_depth=1e-3,
         max_depth=10.0,
         crop="",
-        clamp_pred=True,
+        clamp_pred=False,
         distributed=True,
         dataset_name=None,
         output_dir=None,
@@ -160,9 +164,11 @@ class DepthEvaluator(DatasetEvaluator):
         """
         Args:
             min_depth, max_depth (float): evaluation range (ground truth kept strictly inside;
-                predictions clamped into it when ``clamp_pred``).
+                predicted NaN / inf replaced by min / max; predictions clamped into it when
+                ``clamp_pred``).
             crop (str): "" (none), "nyu", "garg" or "eigen".
-            clamp_pred (bool): clamp predictions to [min_depth, max_depth].
+            clamp_pred (bool): clamp predictions to [min_depth, max_depth] (BTS); False = VPD /
+                Meta-Prompts.
             distributed (bool): gather results from all processes.
             dataset_name (str or None): only used in log messages.
             output_dir (str or None): where ``depth_vis/`` is written (None = no visualisations).
@@ -220,8 +226,15 @@ class DepthEvaluator(DatasetEvaluator):
                     f"{name}: predicted depth {pred.shape} and ground truth {gt.shape} must be "
                     "[H, W] maps of the same size"
                 )
-            if np.isnan(pred).any():
-                raise ValueError(f"{name}: predicted depth contains NaN")
+            num_inf, num_nan = int(np.isinf(pred).sum()), int(np.isnan(pred).sum())
+            if num_inf or num_nan:
+                # VPD's cropping_img: inf -> max depth, NaN -> min depth (scored, not dropped).
+                self._logger.warning(
+                    f"{name}: {num_inf} inf / {num_nan} NaN predicted depths set to "
+                    f"{self._max_depth} / {self._min_depth} m"
+                )
+                pred = np.where(np.isinf(pred), self._max_depth, pred)
+                pred = np.where(np.isnan(pred), self._min_depth, pred)
             if self._clamp_pred:
                 pred = np.clip(pred, self._min_depth, self._max_depth)
             valid = depth_eval_mask(
