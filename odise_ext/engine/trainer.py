@@ -76,5 +76,14 @@ class Trainer(DefaultTrainer):
         return build_detection_test_loader(cfg, dataset_name, mapper=build_dataset_mapper(cfg, is_train=False))
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        return build_evaluators(cfg, dataset_name, output_folder)
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None, *, vocabulary=None):
+        return build_evaluators(cfg, dataset_name, output_folder, vocabulary=vocabulary)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """detectron2's test loop; an open-vocabulary model's evaluators are built for its test
+        vocabulary (all of them before the first inference, so a refusal comes up front)."""
+        if evaluators is None:
+            vocabulary = getattr(getattr(model, "module", model), "test_vocabulary", None)
+            evaluators = [cls.build_evaluator(cfg, name, vocabulary=vocabulary) for name in cfg.DATASETS.TEST]
+        return super().test(cfg, model, evaluators)

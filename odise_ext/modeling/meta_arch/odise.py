@@ -21,7 +21,7 @@ from ..clip import CLIP_MEAN, CLIP_STD, build_clip
 from ..criterion import ClassLoss, SetCriterion, build_loss_term
 from ..open_vocab import OpenVocabClassHead, TextEmbeddingCache, caption_grounding_loss, geometric_ensemble, mask_clip_embed
 from ..open_vocab.heads import synonym_max
-from ..open_vocab.vocabulary import Vocabulary, parse_vocabulary
+from ..open_vocab.vocabulary import Vocabulary, dataset_vocabulary, parse_vocabulary
 from ..postprocessing import instance_inference, panoptic_inference, semantic_inference
 from .mask_former_head import MaskFormerHead
 
@@ -104,6 +104,10 @@ class ODISE(nn.Module):
         train_vocab = Vocabulary.from_metadata(MetadataCatalog.get(train_name))
         if cfg.MODEL.ODISE.TEST_VOCABULARY:
             test_vocab = parse_vocabulary(cfg.MODEL.ODISE.TEST_VOCABULARY)
+            if cfg.DATASETS.TEST:
+                # classes named like a test-dataset class are things / stuff as there (the
+                # evaluators score them that way); the others stay things
+                test_vocab = test_vocab.with_things_from(dataset_vocabulary(MetadataCatalog.get(cfg.DATASETS.TEST[0])))
         elif cfg.DATASETS.TEST:
             test_vocab = Vocabulary.from_metadata(MetadataCatalog.get(cfg.DATASETS.TEST[0]))
         else:
