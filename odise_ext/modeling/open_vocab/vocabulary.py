@@ -164,8 +164,9 @@ def parse_vocabulary(text: str, thing_names: Sequence[str] = ()) -> Vocabulary:
 
     Args:
         text: classes separated by ``;``, synonyms of a class by ``,``.
-        thing_names: display names of the classes that are countable things; the rest are stuff.
-            If empty, every class is a thing (open-vocabulary demos mostly name objects).
+        thing_names: names (any synonym) of the classes that are countable things; the rest are
+            stuff. If empty, every class is a thing (open-vocabulary demos mostly name objects).
+            A name that is no class's is an error.
     """
     if not text or not text.strip():
         raise ValueError("empty vocabulary: give classes like 'cat;dog,puppy;sky'")
@@ -174,8 +175,12 @@ def parse_vocabulary(text: str, thing_names: Sequence[str] = ()) -> Vocabulary:
         raise ValueError(f"vocabulary {text!r} holds no class name")
     classes = tuple(_split_synonyms(p) for p in parts)
     if thing_names:
-        wanted = {t.lower() for t in thing_names}
-        thing_ids = tuple(i for i, syns in enumerate(classes) if syns[0].lower() in wanted)
+        wanted = {t.strip().lower() for t in thing_names if t.strip()}
+        names = [{s.lower() for s in syns} for syns in classes]
+        unknown = sorted(t for t in wanted if not any(t in n for n in names))
+        if unknown:
+            raise ValueError(f"thing names {unknown} are not in the vocabulary {[c[0] for c in classes]}")
+        thing_ids = tuple(i for i, n in enumerate(names) if n & wanted)
     else:
         thing_ids = tuple(range(len(classes)))
     return Vocabulary(classes, thing_ids)
