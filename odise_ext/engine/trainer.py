@@ -15,6 +15,7 @@ from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.build import build_dataset_mapper
+from ..data.validation import checked_dataset_dicts
 from .checkpoint import AtomicCheckpointer
 from .evaluators import build_evaluators
 from .optimizer import build_optimizer
@@ -69,11 +70,15 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=build_dataset_mapper(cfg, is_train=True))
+        dataset = checked_dataset_dicts(cfg, cfg.DATASETS.TRAIN, is_train=True)
+        return build_detection_train_loader(cfg, dataset=dataset, mapper=build_dataset_mapper(cfg, is_train=True))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(cfg, dataset_name, mapper=build_dataset_mapper(cfg, is_train=False))
+        dataset = checked_dataset_dicts(cfg, dataset_name, is_train=False)
+        return build_detection_test_loader(
+            dataset, mapper=build_dataset_mapper(cfg, is_train=False), num_workers=cfg.DATALOADER.NUM_WORKERS
+        )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None, *, vocabulary=None):
