@@ -29,6 +29,8 @@ from typing import Callable, Dict, List
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from .catalog_utils import load_json
+
 __all__ = ["register_all_vpd", "VPD_DATASETS", "CITYSCAPES_TRAIN_CLASSES"]
 
 # Cityscapes' 19 evaluation classes (trainId order) and their colours.
