@@ -9,7 +9,8 @@
 (or, for a float image in [0, 1], silently predicts on an almost black image) otherwise; this
 class accepts or refuses every input by the rules of ``image_io``. It also resizes images of
 extreme aspect ratio (e.g. 20 x 10000) that ``ResizeShortestEdge`` would shrink to 0 pixels:
-each side keeps at least 1 pixel.
+each side keeps at least 1 pixel. A bad ``MODEL.WEIGHTS`` file is named before the model is
+built (``weights_file``).
 """
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from detectron2.data import transforms as T
 from detectron2.engine import DefaultPredictor
 
 from ..data.image_io import ImageInput, as_image_array
+from .weights_file import check_weights_file
 
 __all__ = ["Predictor", "ResizeShortestEdgeAtLeastOne"]
 
@@ -45,6 +47,7 @@ class Predictor(DefaultPredictor):
     at the input's resolution) that takes any :data:`~odise_ext.data.image_io.ImageInput`."""
 
     def __init__(self, cfg):
+        check_weights_file(cfg.MODEL.WEIGHTS)
         super().__init__(cfg)
         self.aug = at_least_one_pixel(self.aug)
 
