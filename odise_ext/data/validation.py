@@ -24,11 +24,13 @@ from typing import Dict, List, Optional
 import numpy as np
 from PIL import Image
 
+from ..config.data import ANNOTATION_CHECK_LEVELS
+
 __all__ = ["CHECK_LEVELS", "check_dataset_dicts", "check_record"]
 
 logger = logging.getLogger(__name__)
 
-CHECK_LEVELS = ("none", "files", "full")
+CHECK_LEVELS = ANNOTATION_CHECK_LEVELS
 _LABEL_KEYS = ("sem_seg_file_name", "pan_seg_file_name", "depth_file_name")
 _EXIF_ORIENTATION = 0x0112
 
