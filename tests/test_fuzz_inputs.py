@@ -168,7 +168,7 @@ def _demo_outcome(demo, tmp_path, inputs, extra=()):
 
 
 DEMO_ROWS = [
-    ("png16_read_scaled", lambda t: [_png16(t, 257 * 60)], (), OK),
+    ("png16_read_scaled", lambda t: [_png16(t, 257 * 60)], (), (OK,)),
     ("missing_file", lambda t: [str(t / "nope.jpg")], (), (SystemExit, "nope.jpg' does not exist")),
     ("directory", lambda t: [str(t)], (), (SystemExit, "is a directory")),
     ("text_file", lambda t: [_file(t, "a.jpg", b"text")], (), (SystemExit, "not an image file")),
@@ -177,7 +177,7 @@ DEMO_ROWS = [
      (SystemExit, "['dog'] are not in the vocabulary")),
     ("things_without_vocab", lambda t: [_png16(t)], ("--things", "circle"), (SystemExit, "give --vocab too")),
     ("empty_vocab", lambda t: [_png16(t)], ("--vocab", ";"), (SystemExit, "holds no class name")),
-    ("things_synonym_ok", lambda t: [_png16(t)], ("--vocab", "circle,disk;sky", "--things", "disk"), OK),
+    ("things_synonym_ok", lambda t: [_png16(t)], ("--vocab", "circle,disk;sky", "--things", "disk"), (OK,)),
 ]
 
 
