@@ -156,3 +156,15 @@ def test_evaluation_with_permuted_superset_and_subset(model_and_cfg):
     finally:
         handle.remove()
     assert calls == []
+
+
+def test_instance_and_semantic_datasets(shapes_root):
+    """Instance-only metadata (thing_classes) and semantic metadata (no thing map) match too."""
+    nine = parse_vocabulary(";".join(PERMUTED), thing_names=NAMES[:5])
+    inst = MetadataCatalog.get("shapes_val_instances")
+    # its 5 thing classes are covered; the 4 stuff classes are extra (their detections dropped)
+    assert list(vocabulary_to_dataset(nine, inst, check_things=True)) == [
+        NAMES[:5].index(n) if n in NAMES[:5] else None for n in PERMUTED
+    ]
+    sem = MetadataCatalog.get("shapes_val_sem_seg")
+    assert list(vocabulary_to_dataset(nine, sem, check_things=False)) == [NAMES.index(n) for n in PERMUTED]

@@ -511,3 +511,20 @@ def test_weights_through_train_net_and_predictor(make, expected, shapes_root, tm
                                            "OUTPUT_DIR", str(tmp_path / "out")]), expected)
     _assert_outcome(lambda: Predictor(setup_cfg(TINY, ["MODEL.WEIGHTS", path])), expected)
     assert built == []
+
+
+def test_default_predictor_warns_on_float_image_in_0_1(predictor):
+    """detectron2's own DefaultPredictor cannot be made to refuse: ODISE logs a warning instead."""
+    from detectron2.engine import DefaultPredictor
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("odise_ext.modeling.meta_arch.odise")
+    logger.addHandler(handler)
+    try:
+        DefaultPredictor.__call__(predictor, np.full((16, 16, 3), 0.5, np.float32))
+        DefaultPredictor.__call__(predictor, np.zeros((16, 16, 3), np.float32))  # black: no warning
+    finally:
+        logger.removeHandler(handler)
+    assert len(records) == 1 and "values are all in (0, 1]" in records[0].getMessage()
