@@ -11,6 +11,7 @@ the predictor). Each row is either ``OK`` (handled: the row's check says how) or
 import json
 import logging
 import os
+import pickle
 import shutil
 import sys
 
@@ -479,6 +480,8 @@ WEIGHTS_ROWS = [
     ("truncated_safetensors", lambda t: _safetensors(t, cut=True), (ValueError, "truncated")),
     ("safetensors_ok", lambda t: _safetensors(t), (OK,)),
     ("torch_zip_ok", lambda t: _zip_checkpoint(t), (OK,)),
+    ("pkl_protocol_0_ok", lambda t: _file(t, "model.pkl", pickle.dumps({"model": {}}, protocol=0)), (OK,)),
+    ("pkl_protocol_2_ok", lambda t: _file(t, "model.pkl", pickle.dumps({"model": {}}, protocol=2)), (OK,)),
 ]
 
 

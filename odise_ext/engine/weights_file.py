@@ -67,6 +67,8 @@ def check_weights_file(path: str, key: str = "MODEL.WEIGHTS") -> None:
         except (zipfile.BadZipFile, OSError) as e:
             raise ValueError(f"{key}={path} is a damaged or truncated torch checkpoint ({size} bytes): {e}") from None
         return
+    if path.endswith(".pkl") and head[:1] in (b"(", b"c", b"}", b"]"):
+        return  # a protocol 0/1 pickle (old detectron2 / Detectron model-zoo files)
     if head.startswith(_PICKLE_PROTOCOL_2_PLUS):
         if size < 16:
             raise ValueError(f"{key}={path} is truncated: {size} bytes of a pickle")
