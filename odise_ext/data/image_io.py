@@ -44,7 +44,7 @@ def read_image(path, format: str = "BGR") -> np.ndarray:
             img.load()
     except UnidentifiedImageError:
         raise ValueError(f"image '{path}' is not an image file PIL can read") from None
-    except (OSError, SyntaxError, ValueError) as e:  # truncated / corrupt data
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # truncated / corrupt / huge
         raise ValueError(f"image '{path}' cannot be decoded: {e}") from None
     return as_image_array(img, format=format, name=f"image '{path}'")
 
