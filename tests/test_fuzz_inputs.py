@@ -233,6 +233,8 @@ ANNOTATION_ROWS = [
     ("shifted_pngs_files_level_misses_it", _shift_pngs, {"DATA.CHECK_TEST_ANNOTATIONS": "files"}, (OK, 24)),
     ("empty_segments_info", lambda d, i: ANN(i).update(segments_info=[]), {},
      (ValueError, "does not match its segments_info")),
+    ("empty_segments_info_files_level", lambda d, i: ANN(i).update(segments_info=[]),
+     {"DATA.CHECK_TEST_ANNOTATIONS": "files"}, (ValueError, "does not match its segments_info")),
     ("empty_segments_info_void_png", lambda d, i: (ANN(i).update(segments_info=[]), _void_png(d, i)), {},
      (OK, 24)),
     ("segment_id_absent_from_png", lambda d, i: ANN(i)["segments_info"][0].update(id=999999), {},

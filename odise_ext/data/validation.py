@@ -8,7 +8,8 @@ dataset dicts of any of our datasets by the keys they hold, at one of three leve
 - ``"files"`` (cheap: file headers only, nothing decoded): ``file_name``, ``sem_seg_file_name``,
   ``pan_seg_file_name``, ``depth_file_name`` exist and are images; each label map has the
   image's size, and the image the dict's ``height`` / ``width``; ``segments_info`` ids are
-  unique. An image without any segment is counted and logged (it is valid: all void).
+  unique. An image without any segment is valid if its PNG is all void (decoded: such images are
+  rare); kept images without segments are counted and logged.
 - ``"full"``: ``"files"`` plus every panoptic PNG decoded: its segment ids must be exactly the
   ids of ``segments_info`` (a PNG of another image, or a segment missing from either side, is
   caught), and a PNG narrative's phrase segment ids must be in it.
@@ -79,7 +80,9 @@ def check_record(d: Dict, level: str) -> Optional[str]:
             return label
         if size is not None and label != size:
             return f"{key} {d[key]} is {label[0]}x{label[1]}, its image {d['file_name']} {size[0]}x{size[1]}"
-    if level == "full" and "pan_seg_file_name" in d:
+    # an image without segments is rare: its PNG is decoded at every level, to tell "all void"
+    # from a lost segments_info
+    if (level == "full" or segments == []) and "pan_seg_file_name" in d:
         found = _png_segment_ids(d["pan_seg_file_name"])
         if segments is not None:
             listed = {s["id"] for s in segments}
