@@ -33,13 +33,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 from detectron2.data import Metadata, MetadataCatalog  # noqa: E402
-from detectron2.data.detection_utils import read_image  # noqa: E402
-from detectron2.engine import DefaultPredictor  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import odise_ext  # noqa: E402,F401
 from odise_ext.config import setup_cfg  # noqa: E402
+from odise_ext.data.image_io import read_image  # noqa: E402
+from odise_ext.engine.predictor import Predictor  # noqa: E402
 from odise_ext.modeling.open_vocab.vocabulary import parse_vocabulary  # noqa: E402
 from odise_ext.modeling.vpd.predictor import VPDPredictor  # noqa: E402
 from odise_ext.utils import vpd_vis  # noqa: E402
@@ -153,9 +153,14 @@ DRAWERS = {
 
 def _odise_setup(args, model):
     """ODISE: the vocabulary from --vocab (or the model's test vocabulary) -> drawing metadata."""
+    if args.things and not args.vocab:
+        raise SystemExit("--things names classes of --vocab: give --vocab too")
     if args.vocab:
         things = [t.strip() for t in args.things.split(";") if t.strip()]
-        model.set_test_vocabulary(parse_vocabulary(args.vocab, thing_names=things))
+        try:
+            model.set_test_vocabulary(parse_vocabulary(args.vocab, thing_names=things))
+        except ValueError as e:
+            raise SystemExit(f"--vocab / --things: {e}")
     return vocabulary_metadata(model.test_vocabulary.names)
 
 
@@ -167,7 +172,7 @@ def main(argv=None):
     for flag, owner in (("sentence", _sentence_input), ("boxes", _box_input)):
         if getattr(args, flag) and task_inputs is not owner:
             raise SystemExit(f"--{flag} does not apply to {arch}")
-    predictor = (VPDPredictor if task_inputs else DefaultPredictor)(cfg)
+    predictor = (VPDPredictor if task_inputs else Predictor)(cfg)
     model = predictor.model
     if hasattr(model, "set_test_vocabulary"):
         metadata = _odise_setup(args, model)
@@ -180,12 +185,10 @@ def main(argv=None):
     if many:
         os.makedirs(args.output, exist_ok=True)
     for path in tqdm(args.input, disable=not many):
-        try:
+        try:  # 16-bit, grayscale, palette, alpha: converted; unreadable: refused (image_io)
             bgr = read_image(path, format="BGR")
-        except Exception as e:  # PIL's messages do not always name the file
-            raise SystemExit(f"cannot read image '{path}': {e}")
-        if bgr.ndim != 3 or bgr.shape[2] != 3:
-            raise SystemExit(f"'{path}' is not a 3-channel image (shape {bgr.shape})")
+        except (OSError, ValueError) as e:  # the messages name the file
+            raise SystemExit(f"cannot use {e}" if str(e).startswith("image '") else f"cannot read '{path}': {e}")
         out = predictor(bgr, **task_inputs(args, bgr)) if task_inputs else predictor(bgr)
         key = next((k for k in DRAWERS if k in out), None)
         if key is None:

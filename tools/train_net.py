@@ -24,6 +24,7 @@ import odise_ext  # noqa: E402,F401  (registers datasets, models, mappers)
 from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.engine import AtomicCheckpointer, Trainer  # noqa: E402
 from odise_ext.engine.checkpoint import atomic_write_bytes  # noqa: E402
+from odise_ext.engine.weights_file import check_weights_file  # noqa: E402
 
 
 def setup(args):
@@ -32,6 +33,8 @@ def setup(args):
     # default_setup only configures detectron2's and fvcore's loggers: ours (e.g. the PNG, depth
     # and referring evaluators' tables) go to the same console and log file
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="odise_ext")
+    if not (args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))):
+        check_weights_file(cfg.MODEL.WEIGHTS)  # a bad file named now, not after building the model
     return cfg
 
 

@@ -1,5 +1,8 @@
 from detectron2.config import CfgNode as CN
 
+# Values of DATA.CHECK_{TRAIN,TEST}_ANNOTATIONS (meaning: odise_ext/data/validation.py).
+ANNOTATION_CHECK_LEVELS = ("none", "files", "full")
+
 
 def add_data_config(cfg):
     """Data-pipeline keys (namespace ``DATA``): which dataset mapper builds the model inputs."""
@@ -15,3 +18,18 @@ def add_data_config(cfg):
     cfg.DATA.LSJ.MAX_SCALE = 2.0
     # Pad images to a multiple of this in the model (Mask2Former/ODISE: 64, the latent stride x 8).
     cfg.DATA.SIZE_DIVISIBILITY = 64
+    # Ground-truth checks when a dataset is loaded (odise_ext/data/validation.py): "none";
+    # "files" (every image / label file exists, its header size matches the image: no decoding);
+    # "full" ("files" + panoptic PNGs decoded: their segment ids must be those of segments_info).
+    cfg.DATA.CHECK_TRAIN_ANNOTATIONS = "files"
+    cfg.DATA.CHECK_TEST_ANNOTATIONS = "full"
+    # Drop (count, log) training records that fail the check instead of stopping; test records
+    # never are (a skipped image would change the benchmark).
+    cfg.DATA.SKIP_BAD_TRAIN_ANNOTATIONS = False
+
+
+def check_data_config(cfg):
+    """Values of the ``DATA`` keys that only some strings are (checked when a config is set up)."""
+    for key in ("CHECK_TRAIN_ANNOTATIONS", "CHECK_TEST_ANNOTATIONS"):
+        if cfg.DATA[key] not in ANNOTATION_CHECK_LEVELS:
+            raise ValueError(f"DATA.{key} must be one of {ANNOTATION_CHECK_LEVELS}, got {cfg.DATA[key]!r}")

@@ -3,6 +3,8 @@
 Each registered dataset declares its ``evaluator_type`` in its metadata (set once, where the
 dataset is registered). ``EVALUATOR_TABLE`` maps that type to the evaluators that can run on it,
 each with the config switch that turns it on (e.g. ``MODEL.MASK_FORMER.TEST.SEMANTIC_ON``).
+An open-vocabulary model's test vocabulary is matched with the dataset's classes here, before
+any inference (``odise_ext.evaluation.vocabulary_remap``).
 """
 import os
 
@@ -11,6 +13,9 @@ from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, COCOPanopticEvaluator, DatasetEvaluators, SemSegEvaluator
 from detectron2.utils.file_io import PathManager
 from PIL import Image
+
+from ..evaluation.vocabulary_remap import VocabularyRemapEvaluator, vocabulary_to_dataset
+from ..modeling.open_vocab.vocabulary import dataset_vocabulary
 
 __all__ = ["EVALUATOR_TABLE", "build_evaluators"]
 
@@ -91,8 +96,14 @@ EVALUATOR_TABLE = {
 }
 
 
-def build_evaluators(cfg, dataset_name, output_folder=None):
-    """The :class:`DatasetEvaluators` for ``dataset_name``, from its ``evaluator_type``."""
+def build_evaluators(cfg, dataset_name, output_folder=None, *, vocabulary=None):
+    """The :class:`DatasetEvaluators` for ``dataset_name``, from its ``evaluator_type``.
+
+    Args:
+        vocabulary: the model's test vocabulary (open-vocabulary models; None for the others):
+            predictions are converted to the dataset's ids by class name, or ``ValueError`` when
+            the dataset's metrics are not defined for it.
+    """
     if output_folder is None:
         output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
     meta = MetadataCatalog.get(dataset_name)
@@ -104,4 +115,12 @@ def build_evaluators(cfg, dataset_name, output_folder=None):
     evaluators = [build(cfg, dataset_name, output_folder) for build, enabled in EVALUATOR_TABLE[kind] if enabled(cfg)]
     if not evaluators:
         raise ValueError(f"no evaluator enabled for dataset '{dataset_name}' (type {kind}); check the *_ON switches")
+    if vocabulary is not None:
+        # semantic scores are re-indexed by name alone; panoptic / instance ids also need the
+        # dataset's thing / stuff split
+        check_things = any(not isinstance(e, SemSegEvaluator) for e in evaluators)
+        to_dataset = vocabulary_to_dataset(vocabulary, meta, check_things=check_things)
+        if to_dataset is not None:
+            things = dataset_vocabulary(meta).thing_ids
+            evaluators = [VocabularyRemapEvaluator(e, to_dataset, things) for e in evaluators]
     return DatasetEvaluators(evaluators)

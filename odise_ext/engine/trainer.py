@@ -15,6 +15,7 @@ from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.build import build_dataset_mapper
+from ..data.validation import checked_dataset_dicts
 from .checkpoint import AtomicCheckpointer
 from .evaluators import build_evaluators
 from .optimizer import build_optimizer
@@ -69,12 +70,25 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=build_dataset_mapper(cfg, is_train=True))
+        dataset = checked_dataset_dicts(cfg, cfg.DATASETS.TRAIN, is_train=True)
+        return build_detection_train_loader(cfg, dataset=dataset, mapper=build_dataset_mapper(cfg, is_train=True))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(cfg, dataset_name, mapper=build_dataset_mapper(cfg, is_train=False))
+        dataset = checked_dataset_dicts(cfg, dataset_name, is_train=False)
+        return build_detection_test_loader(
+            dataset, mapper=build_dataset_mapper(cfg, is_train=False), num_workers=cfg.DATALOADER.NUM_WORKERS
+        )
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        return build_evaluators(cfg, dataset_name, output_folder)
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None, *, vocabulary=None):
+        return build_evaluators(cfg, dataset_name, output_folder, vocabulary=vocabulary)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """detectron2's test loop; an open-vocabulary model's evaluators are built for its test
+        vocabulary (all of them before the first inference, so a refusal comes up front)."""
+        if evaluators is None:
+            vocabulary = getattr(getattr(model, "module", model), "test_vocabulary", None)
+            evaluators = [cls.build_evaluator(cfg, name, vocabulary=vocabulary) for name in cfg.DATASETS.TEST]
+        return super().test(cfg, model, evaluators)

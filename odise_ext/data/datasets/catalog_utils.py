@@ -3,9 +3,11 @@
 - :func:`register_once` / :func:`claim_dataset_name`: the policy for names that are already
   registered, which keeps ``register_all_real`` idempotent;
 - :func:`require_paths`: the load-time check that names every missing input and how to make it;
+- :func:`load_json`: json decoding whose errors name the file;
 - :func:`register_sem_seg_files`: semantic-segmentation registration for any label format
   (16-bit TIFF labels with ignore value 65535 for ADE20K-847 and PASCAL-Context-459).
 """
+import json
 import logging
 import os
 from typing import Callable, Dict, Optional, Sequence, Tuple
@@ -16,6 +18,7 @@ from detectron2.data.datasets import load_sem_seg
 __all__ = [
     "DATASET_ROOT_KEY",
     "claim_dataset_name",
+    "load_json",
     "default_datasets_root",
     "require_paths",
     "register_once",
@@ -70,6 +73,16 @@ def register_once(name: str, root: str, register: Callable[[], None]) -> None:
     if claim_dataset_name(name, root):
         register()
         MetadataCatalog.get(name).set(**{DATASET_ROOT_KEY: root})
+
+
+def load_json(path: str):
+    """``json.load`` of ``path``; a file that is not JSON is a ``ValueError`` naming it."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({len(data)} bytes): {e}") from None
 
 
 def require_paths(dataset_name: str, required: Sequence[Tuple[str, str]]) -> None:

@@ -11,12 +11,13 @@ ADE20K. Follows Mask2Former's ``coco_2017_{split}_panoptic_with_sem_seg`` conven
   ``sem_seg_file_name`` and ``segments_info`` (category ids converted to contiguous ids, plus
   ``isthing``); caption datasets add ``captions`` and ``caption_noun_phrases``.
 """
-import json
 import os
 from typing import Callable, Dict, List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
+
+from .catalog_utils import load_json
 
 __all__ = [
     "get_panoptic_metadata",
@@ -55,8 +56,7 @@ def get_panoptic_metadata(categories: Sequence[Dict]) -> Dict[str, object]:
 def _read_json(path: str, what: str):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} not found: {path}")
-    with open(path) as f:
-        return json.load(f)
+    return load_json(path)
 
 
 def load_panoptic_json_with_sem_seg(
@@ -71,12 +71,18 @@ def load_panoptic_json_with_sem_seg(
     """Read a COCO panoptic json into detectron2 dicts (one per annotated image).
 
     Images, panoptic PNGs and semantic PNGs share the annotation's file stem. Raises
-    ``FileNotFoundError`` for a missing json or first file, ``ValueError`` for a category id
-    the metadata does not know.
+    ``FileNotFoundError`` for a missing json or first file, ``ValueError`` for a json that is
+    not JSON or a category id the metadata or the json's ``categories`` do not know. Every
+    file is checked when the dataset is loaded for a run (``odise_ext.data.validation``).
     """
     info = _read_json(json_file, "Panoptic json")
+    for key in ("annotations", "categories"):
+        if key not in info:
+            raise ValueError(f"{json_file}: missing key {key!r} of the COCO panoptic format")
     thing_map = metadata["thing_dataset_id_to_contiguous_id"]
     stuff_map = metadata["stuff_dataset_id_to_contiguous_id"]
+    # the panoptic evaluator scores by the json's own category list
+    listed = {c["id"] for c in info["categories"]}
     dicts = []
     for ann in info["annotations"]:
         stem = os.path.splitext(ann["file_name"])[0]
@@ -87,6 +93,10 @@ def load_panoptic_json_with_sem_seg(
                 raise ValueError(
                     f"Unknown category_id {cat} in image {ann['image_id']} of {json_file}; "
                     f"known ids: {sorted(stuff_map)}"
+                )
+            if cat not in listed:
+                raise ValueError(
+                    f"category_id {cat} of image {ann['image_id']} is not in the 'categories' list of {json_file}"
                 )
             isthing = cat in thing_map
             contiguous = thing_map[cat] if isthing else stuff_map[cat]

@@ -26,7 +26,6 @@ scores exactly these). Each dataset dict::
         isthing, category_id: from the phrase's LAST segment (category_id is contiguous),
     }
 """
-import json
 import logging
 import os
 from typing import Dict, List, Optional
@@ -34,6 +33,7 @@ from typing import Dict, List, Optional
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..phrases import locate_utterances
+from .catalog_utils import load_json
 
 __all__ = [
     "PNG_COCO_SPLITS",
@@ -64,8 +64,7 @@ _SEGMENT_KEYS = ("utterance", "segment_ids", "noun")
 def _read_json(path: str, what: str):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} not found: {path}")
-    with open(path) as f:
-        return json.load(f)
+    return load_json(path)
 
 
 def _narrative_name(index: int, narr) -> str:

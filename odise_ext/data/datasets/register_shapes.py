@@ -19,7 +19,6 @@ each loader calls :func:`ensure_shapes_world` first. The dataset root is fixed w
 (``$ODISE_EXT_CACHE`` at that time, unless given).
 """
 import functools
-import json
 import os
 from pathlib import Path
 from typing import Callable, Dict, List
@@ -28,6 +27,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 from detectron2.structures import BoxMode
 
+from .catalog_utils import load_json
 from .panoptic_sem_seg import (
     get_panoptic_metadata,
     register_panoptic_with_sem_seg,
@@ -112,8 +112,7 @@ def _paths(root: Path, split: str) -> Dict[str, str]:
 def _read_json(path: str):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Shapes-world annotation file missing: {path}")
-    with open(path) as f:
-        return json.load(f)
+    return load_json(path)
 
 
 def load_shapes_depth(root, split: str) -> List[Dict[str, object]]:

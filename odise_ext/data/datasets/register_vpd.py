@@ -23,12 +23,13 @@ keypoints_coco_2017_{train,val}                  coco        detectron2 builtin
 Referring *evaluation* splits have one dict per sentence (every expression is a test sample, as
 LAVT / VPD evaluate); training splits one dict per object with all its sentences.
 """
-import json
 import os
 from typing import Callable, Dict, List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+
+from .catalog_utils import load_json
 
 __all__ = ["register_all_vpd", "VPD_DATASETS", "CITYSCAPES_TRAIN_CLASSES"]
 
@@ -65,8 +66,7 @@ VPD_DATASETS = (
 def _read_json(path: str, script: str):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} does not exist; create it with datasets/{script}")
-    with open(path) as f:
-        return json.load(f)
+    return load_json(path)
 
 
 def _load_cityscapes(image_dir: str, gt_dir: str) -> List[dict]:
@@ -84,8 +84,7 @@ def _load_cityscapes(image_dir: str, gt_dir: str) -> List[dict]:
             stem = os.path.join(gt_dir, city, name[: -len("_leftImg8bit.png")])
             if not os.path.isfile(stem + "_gtFine_polygons.json"):
                 raise FileNotFoundError(f"{stem}_gtFine_polygons.json is missing (Cityscapes' gtFine_trainvaltest.zip)")
-            with open(stem + "_gtFine_polygons.json") as f:
-                polygons = json.load(f)
+            polygons = load_json(stem + "_gtFine_polygons.json")
             label = stem + "_gtFine_labelTrainIds.png"
             if not os.path.isfile(label):
                 no_label.append(label)

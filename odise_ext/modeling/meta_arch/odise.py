@@ -14,6 +14,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import ImageList
+from detectron2.utils.logger import log_first_n
 from torch import nn
 
 from ..backbone import build_diffusion_backbone
@@ -21,7 +22,7 @@ from ..clip import CLIP_MEAN, CLIP_STD, build_clip
 from ..criterion import ClassLoss, SetCriterion, build_loss_term
 from ..open_vocab import OpenVocabClassHead, TextEmbeddingCache, caption_grounding_loss, geometric_ensemble, mask_clip_embed
 from ..open_vocab.heads import synonym_max
-from ..open_vocab.vocabulary import Vocabulary, parse_vocabulary
+from ..open_vocab.vocabulary import Vocabulary, dataset_vocabulary, parse_vocabulary
 from ..postprocessing import instance_inference, panoptic_inference, semantic_inference
 from .mask_former_head import MaskFormerHead
 
@@ -104,6 +105,10 @@ class ODISE(nn.Module):
         train_vocab = Vocabulary.from_metadata(MetadataCatalog.get(train_name))
         if cfg.MODEL.ODISE.TEST_VOCABULARY:
             test_vocab = parse_vocabulary(cfg.MODEL.ODISE.TEST_VOCABULARY)
+            if cfg.DATASETS.TEST:
+                # classes named like a test-dataset class are things / stuff as there (the
+                # evaluators score them that way); the others stay things
+                test_vocab = test_vocab.with_things_from(dataset_vocabulary(MetadataCatalog.get(cfg.DATASETS.TEST[0])))
         elif cfg.DATASETS.TEST:
             test_vocab = Vocabulary.from_metadata(MetadataCatalog.get(cfg.DATASETS.TEST[0]))
         else:
@@ -179,6 +184,12 @@ class ODISE(nn.Module):
             img = x["image"]
             if img.dim() != 3 or img.shape[0] != 3:
                 raise ValueError(f"expected an RGB image tensor [3, H, W], got shape {tuple(img.shape)}")
+            if img.is_floating_point() and img.device.type == "cpu" and 0 < float(img.max()) <= 1:
+                # DefaultPredictor passes float arrays on unchecked: a [0, 1]-scaled image would be
+                # seen as almost black (odise_ext.engine.predictor.Predictor refuses it). CPU
+                # input only: the check must not cost a device sync.
+                log_first_n(logging.WARNING, "input image values are all in (0, 1]: pixels are read as 0..255; "
+                            "scale a [0, 1] image by 255 (or use odise_ext.engine.predictor.Predictor)", n=3)
             images.append(img.to(self.device, torch.float32) / 255.0)
         return ImageList.from_tensors(images, self.size_divisibility, pad_value=0.0)
 

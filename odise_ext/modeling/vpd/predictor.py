@@ -5,9 +5,9 @@
     predictor(bgr, sentence="the red circle")        # {"ref_mask": [H, W] probability}
     predictor(bgr, boxes=[[x0, y0, x1, y1], ...])    # {"instances": ... pred_keypoints [M, K, 3]}
 
-Like detectron2's ``DefaultPredictor``: builds the model, loads ``MODEL.WEIGHTS``, takes an
-(H, W, 3) BGR uint8 image, resizes it as the task's test mapper does (``INPUT.MIN_SIZE_TEST`` /
-``MAX_SIZE_TEST``; referring segmentation: the fixed ``MODEL.VPD.DATA.REFER_SIZE``) and returns
+Like :class:`odise_ext.engine.predictor.Predictor`: builds the model, loads ``MODEL.WEIGHTS``,
+takes an image (path, PIL, BGR array; checked by ``odise_ext.data.image_io``), resizes it as the
+task's test mapper does (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``; referring segmentation: the fixed ``MODEL.VPD.DATA.REFER_SIZE``) and returns
 the model's output at the original resolution. Boxes are given in original-image pixels.
 """
 from typing import Optional, Sequence
@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from detectron2.data import transforms as T
-from detectron2.engine import DefaultPredictor
+
+from ...engine.predictor import Predictor
 
 __all__ = ["VPDPredictor"]
 
@@ -30,7 +31,7 @@ def _refer_resize(cfg):
 _TEST_RESIZE = {"VPDReferSegmentor": _refer_resize}
 
 
-class VPDPredictor(DefaultPredictor):
+class VPDPredictor(Predictor):
     def __init__(self, cfg):
         super().__init__(cfg)
         if cfg.MODEL.META_ARCHITECTURE in _TEST_RESIZE:
@@ -39,14 +40,13 @@ class VPDPredictor(DefaultPredictor):
     def __call__(self, original_image: np.ndarray, *, sentence: Optional[str] = None, boxes: Optional[Sequence] = None):
         """
         Args:
-            original_image: [H, W, 3] uint8, BGR.
+            original_image: a path, a PIL image or a BGR array (``odise_ext.data.image_io``).
             sentence: the referring expression (referring segmentation).
             boxes: [M, 4] XYXY person boxes in ``original_image`` pixels (pose).
         Returns:
             The model's output dict for this image.
         """
-        if original_image.ndim != 3 or original_image.shape[2] != 3:
-            raise ValueError(f"expected an (H, W, 3) image, got shape {original_image.shape}")
+        original_image = self.load(original_image)
         with torch.no_grad():
             if self.input_format == "RGB":
                 original_image = original_image[:, :, ::-1]

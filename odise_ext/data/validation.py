@@ -1,0 +1,164 @@
+"""Ground-truth checks made when a dataset is loaded for training or evaluation.
+
+A wrong annotation must stop a run before it starts (or be skipped with a count), not surface
+as a crash mid-training or as a wrong metric. :func:`check_dataset_dicts` checks detectron2
+dataset dicts of any of our datasets by the keys they hold, at one of three levels:
+
+- ``"none"``: nothing.
+- ``"files"`` (cheap: file headers only, nothing decoded): ``file_name``, ``sem_seg_file_name``,
+  ``pan_seg_file_name``, ``depth_file_name`` exist and are images; each label map has the
+  image's size, and the image the dict's ``height`` / ``width``; ``segments_info`` ids are
+  unique. An image without any segment is valid if its PNG is all void (decoded: such images are
+  rare); kept images without segments are counted and logged.
+- ``"full"``: ``"files"`` plus every panoptic PNG decoded: its segment ids must be exactly the
+  ids of ``segments_info`` (a PNG of another image, or a segment missing from either side, is
+  caught), and a PNG narrative's phrase segment ids must be in it.
+
+Reading the header of every file of COCO train (118k images, 2 label maps each) takes minutes,
+decoding every panoptic PNG much longer: training sets default to ``"files"``, test sets (whose
+numbers are the product) to ``"full"`` (``DATA.CHECK_*_ANNOTATIONS``).
+"""
+import logging
+from collections import Counter
+from typing import Dict, List, Optional
+
+import numpy as np
+from PIL import Image
+
+from ..config.data import ANNOTATION_CHECK_LEVELS
+
+__all__ = ["CHECK_LEVELS", "check_dataset_dicts", "check_record"]
+
+logger = logging.getLogger(__name__)
+
+CHECK_LEVELS = ANNOTATION_CHECK_LEVELS
+_LABEL_KEYS = ("sem_seg_file_name", "pan_seg_file_name", "depth_file_name")
+_EXIF_ORIENTATION = 0x0112
+
+
+def _header_size(path: str, key: str):
+    """(width, height) as displayed (EXIF rotation applied), or a problem string."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if key == "file_name" and img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+                w, h = h, w  # detectron2 applies the EXIF rotation when it reads the image
+            return w, h
+    except FileNotFoundError:
+        return f"{key} missing: {path}"
+    except IsADirectoryError:
+        return f"{key} is a directory: {path}"
+    except Exception as e:  # noqa: BLE001 (any unreadable header is the same problem)
+        return f"{key} is not a readable image: {path} ({type(e).__name__}: {e})"
+
+
+def _png_segment_ids(path: str) -> set:
+    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.int64)
+    ids = np.unique(rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2])
+    return set(ids.tolist()) - {0}
+
+
+def check_record(d: Dict, level: str) -> Optional[str]:
+    """The first problem of one dataset dict at ``level`` (see module doc), or None."""
+    if level == "none":
+        return None
+    segments = d.get("segments_info")
+    if segments is not None:
+        ids = [s["id"] for s in segments]
+        if len(set(ids)) != len(ids):
+            return f"segments_info ids repeat: {sorted(i for i, n in Counter(ids).items() if n > 1)}"
+    size = _header_size(d["file_name"], "file_name") if "file_name" in d else None
+    if isinstance(size, str):
+        return size
+    if size is not None and "height" in d and "width" in d and size != (d["width"], d["height"]):
+        return f"image {d['file_name']} is {size[0]}x{size[1]}, the annotation says {d['width']}x{d['height']}"
+    for key in _LABEL_KEYS:
+        if key not in d:
+            continue
+        label = _header_size(d[key], key)
+        if isinstance(label, str):
+            return label
+        if size is not None and label != size:
+            return f"{key} {d[key]} is {label[0]}x{label[1]}, its image {d['file_name']} {size[0]}x{size[1]}"
+    # an image without segments is rare: its PNG is decoded at every level, to tell "all void"
+    # from a lost segments_info
+    if (level == "full" or segments == []) and "pan_seg_file_name" in d:
+        found = _png_segment_ids(d["pan_seg_file_name"])
+        if segments is not None:
+            listed = {s["id"] for s in segments}
+            if listed != found:
+                return (f"panoptic PNG {d['pan_seg_file_name']} does not match its segments_info: ids "
+                        f"{sorted(listed - found)[:5]} are not in the PNG, PNG ids {sorted(found - listed)[:5]} "
+                        "are not in segments_info")
+        for phrase in d.get("phrases", ()):
+            absent = sorted(set(phrase["segment_ids"]) - found)
+            if absent:
+                return f"phrase {phrase['text']!r}: segment ids {absent} are not in {d['pan_seg_file_name']}"
+    return None
+
+
+def check_dataset_dicts(dicts: List[Dict], dataset_name: str, *, level: str, skip_bad: bool,
+                        switch: str = "") -> List[Dict]:
+    """The dicts that pass :func:`check_record`.
+
+    Args:
+        level: one of :data:`CHECK_LEVELS`.
+        skip_bad: drop failing dicts (counted and logged); otherwise a failing dict is an error.
+        switch: the config key that set ``level``, named in messages.
+    Raises:
+        ValueError: a failing dict without ``skip_bad`` (the first problems are listed), an
+            unknown ``level``, or nothing left after skipping.
+    """
+    if level not in CHECK_LEVELS:
+        raise ValueError(f"{switch or 'annotation check level'} must be one of {CHECK_LEVELS}, got {level!r}")
+    if level == "none":
+        return dicts
+    kept, bad = [], []
+    for d in dicts:
+        problem = check_record(d, level)
+        if problem is None:
+            kept.append(d)
+        else:
+            bad.append(problem)
+    empty = sum(1 for d in kept if d.get("segments_info") == [])
+    if empty:
+        logger.warning(f"{empty} of {len(dicts)} images of '{dataset_name}' have no segment (all void)")
+    if bad and not skip_bad:
+        shown = "\n  ".join(bad[:5])
+        raise ValueError(
+            f"{len(bad)} of {len(dicts)} records of dataset '{dataset_name}' fail the annotation check"
+            f"{f' ({switch}={level!r})' if switch else ''}:\n  {shown}"
+            + (f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else "")
+        )
+    if bad:
+        logger.warning(f"skipped {len(bad)} of {len(dicts)} records of '{dataset_name}' that fail the annotation "
+                       f"check (first: {bad[0]})")
+        if not kept:
+            raise ValueError(f"every record of dataset '{dataset_name}' fails the annotation check (first: {bad[0]})")
+    logger.info(f"annotation check ({level}) of '{dataset_name}': {len(kept)} records kept, {len(bad)} skipped")
+    return kept
+
+
+def checked_dataset_dicts(cfg, names, *, is_train: bool) -> List[Dict]:
+    """detectron2's ``get_detection_dataset_dicts`` for ``names``, each dataset checked as
+    ``DATA.CHECK_{TRAIN,TEST}_ANNOTATIONS`` says (test sets never skip: a skipped image would
+    change the benchmark)."""
+    from detectron2.data import get_detection_dataset_dicts
+
+    if isinstance(names, str):
+        names = [names]
+    switch = "DATA.CHECK_TRAIN_ANNOTATIONS" if is_train else "DATA.CHECK_TEST_ANNOTATIONS"
+    level = cfg.DATA.CHECK_TRAIN_ANNOTATIONS if is_train else cfg.DATA.CHECK_TEST_ANNOTATIONS
+    skip = bool(cfg.DATA.SKIP_BAD_TRAIN_ANNOTATIONS) and is_train
+    dicts = []
+    for name in names:
+        if is_train:
+            loaded = get_detection_dataset_dicts(
+                name,
+                filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+                min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
+            )
+        else:
+            loaded = get_detection_dataset_dicts(name, filter_empty=False)
+        dicts.extend(check_dataset_dicts(loaded, name, level=level, skip_bad=skip, switch=switch))
+    return dicts

@@ -1,0 +1,65 @@
+"""Single-image inference that checks its input: detectron2's ``DefaultPredictor`` plus
+:mod:`odise_ext.data.image_io`.
+
+    predictor = Predictor(cfg)
+    predictor("photo.jpg")            # a path, a PIL image or an (H, W[, C]) BGR numpy array
+    predictor(Image.open("photo.png"))
+
+``DefaultPredictor`` takes only a BGR uint8-range (H, W, 3) array and fails with foreign errors
+(or, for a float image in [0, 1], silently predicts on an almost black image) otherwise; this
+class accepts or refuses every input by the rules of ``image_io``. It also resizes images of
+extreme aspect ratio (e.g. 20 x 10000) that ``ResizeShortestEdge`` would shrink to 0 pixels:
+each side keeps at least 1 pixel. A bad ``MODEL.WEIGHTS`` file is named before the model is
+built (``weights_file``).
+"""
+import numpy as np
+import torch
+from detectron2.data import transforms as T
+from detectron2.engine import DefaultPredictor
+
+from ..data.image_io import ImageInput, as_image_array
+from .weights_file import check_weights_file
+
+__all__ = ["Predictor", "ResizeShortestEdgeAtLeastOne"]
+
+
+class ResizeShortestEdgeAtLeastOne(T.ResizeShortestEdge):
+    """``ResizeShortestEdge`` whose output keeps at least 1 pixel per side."""
+
+    @torch.jit.unused
+    def get_transform(self, image):
+        h, w = image.shape[:2]
+        t = super().get_transform(image)
+        if isinstance(t, T.ResizeTransform):
+            return T.ResizeTransform(h, w, max(1, t.new_h), max(1, t.new_w), t.interp)
+        return t
+
+
+def at_least_one_pixel(aug):
+    """``aug`` with a 1-pixel floor if it is a ``ResizeShortestEdge`` (else unchanged)."""
+    if isinstance(aug, T.ResizeShortestEdge) and not isinstance(aug, ResizeShortestEdgeAtLeastOne):
+        return ResizeShortestEdgeAtLeastOne(aug.short_edge_length, aug.max_size, aug.sample_style, aug.interp)
+    return aug
+
+
+class Predictor(DefaultPredictor):
+    """``DefaultPredictor`` (weights from ``MODEL.WEIGHTS``, ``INPUT.*_SIZE_TEST`` resize, output
+    at the input's resolution) that takes any :data:`~odise_ext.data.image_io.ImageInput`."""
+
+    def __init__(self, cfg):
+        check_weights_file(cfg.MODEL.WEIGHTS)
+        super().__init__(cfg)
+        self.aug = at_least_one_pixel(self.aug)
+
+    def load(self, image: ImageInput, name: str = "") -> np.ndarray:
+        """The checked input as BGR uint8 [H, W, 3] (see ``image_io``)."""
+        return as_image_array(image, format="BGR", name=name)
+
+    def __call__(self, image: ImageInput):
+        """
+        Args:
+            image: a path, a PIL image, or a BGR numpy array (see ``odise_ext.data.image_io``).
+        Returns:
+            the model's output dict for this image.
+        """
+        return super().__call__(self.load(image))
