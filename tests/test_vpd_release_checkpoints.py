@@ -185,6 +185,40 @@ def vpd_depth_reference(r, unet, vae, window, scene_id):
     return depth_decoder(x, r, upsample=True, max_depth=10.0)[..., :h, :w]
 
 
+def mp_upsample(x, r, name, times):
+    for j in range(times):
+        x = F.conv_transpose2d(x, r[f"{name}.deconv_layers.{3 * j}.weight"], stride=2, padding=1)
+        x = F.relu(bn(x, r, f"{name}.deconv_layers.{3 * j + 1}"))
+    return F.relu(bn(conv(x, r, f"{name}.conv_layers.0", padding=1), r, f"{name}.conv_layers.1"))
+
+
+def mp_depth_reference(r, unet, vae, window, resize_scale=1, max_depth=10.0):
+    """Meta-Prompts depth of one window [1, 3, h, w] in [0, 1] -> [1, 1, h, w] metres."""
+    h, w = window.shape[-2:]
+    x = window * 2 - 1
+    x = F.interpolate(x, size=((h // 64 + resize_scale) * 64, (w // 64 + resize_scale) * 64), mode="bilinear",
+                      align_corners=False)
+    latent = vae.quant_conv(vae.encoder(x))[:, :4]
+    u = "encoder.unet.unet.diffusion_model.out"
+    for i in (1, 2, 3):
+        if i > 1:  # the UNet's own output head maps the previous step's output to a latent
+            latent = F.conv2d(F.silu(F.group_norm(latent, GROUPS, r[u + ".0.weight"], r[u + ".0.bias"], eps=1e-5)),
+                              r[u + ".2.weight"], r[u + ".2.bias"], padding=1)
+        a = f"encoder.text_adapter{i}.fc"
+        prompts = F.linear(F.gelu(F.linear(r[f"encoder.meta_prompts{i}"], r[a + ".0.weight"], r[a + ".0.bias"])),
+                           r[a + ".2.weight"], r[a + ".2.bias"])[None]  # no residual, no gamma
+        feats, _ = unet_features(unet, latent, prompts, emb_override=r[f"encoder.t{i}"])
+        latent = feats[3]
+    s64, s32, s16, s8 = feats
+    x = torch.cat([F.relu(gn(conv(s8, r, "encoder.layer1.0", padding=1), r, "encoder.layer1.1")),
+                   mp_upsample(s16, r, "encoder.layer2", 1), mp_upsample(s32, r, "encoder.layer3", 2),
+                   mp_upsample(s64, r, "encoder.layer4", 3)], dim=1)
+    x = F.relu(gn(conv(x, r, "encoder.out_layer.0", padding=1), r, "encoder.out_layer.1"))
+    x = torch.einsum("bchw,bnc->bnhw", x, prompts)
+    x = F.interpolate(x, size=(h // 8, w // 8), mode="bilinear", align_corners=False)
+    return depth_decoder(x, r, upsample=False, max_depth=max_depth)
+
+
 def windows_with_flips(predict, image, size, starts):
     """Mean over the windows (at x in ``starts``) of mean(pred, unflip(pred(flip)))."""
     out = torch.zeros(1, 1, *image.shape[-2:])
@@ -217,6 +251,24 @@ def test_vpd_depth_release_converts_loads_and_reproduces_the_reference():
                                  image[None] / 255.0, 96, [0, 32])[0, 0]
     assert ours.shape == (96, 128)
     assert (ref - ref.mean()).abs().max() > 1e-3  # not a constant map
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_mp_depth_release_converts_loads_and_reproduces_the_reference():
+    release = release_checkpoint("mp_depth")
+    assert detect_release_format(release) == "mp_depth"
+    cfg = scaled_config("metaprompts_nyu_depth.yaml", "MODEL.VPD.TEST.CROP_SIZE", [96, 96],
+                        "MODEL.VPD.TEST.STRIDE", [96, 32])
+    model, _, _ = converted_model(cfg, "mp_depth", release)
+    torch.manual_seed(3)
+    image = torch.randint(0, 256, (3, 96, 128)).float()
+    with torch.no_grad():
+        ours = model([{"image": image}])[0]["depth"]
+        unet, vae = diffusers_parts(release, "encoder.", cfg)
+        ref = windows_with_flips(lambda w: mp_depth_reference(release, unet, vae, w), image[None] / 255.0, 96,
+                                 [0, 32])[0, 0]
+    assert ours.shape == (96, 128)
+    assert (ref - ref.mean()).abs().max() > 1e-3
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
 
 

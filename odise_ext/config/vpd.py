@@ -21,7 +21,8 @@ _COCO_FLIP_PAIRS = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14],
 def _add_depth(cfg):
     d = cfg.MODEL.VPD.DEPTH = CN()
     # --- head (VPD / Meta-Prompts depth decoder) ---
-    # Registered name in odise_ext.modeling.heads.HEAD_REGISTRY.
+    # Registered name in odise_ext.modeling.heads.HEAD_REGISTRY: "VPDDepthHead" (VPD; also our
+    # earlier Meta-Prompts design) or "MetaPromptsDepthHead" (Meta-Prompts' public head).
     d.HEAD_NAME = "VPDDepthHead"
     # Backbone features at strides 8, 16, 32, 64, in this order.
     d.IN_FEATURES = ["res3", "res4", "res5", "res6"]
@@ -34,6 +35,9 @@ def _add_depth(cfg):
     d.DECONV_FILTERS = [32, 32, 32]
     # Kernel size of each deconvolution (2, 3 or 4); same length as DECONV_FILTERS.
     d.DECONV_KERNELS = [2, 2, 2]
+    # MetaPromptsDepthHead: filters of the neck's 4 x 4 deconvolutions that bring the stride-16/32/64
+    # maps to stride 8 (Meta-Prompts: 32).
+    d.NECK_FILTERS = 32
     # Channels of the conv after the deconvs and of the final conv-ReLU-conv block (VPD: 192).
     d.HIDDEN_DIM = 192
     # Normalisation after the deconvs and the hidden conv ("BN", "SyncBN", "GN", "").
@@ -152,6 +156,11 @@ def _add_backbone_modes(cfg):
     # [0, 1] pixel units: 0.5 is VPD's zero padding *after* the x2-1 normalisation; 0.0 pads with
     # black (our earlier design).
     b.PAD_VALUE = 0.0
+    # Depth models: -1 pads every image (or test window) to the size divisibility d (64 for SD);
+    # k >= 0 instead resizes it bilinearly (no antialias) to ((h // d + k) * d, (w // d + k) * d),
+    # the head still predicting at the image size (Meta-Prompts: 1 on NYUv2, 480 -> 512; 2 on
+    # KITTI, 352 -> 448).
+    b.RESIZE_SCALE = -1
 
     r = cfg.MODEL.VPD.REFINE = CN()
     # Meta-Prompts recurrent refinement: number of UNet passes; between passes the stride-8

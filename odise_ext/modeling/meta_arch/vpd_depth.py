@@ -4,8 +4,10 @@ Backbone (``VPDBackbone``; Meta-Prompts variant by config: meta prompts, refinem
 re-arrangement with ``UPSAMPLE 1``) -> VPD depth decoder (``MODEL.VPD.DEPTH``) with SiLog loss.
 
 Every prediction pads its (same-size) images bottom/right to the backbone's size divisibility with
-``MODEL.VPD.BACKBONE.PAD_VALUE`` and tells the head the unpadded size (so that it can crop its
-fused map, ``MODEL.VPD.DEPTH.CROP_FUSED``). Test: whole image or sliding windows; with the flip
+``MODEL.VPD.BACKBONE.PAD_VALUE`` — or resizes them by ``MODEL.VPD.BACKBONE.RESIZE_SCALE``
+(Meta-Prompts) — and tells the head the image size (so that it can crop its fused map,
+``MODEL.VPD.DEPTH.CROP_FUSED``, and predict at the image size). A head with ``uses_prompts``
+(``MetaPromptsDepthHead``) also gets the last refinement step's prompts. Test: whole image or sliding windows; with the flip
 test each window (or the whole image) is averaged with the mirrored prediction on its mirror,
 then overlapping windows are averaged (VPD's NYUv2 protocol: two 480 x 480 windows at x = 0 and
 x = 160 of the 480 x 640 image, each with its flip). The prediction is resized (bilinear) to the
@@ -39,15 +41,21 @@ class VPDDepthEstimator(VPDBaseModel):
     """
 
     @configurable
-    def __init__(self, *, depth_head: nn.Module, **kwargs):
+    def __init__(self, *, depth_head: nn.Module, resize_scale: int = -1, **kwargs):
         """
         Args:
             depth_head: called as ``head(features, targets=None, image_size=None)`` ->
-                (depth [B, H, W], losses).
+                (depth [B, H, W], losses); with ``uses_prompts`` as
+                ``head(features, prompts, image_size, canvas_size, targets=None)``.
+            resize_scale: -1 pads the images to the size divisibility d; k >= 0 resizes them to
+                ((h // d + k) * d, (w // d + k) * d) before the backbone.
             kwargs: see :class:`VPDBaseModel`.
         """
         super().__init__(**kwargs)
         self.depth_head = depth_head
+        if resize_scale < -1:
+            raise ValueError(f"MODEL.VPD.BACKBONE.RESIZE_SCALE must be >= -1, got {resize_scale}")
+        self.resize_scale = int(resize_scale)
 
     @classmethod
     def from_config(cls, cfg):
@@ -55,6 +63,7 @@ class VPDDepthEstimator(VPDBaseModel):
         return {
             "backbone": backbone,
             "depth_head": build_depth_head(cfg, backbone.output_shape()),
+            "resize_scale": cfg.MODEL.VPD.BACKBONE.RESIZE_SCALE,
             **vpd_base_config(cfg),
         }
 
@@ -67,11 +76,25 @@ class VPDDepthEstimator(VPDBaseModel):
         d = self.size_divisibility
         return F.pad(images, (0, (-w) % d, 0, (-h) % d), value=self.pad_value)
 
+    def _run(self, images: torch.Tensor, scenes: List[Optional[str]], targets=None):
+        """[n, 3, h, w] same-size unpadded images -> (depth [n, h, w], losses)."""
+        size = tuple(images.shape[-2:])
+        if self.resize_scale >= 0:
+            d = self.size_divisibility
+            resized = tuple((s // d + self.resize_scale) * d for s in size)
+            x = F.interpolate(images, size=resized, mode="bilinear", align_corners=False)
+            canvas = size  # the resized input shows the whole image
+        else:
+            x = self._pad(images)
+            canvas = tuple(x.shape[-2:])
+        features, prompt = self.backbone.forward_with_prompt(x, self._prompt_inputs(scenes))
+        if getattr(self.depth_head, "uses_prompts", False):
+            return self.depth_head(features, prompt.context, size, canvas, targets=targets)
+        return self.depth_head(features, targets=targets, image_size=size)
+
     def _depth(self, images: torch.Tensor, scene: Optional[str] = None) -> torch.Tensor:
         """[n, 3, h, w] unpadded images of one scene -> [n, 1, h, w] metres."""
-        size = images.shape[-2:]
-        features = self.backbone(self._pad(images), self._prompt_inputs([scene] * images.shape[0]))
-        depth, _ = self.depth_head(features, image_size=size)
+        depth, _ = self._run(images, [scene] * images.shape[0])
         return depth[:, None]
 
     def _depth_with_flip(self, images: torch.Tensor, scene: Optional[str] = None) -> torch.Tensor:
@@ -89,15 +112,17 @@ class VPDDepthEstimator(VPDBaseModel):
         if self.training:
             if any("depth" not in x for x in batched_inputs):
                 raise ValueError("training inputs need 'depth' maps")
+            depths = [x["depth"].to(self.device).float() for x in batched_inputs]
+            if len({tuple(x.shape[-2:]) for x in images}) == 1:
+                # Same-size crops (the usual case): predicted exactly as at test time.
+                _, losses = self._run(torch.stack(images), scenes, targets=torch.stack(depths))
+                return losses
+            if self.resize_scale >= 0 or getattr(self.depth_head, "uses_prompts", False):
+                raise ValueError("this depth model trains on same-size crops (MODEL.VPD.DATA.CROP_SIZE)")
             padded = self.padded(images)
             # Padding is "no measurement" (0), so it never enters the loss.
-            targets = self.padded([x["depth"].to(self.device).float() for x in batched_inputs], pad_value=0).tensor
+            targets = self.padded(depths, pad_value=0).tensor
             features = self.backbone(padded.tensor, self._prompt_inputs(scenes))
-            # Same-size crops (the usual case): the head sees the true image size, as at test time.
-            sizes = set(padded.image_sizes)
-            if len(sizes) == 1:
-                (h, w), = sizes
-                targets = targets[..., :h, :w]
             _, losses = self.depth_head(features, targets=targets)
             return losses
         results = []

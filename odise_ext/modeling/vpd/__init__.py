@@ -10,6 +10,7 @@ from .backbone import VPDBackbone, build_vpd_fpn_backbone
 from .extractor import UNET_MODES, Extraction, VPDFeatureExtractor
 from .prompts import ClassNamePrompt, MetaPrompts, SceneClassPrompt, SentencePrompt, SentenceTokens, resolve_class_names
 from .rearrange import PromptRearrangement
+from .step_prompts import StepContexts, StepMetaPrompts
 from .sliding_window import sliding_window_inference, sliding_windows
 from .text import encode_pooled_text, encode_text_tokens
 from .tuned import RecordingCheckpoint, TunedModule
@@ -30,6 +31,8 @@ __all__ = [
     "SentenceTokens",
     "resolve_class_names",
     "PromptRearrangement",
+    "StepContexts",
+    "StepMetaPrompts",
     "sliding_window_inference",
     "sliding_windows",
     "encode_pooled_text",
