@@ -357,3 +357,31 @@ def test_tool_converts_a_release_file_and_back(tmp_path):
     convert_vpd_checkpoint.main([str(tmp_path / "ours.pth"), str(tmp_path / "back.pth"), "--to-release"])
     back = torch.load(tmp_path / "back.pth", weights_only=True)["model"]
     assert set(back) == set(release) and all(torch.equal(back[k], v) for k, v in release.items())
+
+
+def test_shift_windows_follow_the_reference_protocol():
+    from odise_ext.modeling.vpd.sliding_window import shift_windows, sliding_window_inference
+
+    # KITTI: 16 windows of 352 over 1216 columns at x = i * 57; NYUv2: 2 of 480 over 640 at 0, 160
+    boxes = shift_windows(352, 1216, 16)
+    assert [b[2] for b in boxes] == [57 * i for i in range(16)] and boxes[-1][3] == 1207
+    assert [b[2] for b in shift_windows(480, 640, 2)] == [0, 160]
+    image = torch.arange(2 * 10, dtype=torch.float32).view(1, 2, 10)
+    out = sliding_window_inference(lambda w: w * 2, image, boxes=shift_windows(2, 10, 4))  # x = 0, 2, 4, 6
+    assert torch.equal(out[..., :8], image[..., :8] * 2)
+    assert torch.equal(out[..., 8:], (image[..., 7:8] * 2).expand(1, 2, 2))  # uncovered: last covered column
+
+
+def test_mp_kitti_depth_uses_shift_windows_and_resize():
+    release = release_checkpoint("mp_depth")
+    cfg = scaled_config("metaprompts_kitti_depth.yaml", "MODEL.VPD.TEST.SHIFT_WINDOWS", 3)
+    model, _, _ = converted_model(cfg, "mp_depth", release)
+    torch.manual_seed(4)
+    image = torch.randint(0, 256, (3, 48, 112)).float()
+    with torch.no_grad():
+        ours = model([{"image": image}])[0]["depth"]
+        unet, vae = diffusers_parts(release, "encoder.", cfg)
+        # 48 // 64 + 2 = 2 -> 128 x 128 UNet input; windows at x = 0, 32, 64
+        ref = windows_with_flips(lambda w: mp_depth_reference(release, unet, vae, w, resize_scale=2, max_depth=80.0),
+                                 image[None] / 255.0, 48, [0, 32, 64])[0, 0]
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)

@@ -209,6 +209,10 @@ def _add_task_inputs(cfg):
     t.STRIDE = []
     # Average with the prediction on the horizontally flipped input (depth, pose).
     t.FLIP = False
+    # Depth: n >= 2 replaces CROP_SIZE / STRIDE by VPD / Meta-Prompts' shift-window test: n square
+    # windows of the image's height at x = i * ((W - H) // (n - 1)), averaged where they overlap
+    # (NYUv2: 2, KITTI: 16); trailing columns no window covers repeat the last covered one.
+    t.SHIFT_WINDOWS = 0
 
     d = cfg.MODEL.VPD.DATA = CN()
     # Training crop [h, w] of the depth / referring mappers ([] = no crop).

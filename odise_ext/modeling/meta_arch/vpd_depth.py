@@ -25,7 +25,7 @@ from torch import nn
 
 from ..heads import build_depth_head
 from ..vpd import backbone as _vpd_backbone  # noqa: F401  (registers the VPD backbones)
-from ..vpd.sliding_window import sliding_window_inference
+from ..vpd.sliding_window import shift_windows, sliding_window_inference
 from .vpd_base import VPDBaseModel, vpd_base_config
 
 __all__ = ["VPDDepthEstimator"]
@@ -41,7 +41,7 @@ class VPDDepthEstimator(VPDBaseModel):
     """
 
     @configurable
-    def __init__(self, *, depth_head: nn.Module, resize_scale: int = -1, **kwargs):
+    def __init__(self, *, depth_head: nn.Module, resize_scale: int = -1, shift_windows: int = 0, **kwargs):
         """
         Args:
             depth_head: called as ``head(features, targets=None, image_size=None)`` ->
@@ -49,6 +49,8 @@ class VPDDepthEstimator(VPDBaseModel):
                 ``head(features, prompts, image_size, canvas_size, targets=None)``.
             resize_scale: -1 pads the images to the size divisibility d; k >= 0 resizes them to
                 ((h // d + k) * d, (w // d + k) * d) before the backbone.
+            shift_windows: n >= 2 tests with n shift windows (:func:`shift_windows`) instead of
+                the sliding windows of ``test_crop_size`` / ``test_stride``; 0 = off.
             kwargs: see :class:`VPDBaseModel`.
         """
         super().__init__(**kwargs)
@@ -56,6 +58,11 @@ class VPDDepthEstimator(VPDBaseModel):
         if resize_scale < -1:
             raise ValueError(f"MODEL.VPD.BACKBONE.RESIZE_SCALE must be >= -1, got {resize_scale}")
         self.resize_scale = int(resize_scale)
+        if shift_windows == 1 or shift_windows < 0 or (shift_windows and self.test_crop_size):
+            raise ValueError(
+                f"MODEL.VPD.TEST.SHIFT_WINDOWS={shift_windows}: use 0 or n >= 2, with TEST.CROP_SIZE / STRIDE []"
+            )
+        self.shift_windows = int(shift_windows)
 
     @classmethod
     def from_config(cls, cfg):
@@ -64,6 +71,7 @@ class VPDDepthEstimator(VPDBaseModel):
             "backbone": backbone,
             "depth_head": build_depth_head(cfg, backbone.output_shape()),
             "resize_scale": cfg.MODEL.VPD.BACKBONE.RESIZE_SCALE,
+            "shift_windows": cfg.MODEL.VPD.TEST.SHIFT_WINDOWS,
             **vpd_base_config(cfg),
         }
 
@@ -127,10 +135,12 @@ class VPDDepthEstimator(VPDBaseModel):
             return losses
         results = []
         for image, scene, inp in zip(images, scenes, batched_inputs):
-            if self.test_crop_size:
-                depth = sliding_window_inference(
-                    lambda w: self._depth_with_flip(w, scene), image, self.test_crop_size, self.test_stride
-                )
+            predict = lambda w: self._depth_with_flip(w, scene)  # noqa: E731
+            if self.shift_windows:
+                boxes = shift_windows(*image.shape[-2:], self.shift_windows)
+                depth = sliding_window_inference(predict, image, boxes=boxes)
+            elif self.test_crop_size:
+                depth = sliding_window_inference(predict, image, self.test_crop_size, self.test_stride)
             else:
                 depth = self._depth_with_flip(image[None], scene)[0]
             size = tuple(image.shape[-2:])
