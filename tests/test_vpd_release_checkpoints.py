@@ -288,7 +288,7 @@ def test_vpd_depth_scene_changes_the_prediction_and_unknown_scene_is_an_error():
             model([{"image": image}])
 
 
-@pytest.mark.parametrize("fmt", ["vpd_depth", "mp_depth"])
+@pytest.mark.parametrize("fmt", ["vpd_depth", "mp_depth", "vpd_seg", "vpd_refer"])
 def test_release_keys_round_trip(fmt):
     release = release_checkpoint(fmt)
     ours, dropped = convert_release_to_ours(release, fmt, check_shapes=False)
@@ -385,3 +385,29 @@ def test_mp_kitti_depth_uses_shift_windows_and_resize():
         ref = windows_with_flips(lambda w: mp_depth_reference(release, unet, vae, w, resize_scale=2, max_depth=80.0),
                                  image[None] / 255.0, 48, [0, 32, 64])[0, 0]
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "fmt,config,opts",
+    [
+        ("vpd_seg", "vpd_ade20k_semseg.yaml", ["MODEL.SEM_SEG_HEAD.NORM", "BN"]),
+        ("vpd_refer", "vpd_refcoco.yaml", ["MODEL.VPD.REFER.LANG_GATE", False, "MODEL.VPD.PROMPT.SENTENCE_LENGTH", 77]),
+    ],
+)
+def test_seg_and_refer_release_layouts_map_onto_our_models(fmt, config, opts):
+    """Key mapping only (the architectures are not yet the public ones): every released key has
+    one of ours, of the same rank, and back."""
+    torch.manual_seed(0)
+    model = build_model(scaled_config(config, *opts))
+    prefix = {"vpd_seg": "backbone.bottom_up.feature_extractor.", "vpd_refer": "backbone.feature_extractor."}[fmt]
+    ours = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
+    vae = model.get_submodule(prefix + "vae.module")
+    ours.update({k: v for k, v in vae.state_dict(prefix=prefix + "vae.module.").items() if ".decoder." not in k})
+    shapes = release_key_shapes(fmt)
+    dropped = {k: torch.zeros(tiny_shape(s)) for k, s in shapes.items() if k.startswith("sd_model.") or k == "class_embeddings"}
+    release = convert_ours_to_release(ours, fmt, dropped)
+    assert list(release) == list(shapes)
+    assert all(release[k].dim() == len(s) for k, s in shapes.items())
+    back, kept = convert_release_to_ours(release, fmt, check_shapes=False)
+    assert set(kept) == set(dropped)
+    assert check_against_model(back, model, fmt) == []

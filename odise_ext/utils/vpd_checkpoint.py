@@ -7,8 +7,10 @@ format       container                    model
 ===========  ===========================  ===============================================
 vpd_depth    ``{'model': state_dict}``    VPD NYUv2 depth (``configs/vpd/vpd_nyu_depth.yaml``)
 mp_depth     ``{'model': state_dict}``    Meta-Prompts NYUv2 / KITTI depth (``metaprompts_*_depth``)
-vpd_seg      ``{'state_dict': ..., ...}`` VPD ADE20K (mmcv runner; keys only, see README)
-vpd_refer    ``{'model': state_dict}``    VPD RefCOCO (keys only, see README)
+vpd_seg      ``{'state_dict': ..., ...}`` VPD ADE20K (mmcv runner), keys only: ``vpd_ade20k_semseg``
+                                          with SEM_SEG_HEAD.NORM "BN"
+vpd_refer    ``{'model': state_dict}``    VPD RefCOCO, keys only: ``vpd_refcoco`` with
+                                          REFER.LANG_GATE False, PROMPT.SENTENCE_LENGTH 77
 ===========  ===========================  ===============================================
 
 The SD parts are stored in ldm (CompVis) layout: the UNet (tuned by VPD, so the checkpoint's UNet
@@ -40,6 +42,9 @@ __all__ = [
 
 _KEY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vpd_release_keys")
 _EX = "backbone.feature_extractor."
+_EXS = "backbone.bottom_up.feature_extractor."  # inside the FPN of the segmentation backbone
+# VPD refer's decoder levels (conv*_4 / _3 / _2) = our fusion blocks at strides 32 / 16 / 8.
+_REFER_STRIDE = {"4": 32, "3": 16, "2": 8}
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,45 @@ RELEASE_FORMATS = {
             },
             # Meta-Prompts replaces the time-embedding MLP by the per-step vectors t_i.
             unused=(_EX + "unet.module.time_embedding.",),
+        ),
+        # Key mapping only: our segmentation / referring models are not yet the public ones.
+        ReleaseFormat(
+            name="vpd_seg",
+            key_file="vpd_seg_state_dict_keys.tsv.gz",
+            container="state_dict",
+            unet_prefix="unet.unet.diffusion_model.",
+            vae_prefix="encoder_vq.",
+            ours_prefix=_EXS,
+            rules=(
+                (r"^gamma$", _EXS + "prompt.adapter.gamma"),
+                (r"^text_adapter\.fc\.", _EXS + "prompt.adapter.mlp."),
+                (r"^neck\.lateral_convs\.(\d)\.conv\.", lambda m: f"backbone.fpn_lateral{int(m.group(1)) + 3}."),
+                (r"^neck\.fpn_convs\.(\d)\.conv\.", lambda m: f"backbone.fpn_output{int(m.group(1)) + 3}."),
+                (r"^decode_head\.scale_heads\.(\d)\.(\d)\.conv\.",
+                 lambda m: f"sem_seg_head.p{int(m.group(1)) + 3}.{m.group(2)}."),
+                (r"^decode_head\.scale_heads\.(\d)\.(\d)\.bn\.",
+                 lambda m: f"sem_seg_head.p{int(m.group(1)) + 3}.{m.group(2)}.norm."),
+                (r"^decode_head\.conv_seg\.", "sem_seg_head.predictor."),
+            ),
+            # The LatentDiffusion noise schedule (unused), and the class embeddings, which our
+            # ClassNamePrompt recomputes from CLIP.
+            dropped=("sd_model.", "class_embeddings"),
+        ),
+        ReleaseFormat(
+            name="vpd_refer",
+            key_file="vpd_refer_state_dict_keys.tsv.gz",
+            container="model",
+            unet_prefix="unet.unet.diffusion_model.",
+            vae_prefix="encoder_vq.",
+            rules=(
+                (r"^gamma$", _EX + "prompt.adapter.gamma"),
+                (r"^text_adapter\.fc\.", _EX + "prompt.adapter.mlp."),
+                (r"^classifier\.conv([12])_([234])\.weight$",
+                 lambda m: f"refer_decoder.fuse{_REFER_STRIDE[m.group(2)]}.convs.{int(m.group(1)) - 1}.weight"),
+                (r"^classifier\.bn([12])_([234])\.",
+                 lambda m: f"refer_decoder.fuse{_REFER_STRIDE[m.group(2)]}.convs.{int(m.group(1)) - 1}.norm."),
+                (r"^classifier\.conv1_1\.", "refer_decoder.predictor."),
+            ),
         ),
     )
 }
