@@ -411,3 +411,22 @@ def test_seg_and_refer_release_layouts_map_onto_our_models(fmt, config, opts):
     back, kept = convert_release_to_ours(release, fmt, check_shapes=False)
     assert set(kept) == set(dropped)
     assert check_against_model(back, model, fmt) == []
+
+
+@pytest.mark.parametrize(
+    "fmt,config",
+    [("vpd_depth", "vpd_nyu_depth.yaml"), ("mp_depth", "metaprompts_nyu_depth.yaml"),
+     ("mp_depth", "metaprompts_kitti_depth.yaml")],
+)
+def test_full_size_release_shapes_fit_the_real_configs(fmt, config):
+    """Every released key and full-size shape fits the real config's model (built on the meta
+    device: no memory, no weights)."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        import convert_vpd_checkpoint
+    finally:
+        sys.path.pop(0)
+    model = convert_vpd_checkpoint._model_of(os.path.join(ROOT, "configs", "vpd", config))
+    release = {k: torch.empty(s, device="meta") for k, s in release_key_shapes(fmt).items()}
+    converted, _ = convert_release_to_ours(release, fmt, check_shapes=True)
+    assert check_against_model(converted, model, fmt) == []

@@ -275,15 +275,11 @@ def _ldm_names(keys: List[str], shapes: Dict[str, Tuple[int, ...]], component: s
 
 
 def _rename(key: str, rules) -> Optional[str]:
+    """``key`` renamed by the first matching rule, None if none matches."""
     for pattern, repl in rules:
-        m = re.match(pattern, key)
-        if m:
-            return pattern_sub(pattern, repl, key)
+        if re.match(pattern, key):
+            return re.sub(pattern, repl, key, count=1)
     return None
-
-
-def pattern_sub(pattern: str, repl, key: str) -> str:
-    return re.sub(pattern, repl, key, count=1)
 
 
 def name_map(fmt: str) -> "OrderedDict[str, Tuple[Optional[str], Optional[int]]]":
@@ -343,7 +339,8 @@ def convert_release_to_ours(state: Dict[str, torch.Tensor], fmt: str, check_shap
         if bad:
             raise ValueError(f"{fmt}: shapes differ from the released model (key, file, release): {bad[:10]}")
     for dup, orig in f.duplicates.items():
-        if state[dup].shape != state[orig].shape or not torch.equal(state[dup], state[orig]):
+        same = state[dup].is_meta or torch.equal(state[dup], state[orig])  # meta: shapes-only check
+        if state[dup].shape != state[orig].shape or not same:
             raise ValueError(f"{fmt}: {dup} must equal {orig} (one tensor stored under both names)")
     out, dropped = OrderedDict(), OrderedDict()
     for key, (new, ndim) in name_map(fmt).items():
