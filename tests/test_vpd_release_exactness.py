@@ -102,3 +102,38 @@ def test_mp_kitti_depth_uses_shift_windows_and_resize():
         ref = windows_with_flips(lambda w: mp_depth_reference(release, unet, vae, w, resize_scale=2, max_depth=80.0),
                                  image[None] / 255.0, 48, [0, 32, 64])[0, 0]
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_predictor_and_demo_pass_the_scene(tmp_path):
+    import os
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    from odise_ext.modeling.vpd.predictor import VPDPredictor
+    from vpd_release import ROOT
+
+    release = release_checkpoint("vpd_depth")
+    cfg = scaled_config("vpd_nyu_depth.yaml", "MODEL.VPD.TEST.CROP_SIZE", [], "MODEL.VPD.TEST.STRIDE", [],
+                        "MODEL.VPD.TEST.FLIP", False, "INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 64)
+    model, converted, _ = converted_model(cfg, "vpd_depth", release)
+    bgr = np.random.RandomState(0).randint(0, 256, (64, 64, 3)).astype(np.uint8)
+    weights = tmp_path / "w.pth"
+    torch.save({"model": converted}, weights)
+    cfg.merge_from_list(["MODEL.WEIGHTS", str(weights)])
+    predictor = VPDPredictor(cfg)
+    with torch.no_grad():
+        expected = model([{"image": torch.as_tensor(bgr[:, :, ::-1].copy()).permute(2, 0, 1).float(),
+                           "scene": "office"}])[0]["depth"]
+    torch.testing.assert_close(predictor(bgr, scene="office")["depth"], expected)
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        import demo
+    finally:
+        sys.path.pop(0)
+    Image.fromarray(bgr[:, :, ::-1]).save(tmp_path / "in.png")
+    with pytest.raises(SystemExit, match="pass --scene"):
+        demo.main(["--config-file", os.path.join(ROOT, "configs/vpd/vpd_nyu_depth.yaml"), "--input",
+                   str(tmp_path / "in.png"), "--output", str(tmp_path / "out.png"), "--opts", "MODEL.DEVICE", "cpu",
+                   "MODEL.DIFFUSION.WEIGHTS", "random"])
