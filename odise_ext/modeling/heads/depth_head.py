@@ -67,6 +67,7 @@ class VPDDepthHead(nn.Module):
         max_depth,
         loss,
         crop_fused=False,
+        fused_stride=32,
     ):
         """
         Args:
@@ -83,6 +84,7 @@ class VPDDepthHead(nn.Module):
             loss (nn.Module): called as ``loss(pred [B,H,W], target [B,H,W])``.
             crop_fused (bool): crop the fused stride-32 map to ceil(image_size / 32) before
                 decoding (needs ``image_size``), so the decoder never sees cells of pure padding.
+            fused_stride (int): image stride of the fused map (that of the third input).
         """
         super().__init__()
         if len(in_features) != 4 or len(in_channels) != 4:
@@ -95,6 +97,7 @@ class VPDDepthHead(nn.Module):
         self.max_depth = float(max_depth)
         self.loss = loss
         self.crop_fused = bool(crop_fused)
+        self.fused_stride = int(fused_stride)
         c8, c16, c32, c64 = in_channels
         if gn_groups <= 0 or fuse_dim % gn_groups:
             raise ValueError(f"MODEL.VPD.DEPTH.GN_GROUPS={gn_groups} must divide FUSE_DIM={fuse_dim}")
@@ -151,6 +154,7 @@ class VPDDepthHead(nn.Module):
             "max_depth": d.MAX_DEPTH,
             "loss": SiLogLoss(cfg),
             "crop_fused": d.CROP_FUSED,
+            "fused_stride": strides[2] if strides[2] is not None else 32,
         }
 
     def _init_weights(self):
@@ -204,8 +208,7 @@ class VPDDepthHead(nn.Module):
         if self.crop_fused:
             if image_size is None:
                 raise ValueError("VPDDepthHead with crop_fused needs image_size (or targets)")
-            # The fused map has stride 32 (the stride-8 input downsampled twice).
-            x = crop_to_size(x, [-(-int(s) // 32) for s in image_size])
+            x = crop_to_size(x, [-(-int(s) // self.fused_stride) for s in image_size])
         x = self.deconv_layers(x)
         x = self.conv_layers(x)
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
