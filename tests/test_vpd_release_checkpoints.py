@@ -129,3 +129,17 @@ def test_full_size_release_shapes_fit_the_real_configs(fmt, config):
     release = {k: torch.empty(s, device="meta") for k, s in release_key_shapes(fmt).items()}
     converted, _ = convert_release_to_ours(release, fmt, check_shapes=True)
     assert check_against_model(converted, model, fmt) == []
+
+
+def test_norm_epsilons_are_the_reference_ones():
+    """GroupNorm eps: UNet ResBlocks (and its output head) 1e-5; SpatialTransformer and every VAE
+    norm 1e-6 — as in the ldm code the released models ran."""
+    model = _tool()._model_of(os.path.join(ROOT, "configs", "vpd", "vpd_nyu_depth.yaml"))
+    ex = model.backbone.feature_extractor
+    eps = {}
+    for name, m in ex.unet.module.named_modules():
+        if isinstance(m, torch.nn.GroupNorm):
+            kind = "transformer" if ".attentions." in name else "resnet"
+            eps.setdefault(kind, set()).add(m.eps)
+    eps["vae"] = {m.eps for m in ex.vae.module.modules() if isinstance(m, torch.nn.GroupNorm)}
+    assert eps == {"resnet": {1e-5}, "transformer": {1e-6}, "vae": {1e-6}}
