@@ -14,8 +14,9 @@ VPD / Meta-Prompts (the drawing follows the model's output):
 
     # semantic segmentation map (class names of the config's test dataset)
     python tools/demo.py --config-file configs/vpd/vpd_ade20k_semseg.yaml --input img.jpg --output seg.png
-    # colour-mapped depth (near = bright)
-    python tools/demo.py --config-file configs/vpd/vpd_nyu_depth.yaml --input img.jpg --output depth.png
+    # colour-mapped depth (near = bright); VPD's NYUv2 model is prompted with the scene class
+    python tools/demo.py --config-file configs/vpd/vpd_nyu_depth.yaml --input img.jpg --output depth.png \\
+        --scene living_room
     # referring segmentation of one sentence
     python tools/demo.py --config-file configs/vpd/vpd_refcoco.yaml --input img.jpg --output ref.png \\
         --sentence "the man on the left"
@@ -54,6 +55,7 @@ def get_parser():
     p.add_argument("--vocab", default="", help="ODISE: classes 'a;b,synonym;c' (default: the test dataset's)")
     p.add_argument("--things", default="", help="ODISE: ';'-separated names of thing classes (default: all)")
     p.add_argument("--sentence", default="", help="referring segmentation: the referring expression")
+    p.add_argument("--scene", default="", help="VPD depth: the scene class (one of MODEL.VPD.PROMPT.SCENE_CLASSES)")
     p.add_argument("--boxes", default="", help="pose: person boxes 'x0,y0,x1,y1;...' (default: the whole image)")
     p.add_argument("--keypoint-threshold", type=float, default=0.05, help="pose: lowest keypoint score drawn")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ...")
@@ -95,9 +97,13 @@ def _no_input(args, bgr):
     return {}
 
 
+def _depth_input(args, bgr):
+    return {"scene": args.scene.strip()} if args.scene.strip() else {}
+
+
 TASK_INPUTS = {
     "VPDSemanticSegmentor": _no_input,
-    "VPDDepthEstimator": _no_input,
+    "VPDDepthEstimator": _depth_input,
     "VPDReferSegmentor": _sentence_input,
     "VPDPoseEstimator": _box_input,
 }
@@ -169,7 +175,9 @@ def main(argv=None):
     cfg = setup_cfg(args.config_file, args.opts)
     arch = cfg.MODEL.META_ARCHITECTURE
     task_inputs = TASK_INPUTS.get(arch)
-    for flag, owner in (("sentence", _sentence_input), ("boxes", _box_input)):
+    if cfg.MODEL.DIFFUSION.PROMPT.NAME == "SceneClassPrompt" and not args.scene.strip():
+        raise SystemExit("this depth model is prompted with the scene class: pass --scene (e.g. living_room)")
+    for flag, owner in (("sentence", _sentence_input), ("boxes", _box_input), ("scene", _depth_input)):
         if getattr(args, flag) and task_inputs is not owner:
             raise SystemExit(f"--{flag} does not apply to {arch}")
     predictor = (VPDPredictor if task_inputs else Predictor)(cfg)

@@ -7,13 +7,22 @@ Feature names default to the detectron2 convention res3/res4/res5/res6 = stride 
 """
 from detectron2.config import CfgNode as CN
 
+# NYUv2's 27 scene types, sorted (the row order of VPD's stored ``class_embeddings``).
+NYU_SCENE_CLASSES = (
+    "basement", "bathroom", "bedroom", "bookstore", "cafe", "classroom", "computer_lab",
+    "conference_room", "dinette", "dining_room", "excercise_room", "foyer", "furniture_store",
+    "home_office", "home_storage", "indoor_balcony", "kitchen", "laundry_room", "living_room",
+    "office", "office_kitchen", "playroom", "printer_room", "reception_room", "student_lounge",
+    "study", "study_room",
+)
 _COCO_FLIP_PAIRS = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16]]
 
 
 def _add_depth(cfg):
     d = cfg.MODEL.VPD.DEPTH = CN()
     # --- head (VPD / Meta-Prompts depth decoder) ---
-    # Registered name in odise_ext.modeling.heads.HEAD_REGISTRY.
+    # Registered name in odise_ext.modeling.heads.HEAD_REGISTRY: "VPDDepthHead" (VPD; also our
+    # earlier Meta-Prompts design) or "MetaPromptsDepthHead" (Meta-Prompts' public head).
     d.HEAD_NAME = "VPDDepthHead"
     # Backbone features at strides 8, 16, 32, 64, in this order.
     d.IN_FEATURES = ["res3", "res4", "res5", "res6"]
@@ -26,10 +35,17 @@ def _add_depth(cfg):
     d.DECONV_FILTERS = [32, 32, 32]
     # Kernel size of each deconvolution (2, 3 or 4); same length as DECONV_FILTERS.
     d.DECONV_KERNELS = [2, 2, 2]
+    # MetaPromptsDepthHead: filters of the neck's 4 x 4 deconvolutions that bring the stride-16/32/64
+    # maps to stride 8 (Meta-Prompts: 32).
+    d.NECK_FILTERS = 32
     # Channels of the conv after the deconvs and of the final conv-ReLU-conv block (VPD: 192).
     d.HIDDEN_DIM = 192
     # Normalisation after the deconvs and the hidden conv ("BN", "SyncBN", "GN", "").
     d.NORM = "BN"
+    # Crop the fused stride-32 map to ceil(image / 32) before decoding, i.e. drop the cells that
+    # only see the padding (VPD: 16 x 16 -> 15 x 15 for a 480 window padded to 512). False decodes
+    # the whole padded canvas and crops the depth map at the end (our earlier design).
+    d.CROP_FUSED = False
     # Largest predictable depth in metres: output = sigmoid(x) * MAX_DEPTH (NYU 10, KITTI 80).
     d.MAX_DEPTH = 10.0
     # --- loss ---
@@ -143,6 +159,15 @@ def _add_backbone_modes(cfg):
     b.ATTENTION_STRIDES = []
     # Backbone outputs (res<k> = stride 2^k after the optional re-arrangement upsampling).
     b.OUT_FEATURES = ["res3", "res4", "res5", "res6"]
+    # Value of the bottom/right padding up to the backbone's size divisibility, in the backbone's
+    # [0, 1] pixel units: 0.5 is VPD's zero padding *after* the x2-1 normalisation; 0.0 pads with
+    # black (our earlier design).
+    b.PAD_VALUE = 0.0
+    # Depth models: -1 pads every image (or test window) to the size divisibility d (64 for SD);
+    # k >= 0 instead resizes it bilinearly (no antialias) to ((h // d + k) * d, (w // d + k) * d),
+    # the head still predicting at the image size (Meta-Prompts: 1 on NYUv2, 480 -> 512; 2 on
+    # KITTI, 352 -> 448).
+    b.RESIZE_SCALE = -1
 
     r = cfg.MODEL.VPD.REFINE = CN()
     # Meta-Prompts recurrent refinement: number of UNet passes; between passes the stride-8
@@ -173,6 +198,10 @@ def _add_prompts(cfg):
     p.ADAPTER_GAMMA_INIT = 1e-4
     # Tokens per sentence of the sentence prompts (VPD: 40 for RefCOCO/+, 77 for G-Ref).
     p.SENTENCE_LENGTH = 40
+    # Scene classes of :class:`SceneClassPrompt` (VPD depth: one context token per image, the
+    # adapted CLIP embedding of the image's scene class); the index in this list is the row of the
+    # checkpoint's ``class_embeddings``. Default: NYUv2's 27 scene types in VPD's (sorted) order.
+    p.SCENE_CLASSES = list(NYU_SCENE_CLASSES)
     # Number of learnable meta prompts (Meta-Prompts: 150 segmentation, 50 depth).
     p.NUM_META_PROMPTS = 150
     # Pass the meta prompts through an MLP (Linear-GELU-Linear) before use (Meta-Prompts depth).
@@ -187,6 +216,10 @@ def _add_task_inputs(cfg):
     t.STRIDE = []
     # Average with the prediction on the horizontally flipped input (depth, pose).
     t.FLIP = False
+    # Depth: n >= 2 replaces CROP_SIZE / STRIDE by VPD / Meta-Prompts' shift-window test: n square
+    # windows of the image's height at x = i * ((W - H) // (n - 1)), averaged where they overlap
+    # (NYUv2: 2, KITTI: 16); trailing columns no window covers repeat the last covered one.
+    t.SHIFT_WINDOWS = 0
 
     d = cfg.MODEL.VPD.DATA = CN()
     # Training crop [h, w] of the depth / referring mappers ([] = no crop).

@@ -24,6 +24,7 @@ Referring *evaluation* splits have one dict per sentence (every expression is a 
 LAVT / VPD evaluate); training splits one dict per object with all its sentences.
 """
 import os
+import re
 from typing import Callable, Dict, List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -31,7 +32,7 @@ from detectron2.structures import BoxMode
 
 from .catalog_utils import load_json
 
-__all__ = ["register_all_vpd", "VPD_DATASETS", "CITYSCAPES_TRAIN_CLASSES"]
+__all__ = ["register_all_vpd", "VPD_DATASETS", "CITYSCAPES_TRAIN_CLASSES", "nyu_scene"]
 
 # Cityscapes' 19 evaluation classes (trainId order) and their colours.
 CITYSCAPES_TRAIN_CLASSES = [
@@ -104,8 +105,15 @@ def _load_cityscapes(image_dir: str, gt_dir: str) -> List[dict]:
     return dicts
 
 
+def nyu_scene(file_name: str) -> str:
+    """NYUv2 scene class of a BTS-layout frame: its folder without the recording number
+    (``.../kitchen_0028b/rgb_00045.jpg`` and ``.../kitchen/rgb_00045.jpg`` -> ``kitchen``)."""
+    return re.sub(r"_\d+[a-z]?$", "", os.path.basename(os.path.dirname(file_name)))
+
+
 def _load_depth(root: str, rel: str, scale: float, max_depth: float) -> List[dict]:
-    entries = _read_json(os.path.join(root, rel), "prepare_nyu.py" if rel.startswith("nyu") else "prepare_kitti.py")
+    nyu = rel.startswith("nyu")
+    entries = _read_json(os.path.join(root, rel), "prepare_nyu.py" if nyu else "prepare_kitti.py")
     return [
         {
             **e,
@@ -113,6 +121,8 @@ def _load_depth(root: str, rel: str, scale: float, max_depth: float) -> List[dic
             "depth_file_name": os.path.join(root, e["depth_file_name"]),
             "depth_scale": scale,
             "max_depth": max_depth,
+            # VPD's NYUv2 depth model is prompted with the scene class of each frame.
+            **({"scene": nyu_scene(e["file_name"])} if nyu else {}),
         }
         for e in entries
     ]

@@ -6,6 +6,7 @@ VPD's Semantic-FPN head is detectron2's own ``SemSegFPNHead`` (select it with
 """
 from .build import HEAD_REGISTRY, build_depth_head, build_pose_head, build_refer_decoder
 from .depth_head import VPDDepthHead
+from .mp_depth_head import MetaPromptsDepthHead
 from .pose_head import TopDownHeatmapHead, decode_heatmaps, flip_heatmaps, flip_test_average
 from .refer_decoder import LAVTReferDecoder
 from .uper_head import UPerHead
@@ -16,6 +17,7 @@ __all__ = [
     "build_refer_decoder",
     "build_pose_head",
     "VPDDepthHead",
+    "MetaPromptsDepthHead",
     "UPerHead",
     "LAVTReferDecoder",
     "TopDownHeatmapHead",

@@ -5,6 +5,7 @@ Computation (channel sizes are config values; VPD's in brackets):
   stride-16 map → conv3x3/2                                 (→ stride 32, C16 channels)
   stride-64 map → nearest ×2                                (→ stride 32, C64 channels)
   concat [s8, s16, s32, s64] → conv1x1 → GN → ReLU          (FUSE_DIM [1536])
+  optional crop to ceil(image / 32) (CROP_FUSED; VPD: 16 → 15 for a 480 window padded to 512)
   N × (deconv k, stride 2 → norm → ReLU)                    (DECONV_FILTERS [32, 32, 32])
   conv3x3 → norm → ReLU                                     (HIDDEN_DIM [192])
   bilinear ×2, bilinear ×2
@@ -65,6 +66,8 @@ class VPDDepthHead(nn.Module):
         norm,
         max_depth,
         loss,
+        crop_fused=False,
+        fused_stride=32,
     ):
         """
         Args:
@@ -79,6 +82,9 @@ class VPDDepthHead(nn.Module):
             norm (str): detectron2 norm name used after the deconvs and the hidden conv.
             max_depth (float): depth at sigmoid output 1, in metres.
             loss (nn.Module): called as ``loss(pred [B,H,W], target [B,H,W])``.
+            crop_fused (bool): crop the fused stride-32 map to ceil(image_size / 32) before
+                decoding (needs ``image_size``), so the decoder never sees cells of pure padding.
+            fused_stride (int): image stride of the fused map (that of the third input).
         """
         super().__init__()
         if len(in_features) != 4 or len(in_channels) != 4:
@@ -90,6 +96,8 @@ class VPDDepthHead(nn.Module):
         self.in_features = list(in_features)
         self.max_depth = float(max_depth)
         self.loss = loss
+        self.crop_fused = bool(crop_fused)
+        self.fused_stride = int(fused_stride)
         c8, c16, c32, c64 = in_channels
         if gn_groups <= 0 or fuse_dim % gn_groups:
             raise ValueError(f"MODEL.VPD.DEPTH.GN_GROUPS={gn_groups} must divide FUSE_DIM={fuse_dim}")
@@ -145,6 +153,8 @@ class VPDDepthHead(nn.Module):
             "norm": d.NORM,
             "max_depth": d.MAX_DEPTH,
             "loss": SiLogLoss(cfg),
+            "crop_fused": d.CROP_FUSED,
+            "fused_stride": strides[2] if strides[2] is not None else 32,
         }
 
     def _init_weights(self):
@@ -193,14 +203,18 @@ class VPDDepthHead(nn.Module):
             losses (dict[str, Tensor]): {"loss_depth"} when ``targets`` is given, else {}.
         """
         x = self.fuse(features)
+        if image_size is None and targets is not None:
+            image_size = targets.shape[-2:]
+        if self.crop_fused:
+            if image_size is None:
+                raise ValueError("VPDDepthHead with crop_fused needs image_size (or targets)")
+            x = crop_to_size(x, [-(-int(s) // self.fused_stride) for s in image_size])
         x = self.deconv_layers(x)
         x = self.conv_layers(x)
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         depth = torch.sigmoid(self.last_layer_depth(x)) * self.max_depth
         depth = depth[:, 0]
-        if image_size is None and targets is not None:
-            image_size = targets.shape[-2:]
         if image_size is not None:
             depth = crop_to_size(depth, image_size)
         losses = {}

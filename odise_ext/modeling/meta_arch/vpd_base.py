@@ -24,6 +24,7 @@ def vpd_base_config(cfg) -> dict:
         "test_crop_size": list(t.CROP_SIZE),
         "test_stride": list(t.STRIDE),
         "flip_test": t.FLIP,
+        "pad_value": cfg.MODEL.VPD.BACKBONE.PAD_VALUE,
     }
 
 
@@ -39,6 +40,7 @@ class VPDBaseModel(nn.Module):
         test_crop_size: Sequence[int] = (),
         test_stride: Sequence[int] = (),
         flip_test: bool = False,
+        pad_value: float = 0.0,
     ):
         """
         Args:
@@ -46,6 +48,8 @@ class VPDBaseModel(nn.Module):
             pixel_mean, pixel_std: input normalisation (VPD backbones take [0, 1]: 0 / 255).
             test_crop_size, test_stride: sliding-window test (h, w); empty = whole image.
             flip_test: average with the prediction on the mirrored image.
+            pad_value: value of the image padding up to the size divisibility, in the
+                normalised units the backbone takes (VPD: 0.5, i.e. 0 after x2-1).
         """
         super().__init__()
         self.backbone = backbone
@@ -54,6 +58,7 @@ class VPDBaseModel(nn.Module):
         self.test_crop_size = list(test_crop_size)
         self.test_stride = list(test_stride)
         self.flip_test = flip_test
+        self.pad_value = float(pad_value)
 
     @property
     def device(self) -> torch.device:
@@ -70,14 +75,16 @@ class VPDBaseModel(nn.Module):
                 raise ValueError("every input dict needs an 'image' [3, H, W] tensor")
         return [(x["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std for x in batched_inputs]
 
-    def padded(self, images: List[torch.Tensor], pad_value: float = 0.0) -> ImageList:
+    def padded(self, images: List[torch.Tensor], pad_value: float = None) -> ImageList:
+        """Images (default pad value: ``self.pad_value``) or targets (pass their pad value)."""
+        pad_value = self.pad_value if pad_value is None else pad_value
         return ImageList.from_tensors(images, self.size_divisibility, pad_value=pad_value)
 
     def _predict_padded(self, predict: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
         """``predict`` on [n, 3, h, w] zero-padded to the size divisibility; cropped back."""
         h, w = images.shape[-2:]
         d = self.size_divisibility
-        padded = F.pad(images, (0, (-w) % d, 0, (-h) % d))
+        padded = F.pad(images, (0, (-w) % d, 0, (-h) % d), value=self.pad_value)
         return predict(padded)[..., :h, :w]
 
     def dense_inference(

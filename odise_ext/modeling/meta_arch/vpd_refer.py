@@ -63,7 +63,7 @@ class VPDReferSegmentor(VPDBaseModel):
         if self.training:
             if any("ref_mask" not in x for x in batched_inputs):
                 raise ValueError("training inputs need 'ref_mask'")
-            targets = self.padded([x["ref_mask"].to(self.device) for x in batched_inputs]).tensor
+            targets = self.padded([x["ref_mask"].to(self.device) for x in batched_inputs], pad_value=0).tensor
             _, losses = self.refer_decoder(features, tokens.features, tokens.mask, targets=targets)
             return losses
         logits, _ = self.refer_decoder(

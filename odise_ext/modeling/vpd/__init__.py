@@ -8,8 +8,9 @@ from .adapter import TextAdapter
 from .attention import attention_channels, average_attention_by_stride
 from .backbone import VPDBackbone, build_vpd_fpn_backbone
 from .extractor import UNET_MODES, Extraction, VPDFeatureExtractor
-from .prompts import ClassNamePrompt, MetaPrompts, SentencePrompt, SentenceTokens, resolve_class_names
+from .prompts import ClassNamePrompt, MetaPrompts, SceneClassPrompt, SentencePrompt, SentenceTokens, resolve_class_names
 from .rearrange import PromptRearrangement
+from .step_prompts import StepContexts, StepMetaPrompts
 from .sliding_window import sliding_window_inference, sliding_windows
 from .text import encode_pooled_text, encode_text_tokens
 from .tuned import RecordingCheckpoint, TunedModule
@@ -25,10 +26,13 @@ __all__ = [
     "VPDFeatureExtractor",
     "ClassNamePrompt",
     "MetaPrompts",
+    "SceneClassPrompt",
     "SentencePrompt",
     "SentenceTokens",
     "resolve_class_names",
     "PromptRearrangement",
+    "StepContexts",
+    "StepMetaPrompts",
     "sliding_window_inference",
     "sliding_windows",
     "encode_pooled_text",

@@ -12,7 +12,7 @@ need on top:
   of the UNet's time-embedding MLP by its own learnable vector t_i; between passes the UNet's
   full output (its output head ``conv_norm_out -> conv_act -> conv_out`` applied to the stride-8
   features, i.e. Meta-Prompts' ``out(h)``) becomes the next latent. Gradients flow through all
-  passes; only the last pass is tapped.
+  passes; only the last pass is tapped. With :class:`StepMetaPrompts` pass i uses step i's context.
 """
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ from ..backbone.cross_attention import CrossAttentionRecorder
 from ..backbone.feature_extractor import DiffusionFeatureExtractor
 from ..prompts import PromptOutput
 from .attention import average_attention_by_stride
+from .step_prompts import StepContexts
 from .tuned import RecordingCheckpoint, TunedModule
 
 __all__ = ["VPDFeatureExtractor", "Extraction", "UNET_MODES"]
@@ -96,8 +97,10 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
         if loops > 1 and self.shared_noise is not None:
             raise ValueError("refinement loops run on the clean latent; set MODEL.DIFFUSION.ADD_NOISE False")
         time_dim = unet.time_embedding.linear_2.out_features
-        # Meta-Prompts draws each t_i from N(0, 1).
-        self.loop_time_embeds = nn.Parameter(torch.randn(loops, time_dim)) if loop_time_embed else None
+        # Meta-Prompts draws each t_i [1, T] from N(0, 1).
+        self.loop_time_embeds = (
+            nn.ParameterList(nn.Parameter(torch.randn(1, time_dim)) for _ in range(loops)) if loop_time_embed else None
+        )
         # Not a module: it only installs processors/hooks on the UNet (whose weights it shares).
         self.recorder = CrossAttentionRecorder(unet) if record_attention else None
         if gradient_checkpointing:
@@ -165,8 +168,16 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
         if "unet" in self._stages:
             latent = self._unet_latent(mean)
             prompt_out = self.prompt(images, image_index, **(prompt_inputs or {}))
-            context = prompt_out.context.to(self.unet.dtype)
+            contexts = [prompt_out.context] * self.loops
+            if isinstance(prompt_out.state, StepContexts):
+                # Meta-Prompts depth: each step has its own prompts.
+                if len(prompt_out.state.contexts) != self.loops:
+                    raise ValueError(
+                        f"{len(prompt_out.state.contexts)} prompt steps for MODEL.VPD.REFINE.LOOPS={self.loops}"
+                    )
+                contexts = prompt_out.state.contexts
             for loop in range(self.loops):
+                context = contexts[loop].to(self.unet.dtype)
                 last = loop == self.loops - 1
                 with ExitStack() as stack:
                     stack.enter_context(self._loop_time_embedding(loop))

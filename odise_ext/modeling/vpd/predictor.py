@@ -2,6 +2,7 @@
 
     predictor = VPDPredictor(cfg)
     predictor(bgr)                                   # {"sem_seg": [K, H, W]} or {"depth": [H, W]}
+    predictor(bgr, scene="kitchen")                  # VPD depth (SceneClassPrompt): {"depth": [H, W]}
     predictor(bgr, sentence="the red circle")        # {"ref_mask": [H, W] probability}
     predictor(bgr, boxes=[[x0, y0, x1, y1], ...])    # {"instances": ... pred_keypoints [M, K, 3]}
 
@@ -37,12 +38,20 @@ class VPDPredictor(Predictor):
         if cfg.MODEL.META_ARCHITECTURE in _TEST_RESIZE:
             self.aug = _TEST_RESIZE[cfg.MODEL.META_ARCHITECTURE](cfg)
 
-    def __call__(self, original_image: np.ndarray, *, sentence: Optional[str] = None, boxes: Optional[Sequence] = None):
+    def __call__(
+        self,
+        original_image: np.ndarray,
+        *,
+        sentence: Optional[str] = None,
+        boxes: Optional[Sequence] = None,
+        scene: Optional[str] = None,
+    ):
         """
         Args:
             original_image: a path, a PIL image or a BGR array (``odise_ext.data.image_io``).
             sentence: the referring expression (referring segmentation).
             boxes: [M, 4] XYXY person boxes in ``original_image`` pixels (pose).
+            scene: the image's scene class (VPD depth, ``MODEL.VPD.PROMPT.SCENE_CLASSES``).
         Returns:
             The model's output dict for this image.
         """
@@ -60,6 +69,8 @@ class VPDPredictor(Predictor):
             }
             if sentence is not None:
                 inputs["sentence"] = sentence
+            if scene is not None:
+                inputs["scene"] = scene
             if boxes is not None:
                 boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
                 inputs["boxes"] = torch.as_tensor(transform.apply_box(boxes))

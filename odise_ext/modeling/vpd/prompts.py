@@ -5,6 +5,8 @@
 - :class:`SentencePrompt` (VPD referring segmentation): the frozen CLIP token features of each
   image's sentence, refined by the adapter; the per-image tokens and their mask are handed back in
   ``PromptOutput.state`` for the language-aware decoder.
+- :class:`SceneClassPrompt` (VPD depth): one context token per image, the adapted pooled CLIP
+  embedding of the image's scene class (prompt input ``scenes``).
 - :class:`MetaPrompts` (Meta-Prompts): N learnable embeddings are the whole context.
 
 Every module exposes ``num_tokens`` (the context length L), which fixes the channel count of the
@@ -23,7 +25,14 @@ from ..prompts import PROMPT_REGISTRY, PromptModule, PromptOutput
 from .adapter import TextAdapter
 from .text import encode_pooled_text, encode_text_tokens
 
-__all__ = ["ClassNamePrompt", "SentencePrompt", "SentenceTokens", "MetaPrompts", "resolve_class_names"]
+__all__ = [
+    "ClassNamePrompt",
+    "SceneClassPrompt",
+    "SentencePrompt",
+    "SentenceTokens",
+    "MetaPrompts",
+    "resolve_class_names",
+]
 
 
 def resolve_class_names(cfg) -> list:
@@ -83,6 +92,80 @@ class ClassNamePrompt(PromptModule):
         """[N, 3, R, R'] images -> context [N, K, D] (the same for every image)."""
         context = self.adapter(self.class_embeddings)
         return PromptOutput(context=context.unsqueeze(0).expand(images.shape[0], -1, -1))
+
+
+@PROMPT_REGISTRY.register()
+class SceneClassPrompt(PromptModule):
+    """VPD depth's prompt: context [N, 1, D] = adapter(class_embeddings[scene of each image]).
+
+    With a single context token, softmax attention over it is 1 and every cross-attention layer
+    reduces to ``to_out(to_v(context))``.
+    """
+
+    @configurable
+    def __init__(self, *, scene_classes: Sequence[str], class_embeddings: torch.Tensor, adapter: TextAdapter):
+        """
+        Args:
+            scene_classes: the K scene names, in the row order of ``class_embeddings``.
+            class_embeddings: [K, D] pooled text embeddings of the scene prompts.
+            adapter: the text adapter (trainable).
+        """
+        super().__init__()
+        if class_embeddings.dim() != 2 or class_embeddings.shape[0] != len(scene_classes):
+            raise ValueError(
+                f"class_embeddings {tuple(class_embeddings.shape)} must be [K, D] for the "
+                f"K={len(scene_classes)} scene classes"
+            )
+        self.scene_classes = list(scene_classes)
+        self._index = {name: i for i, name in enumerate(self.scene_classes)}
+        # Persistent: VPD's released checkpoints store the embeddings they were trained with.
+        self.register_buffer("class_embeddings", class_embeddings.detach().float())
+        self.adapter = adapter
+
+    @classmethod
+    def from_config(cls, cfg, text_encoder, time_embed_dim):
+        p = cfg.MODEL.VPD.PROMPT
+        if "{}" not in p.CLASS_TEMPLATE:
+            raise ValueError(f"MODEL.VPD.PROMPT.CLASS_TEMPLATE {p.CLASS_TEMPLATE!r} has no '{{}}'")
+        names = list(p.SCENE_CLASSES)
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"MODEL.VPD.PROMPT.SCENE_CLASSES must be non-empty and unique, got {names}")
+        texts = [p.CLASS_TEMPLATE.format(n.replace("_", " ")) for n in names]
+        embeddings = encode_pooled_text(text_encoder, texts)
+        return {"scene_classes": names, "class_embeddings": embeddings, "adapter": _adapter(cfg, embeddings.shape[1])}
+
+    @property
+    def num_tokens(self) -> int:
+        return 1
+
+    def scene_ids(self, scenes: Sequence, device) -> torch.Tensor:
+        """Scene names (or int indices) -> [B] int64 row indices."""
+        ids = []
+        for s in scenes:
+            if isinstance(s, str):
+                if s not in self._index:
+                    raise ValueError(f"unknown scene class {s!r}; MODEL.VPD.PROMPT.SCENE_CLASSES has {self.scene_classes}")
+                ids.append(self._index[s])
+            elif isinstance(s, int) and 0 <= s < len(self.scene_classes):
+                ids.append(s)
+            else:
+                raise ValueError(f"scene {s!r} is neither a scene class name nor an index < {len(self.scene_classes)}")
+        return torch.tensor(ids, dtype=torch.long, device=device)
+
+    def forward(self, images, image_index, scenes: Sequence = None, **inputs) -> PromptOutput:
+        """
+        Args:
+            images: [N, 3, R, R'] images (or windows).
+            image_index: [N] batch image of each row.
+            scenes: B scene class names (or indices), one per batch image.
+        Returns:
+            context [N, 1, D].
+        """
+        if scenes is None or isinstance(scenes, str) or None in scenes:
+            raise ValueError("SceneClassPrompt needs prompt input 'scenes': one scene class per image")
+        ids = self.scene_ids(scenes, self.class_embeddings.device)
+        context = self.adapter(self.class_embeddings[ids])
+        return PromptOutput(context=context[image_index].unsqueeze(1))
 
 
 @dataclass

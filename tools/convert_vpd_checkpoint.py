@@ -1,0 +1,90 @@
+#!/usr/bin/env python
+"""Convert a released VPD / Meta-Prompts checkpoint into an odise-ext checkpoint (or back).
+
+    python tools/convert_vpd_checkpoint.py vpd_depth_480x480.pth vpd_nyu_depth.pth \\
+        --config-file configs/vpd/vpd_nyu_depth.yaml
+
+then ``tools/train_net.py --config-file configs/vpd/vpd_nyu_depth.yaml --eval-only
+MODEL.WEIGHTS vpd_nyu_depth.pth MODEL.DIFFUSION.WEIGHTS v1-5-pruned-emaonly.ckpt``. The format
+(vpd_depth, mp_depth; vpd_seg and vpd_refer as key mappings only, their architectures not yet being
+the public ones) is detected from the keys, or given with ``--format``. Every released key
+and shape is checked (``--no-release-shapes`` skips the shape check, for scaled-down test
+models); with ``--config-file`` every converted key and shape is also checked against the
+config's model (built on the meta device). ``--to-release`` converts one of our checkpoints back
+into the released layout. Files are read with ``torch.load(weights_only=True)`` only.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from odise_ext.engine.checkpoint import _atomic_write  # noqa: E402
+from odise_ext.utils.vpd_checkpoint import (  # noqa: E402
+    RELEASE_FORMATS,
+    check_against_model,
+    convert_ours_to_release,
+    convert_release_to_ours,
+    detect_release_format,
+    load_release_checkpoint,
+)
+
+
+def _model_of(config_file):
+    import odise_ext  # noqa: F401
+    from detectron2.modeling import build_model
+
+    from odise_ext.config import setup_cfg
+
+    cfg = setup_cfg(config_file, ["MODEL.DIFFUSION.WEIGHTS", "random", "MODEL.DEVICE", "meta"])
+    with torch.device("meta"):
+        return build_model(cfg)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", help="released checkpoint (.pth), or ours with --to-release")
+    p.add_argument("output", help="where to write the converted checkpoint")
+    p.add_argument("--format", default="auto", choices=["auto", *sorted(RELEASE_FORMATS)])
+    p.add_argument("--config-file", default="", help="verify the converted keys against this config's model")
+    p.add_argument("--no-release-shapes", action="store_true", help="do not compare shapes with the released model")
+    p.add_argument("--to-release", action="store_true", help="convert one of our checkpoints back")
+    args = p.parse_args(argv)
+    try:
+        state, rest = load_release_checkpoint(args.input)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(str(e))
+    if args.to_release:
+        fmt = args.format if args.format != "auto" else rest.get("release_format")
+        if fmt not in RELEASE_FORMATS:
+            raise SystemExit(f"{args.input}: no 'release_format' recorded; pass --format")
+        try:
+            out = {"model": convert_ours_to_release(state, fmt, rest.get("release_dropped"))}
+        except ValueError as e:
+            raise SystemExit(str(e))
+    else:
+        try:
+            fmt = detect_release_format(state) if args.format == "auto" else args.format
+            converted, dropped = convert_release_to_ours(state, fmt, check_shapes=not args.no_release_shapes)
+        except ValueError as e:
+            raise SystemExit(str(e))
+        print(f"{fmt}: converted {len(converted)} tensors")
+        if args.config_file:
+            problems = check_against_model(converted, _model_of(args.config_file), fmt)
+            if problems:
+                raise SystemExit("the converted checkpoint does not fit the model:\n  " + "\n  ".join(problems[:50]))
+            print(f"all keys and shapes match the model of {args.config_file}")
+        out = {
+            "model": converted,
+            "release_format": fmt,
+            "release_dropped": dropped,
+            "__author__": "converted by tools/convert_vpd_checkpoint.py",
+        }
+    _atomic_write(args.output, lambda f: torch.save(out, f))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
