@@ -4,6 +4,7 @@ Handlers turn :class:`~odise_ext.web.inputs.InputError` into ``gr.Error`` (a mes
 the server keeps running whatever the input. Nothing is fetched from the internet: analytics are
 off, the theme uses system fonts only, and no share link is made.
 """
+import functools
 from typing import Callable, Dict, List, Sequence
 
 import gradio as gr
@@ -16,7 +17,8 @@ from .png_task import build_phrase_extractor, run_grounding, split_phrases
 from .vpd_tasks import run_depth, run_pose, run_refer, run_semseg, test_metadata
 from .build import TASKS
 
-__all__ = ["build_app", "local_theme"]
+__all__ = ["build_app", "local_theme", "handle_panoptic", "handle_grounding", "handle_image_only",
+           "handle_refer", "handle_pose"]
 
 _CUSTOM = "(type your own)"
 
@@ -37,8 +39,7 @@ def _guard(fn: Callable) -> Callable:
         except InputError as e:
             raise gr.Error(str(e), print_exception=False)
 
-    wrapped.__name__ = fn.__name__
-    return wrapped
+    return functools.wraps(fn)(wrapped)
 
 
 def _image(session, path, progress):
@@ -50,6 +51,61 @@ def _image(session, path, progress):
 
 def _status(notes: Sequence[str]) -> str:
     return "\n\n".join(n for n in notes if n)
+
+
+# ---- request handlers: (session, page inputs..., progress) -> page outputs ---------------------
+@_guard
+def handle_panoptic(session, path, text, things_mode, things_text, progress):
+    """-> (drawing, legend HTML, segment rows, status)."""
+    _, rgb, notes = _image(session, path, progress)
+    vocabulary = web_vocabulary(text, things_mode, things_text)
+    progress(0.2, desc=f"segmenting with {len(vocabulary)} classes")
+    result = run_panoptic(session, rgb, vocabulary)
+    notes.append(f"{len(result.rows)} segments of {len(result.legend)} classes.")
+    return result.drawing, legend_html(result.legend), result.rows, _status(notes)
+
+
+@_guard
+def handle_grounding(session, extractor, path, text, phrase_text, progress):
+    """-> (drawing, caption HTML, the phrases grounded, status). Without typed phrases, those
+    that ``extractor`` finds in the narrative."""
+    if not (text or "").strip():
+        raise InputError("Empty narrative: describe the image in a sentence or more.")
+    found = split_phrases(phrase_text) or extractor(text)
+    _, rgb, notes = _image(session, path, progress)
+    progress(0.2, desc=f"grounding {len(found)} phrases")
+    result = run_grounding(session, rgb, text, found)
+    notes.append(f"{len(result.phrases)} phrases grounded.")
+    return result.drawing, caption_html(text, result.spans, result.colors), "; ".join(found), _status(notes)
+
+
+@_guard
+def handle_image_only(session, run_fn, path, progress):
+    """Semantic segmentation / depth: -> (drawing, status)."""
+    _, rgb, notes = _image(session, path, progress)
+    progress(0.2, desc="running the model")
+    drawing, summary = run_fn(session, rgb)
+    return drawing, _status(notes + [summary])
+
+
+@_guard
+def handle_refer(session, path, text, progress):
+    """-> (drawing, status)."""
+    if not (text or "").strip():
+        raise InputError("Empty sentence: describe the object to segment, e.g. 'the red circle on the left'.")
+    _, rgb, notes = _image(session, path, progress)
+    progress(0.2, desc="running the model")
+    drawing, summary = run_refer(session, rgb, text)
+    return drawing, _status(notes + [summary])
+
+
+@_guard
+def handle_pose(session, path, text, threshold, progress):
+    """-> (drawing, status)."""
+    size, rgb, notes = _image(session, path, progress)
+    progress(0.2, desc="running the model")
+    drawing, summary = run_pose(session, rgb, text, original_size=size, keypoint_threshold=float(threshold))
+    return drawing, _status(notes + [summary])
 
 
 # ---- one builder per task: (session, element id prefix, noun-phrase tagger spec) -> None; adds the
@@ -86,14 +142,8 @@ def _panoptic_tab(session, p, tagger):
         text, thing_names = vocabulary_text(preset_vocabulary(presets[name]))
         return text, THINGS_MODES[2], thing_names
 
-    @_guard
     def segment(path, text, things_mode, things_text, progress=gr.Progress()):
-        vocabulary = web_vocabulary(text, things_mode, things_text)
-        _, rgb, notes = _image(session, path, progress)
-        progress(0.2, desc=f"segmenting with {len(vocabulary)} classes")
-        result = run_panoptic(session, rgb, vocabulary)
-        notes.append(f"{len(result.rows)} segments of {len(result.legend)} classes.")
-        return result.drawing, legend_html(result.legend), result.rows, _status(notes)
+        return handle_panoptic(session, path, text, things_mode, things_text, progress)
 
     preset.change(pick, preset, [vocab, mode, things])
     run.click(segment, [image, vocab, mode, things], [out, legend, table, status])
@@ -118,16 +168,8 @@ def _grounding_tab(session, p, tagger):
     def extract(text):
         return "; ".join(extractor(text)) if (text or "").strip() else ""
 
-    @_guard
     def ground(path, text, phrase_text, progress=gr.Progress()):
-        if not (text or "").strip():
-            raise InputError("Empty narrative: describe the image in a sentence or more.")
-        found = split_phrases(phrase_text) or extractor(text)
-        _, rgb, notes = _image(session, path, progress)
-        progress(0.2, desc=f"grounding {len(found)} phrases")
-        result = run_grounding(session, rgb, text, found)
-        notes.append(f"{len(result.phrases)} phrases grounded.")
-        return result.drawing, caption_html(text, result.spans, result.colors), "; ".join(found), _status(notes)
+        return handle_grounding(session, extractor, path, text, phrase_text, progress)
 
     narrative.change(extract, narrative, phrases)
     run.click(ground, [image, narrative, phrases], [out, caption, phrases, status])
@@ -143,12 +185,8 @@ def _image_only_tab(run_fn, output_label):
                 out = gr.Image(label=output_label, type="numpy", format="png", elem_id=f"{p}-output")
                 status = gr.Markdown(elem_id=f"{p}-status")
 
-        @_guard
         def predict(path, progress=gr.Progress()):
-            _, rgb, notes = _image(session, path, progress)
-            progress(0.2, desc="running the model")
-            drawing, summary = run_fn(session, rgb)
-            return drawing, _status(notes + [summary])
+            return handle_image_only(session, run_fn, path, progress)
 
         run.click(predict, image, [out, status])
 
@@ -166,14 +204,8 @@ def _refer_tab(session, p, tagger):
             out = gr.Image(label="Referred object", type="numpy", format="png", elem_id=f"{p}-output")
             status = gr.Markdown(elem_id=f"{p}-status")
 
-    @_guard
     def predict(path, text, progress=gr.Progress()):
-        if not (text or "").strip():
-            raise InputError("Empty sentence: describe the object to segment, e.g. 'the red circle on the left'.")
-        _, rgb, notes = _image(session, path, progress)
-        progress(0.2, desc="running the model")
-        drawing, summary = run_refer(session, rgb, text)
-        return drawing, _status(notes + [summary])
+        return handle_refer(session, path, text, progress)
 
     run.click(predict, [image, sentence], [out, status])
 
@@ -191,12 +223,8 @@ def _pose_tab(session, p, tagger):
             out = gr.Image(label="Keypoints", type="numpy", format="png", elem_id=f"{p}-output")
             status = gr.Markdown(f"Keypoints: {', '.join(names)}" if names else "", elem_id=f"{p}-status")
 
-    @_guard
     def predict(path, text, thr, progress=gr.Progress()):
-        size, rgb, notes = _image(session, path, progress)
-        progress(0.2, desc="running the model")
-        drawing, summary = run_pose(session, rgb, text, original_size=size, keypoint_threshold=float(thr))
-        return drawing, _status(notes + [summary])
+        return handle_pose(session, path, text, thr, progress)
 
     run.click(predict, [image, boxes, threshold], [out, status])
 
