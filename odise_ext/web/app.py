@@ -45,8 +45,8 @@ def _guard(fn: Callable) -> Callable:
 def _image(session, path, progress):
     progress(0.05, desc="reading the image")
     rgb = load_image(path)
-    small, note = session.fit(rgb)
-    return rgb.shape[:2], small, [note] if note else []
+    small, notes = session.fit(rgb)
+    return rgb.shape[:2], small, notes
 
 
 def _status(notes: Sequence[str]) -> str:

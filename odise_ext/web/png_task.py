@@ -11,7 +11,7 @@ from detectron2.data import transforms as T
 from ..data.datasets.shapes_world_scene import SHAPE_COLORS, SHAPES_CATEGORIES
 from ..data.noun_phrases import NLTK_DATA_COMMAND, NounPhraseExtractor, TaggerUnavailableError, load_tagger
 from ..data.phrases import CaptionTokenizer
-from ..utils.png_vis import draw_png, phrase_colors
+from ..utils.png_vis import overlay_phrase_masks, phrase_colors
 from .inputs import InputError
 
 __all__ = ["LexiconTagger", "build_phrase_extractor", "split_phrases", "phrase_spans", "PNGRunner",
@@ -103,7 +103,7 @@ class PNGRunner:
 
 @dataclass
 class GroundingResult:
-    drawing: np.ndarray  # uint8 RGB [H + caption, W, 3]: phrase masks, the caption underneath
+    drawing: np.ndarray  # uint8 RGB [H, W, 3]: every phrase's mask in its colour
     phrases: List[str]
     spans: List[Tuple[int, int]]
     colors: List[Tuple[int, int, int]]
@@ -120,5 +120,6 @@ def run_grounding(session, rgb: np.ndarray, narrative: str, phrases: Sequence[st
     spans = phrase_spans(narrative, phrases)
     with session.lock:
         masks = session.runner(rgb, narrative, spans)
-    drawing = draw_png(rgb, narrative, spans, masks.float().cpu().numpy())
-    return GroundingResult(drawing, list(phrases), spans, phrase_colors(len(phrases)))
+    colors = phrase_colors(len(phrases))
+    drawing = overlay_phrase_masks(rgb, masks.float().cpu().numpy(), colors)
+    return GroundingResult(drawing, list(phrases), spans, colors)

@@ -6,12 +6,15 @@ request sets the model's test vocabulary before it runs) and a line saying where
 come from.
 """
 import threading
-from typing import Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 from detectron2.data import transforms as T
 
-__all__ = ["DemoSession", "weights_note", "describe_resize"]
+__all__ = ["DemoSession", "MAX_DRAW_SIDE", "weights_note", "describe_resize"]
+
+# Longest side drawn when the test resize is a fixed size (the model input is then not a guide).
+MAX_DRAW_SIDE = 1024
 
 
 def weights_note(cfg) -> str:
@@ -73,23 +76,29 @@ class DemoSession:
         t = self.aug.get_transform(np.zeros((height, width, 3), np.uint8))
         return (t.new_h, t.new_w) if hasattr(t, "new_h") else (height, width)
 
-    def fit(self, rgb: np.ndarray) -> Tuple[np.ndarray, Optional[str]]:
-        """Shrink an image larger than the model's input to that size (aspect kept).
+    def fit(self, rgb: np.ndarray) -> Tuple[np.ndarray, List[str]]:
+        """The image to run and draw on, and notes for the page.
 
-        The model resizes every image to its test size anyway; shrinking large uploads first
-        makes drawing and transfer cheap and shows the user what the model saw.
+        With a shortest-edge test resize, an image larger than the model's input is shrunk to
+        exactly that input size (the model would do it anyway; drawing and transfer get cheap).
+        A fixed-size resize would distort the drawing, so there only images with a side over
+        :data:`MAX_DRAW_SIDE` are shrunk (aspect kept) and the model resizes the rest itself.
 
         Returns:
-            (uint8 RGB [h, w, 3], a note for the page or None when the image was kept).
+            (uint8 RGB [h, w, 3], notes: what the model sees and any resize done here).
         """
         h, w = rgb.shape[:2]
         mh, mw = self.model_input_size(h, w)
-        # A fixed (square) resize would distort the drawing: keep the aspect, fit the longer side.
-        scale = min(mh / h, mw / w) if isinstance(self.aug, T.ResizeShortestEdge) else max(mh, mw) / max(h, w)
-        if scale >= 1.0:
-            return rgb, None
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        if isinstance(self.aug, T.ResizeShortestEdge):
+            nh, nw = (mh, mw) if mh * mw < h * w else (h, w)
+        else:
+            scale = min(1.0, MAX_DRAW_SIDE / max(h, w))
+            nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        notes = [f"The model sees the image at {mw}x{mh} px ({self.resize_note})."]
+        if (nh, nw) == (h, w):
+            return rgb, notes
         small = T.ResizeTransform(h, w, nh, nw).apply_image(rgb)
-        note = (f"The {w}x{h} image was resized to {nw}x{nh} as the config's test transform does "
-                f"({self.resize_note}); results are drawn at that size.")
-        return small, note
+        notes.append(f"The uploaded {w}x{h} image was resized to {nw}x{nh} as the config's test transform "
+                     "does; results are drawn at that size." if isinstance(self.aug, T.ResizeShortestEdge) else
+                     f"The uploaded {w}x{h} image was shrunk to {nw}x{nh} for drawing.")
+        return small, notes
