@@ -5,6 +5,7 @@ the server keeps running whatever the input. Nothing is fetched from the interne
 off, the theme uses system fonts only, and no share link is made.
 """
 import functools
+import logging
 from typing import Callable, Dict, List, Sequence
 
 import gradio as gr
@@ -21,6 +22,7 @@ __all__ = ["build_app", "local_theme", "handle_panoptic", "handle_grounding", "h
            "handle_refer", "handle_pose"]
 
 _CUSTOM = "(type your own)"
+logger = logging.getLogger(__name__)
 
 
 def local_theme():
@@ -31,13 +33,19 @@ def local_theme():
 
 
 def _guard(fn: Callable) -> Callable:
-    """Bad input -> ``gr.Error`` with its message."""
+    """Bad input -> ``gr.Error`` with its message; any other failure -> ``gr.Error`` naming it (the
+    traceback goes to the server's log, not the page)."""
 
     def wrapped(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except InputError as e:
             raise gr.Error(str(e), print_exception=False)
+        except gr.Error:
+            raise
+        except Exception as e:
+            logger.exception("web demo request failed")
+            raise gr.Error(f"The model failed on this input ({type(e).__name__}: {e}).", print_exception=False)
 
     return functools.wraps(fn)(wrapped)
 

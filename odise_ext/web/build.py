@@ -4,6 +4,7 @@ from typing import Callable, Dict, Sequence, Tuple
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
+from detectron2.utils.env import seed_all_rng
 
 import odise_ext  # noqa: F401  (registers datasets, mappers and models)
 import odise_ext.modeling.meta_arch.png  # noqa: F401  (registers PNGDiffusion)
@@ -59,6 +60,8 @@ def build_session(config_file: str, opts: Sequence[str] = ()) -> DemoSession:
     if arch not in TASKS:
         raise ValueError(f"{config_file}: the web demo has no task for MODEL.META_ARCHITECTURE '{arch}' "
                          f"(supported: {sorted(TASKS)})")
+    if cfg.SEED >= 0:  # random (untrained) parts are then the same on every start
+        seed_all_rng(cfg.SEED)
     session = TASKS[arch][1](cfg)
     session.config_file = config_file
     return session
