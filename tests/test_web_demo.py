@@ -104,6 +104,18 @@ def test_vocabulary_fields():
     assert (text, things) == ("cat;dog,puppy;sky", "dog")
 
 
+@pytest.mark.parametrize("dataset", ["coco_2017_val_panoptic_with_sem_seg", "ade20k_panoptic_val"])
+def test_presets_round_trip_through_the_text_fields(dataset):
+    from odise_ext.web.odise_task import VOCABULARY_PRESETS, preset_vocabulary
+
+    assert dataset in VOCABULARY_PRESETS.values()
+    vocab = preset_vocabulary(dataset)
+    text, things = vocabulary_text(vocab)
+    again = web_vocabulary(text, LISTED, things)
+    assert again.classes == vocab.classes and again.thing_ids == vocab.thing_ids
+    assert len(vocab) == {"coco_2017_val_panoptic_with_sem_seg": 133, "ade20k_panoptic_val": 150}[dataset]
+
+
 @pytest.mark.parametrize("text,mode,things,msg", [
     ("", ALL_THINGS, "", "empty vocabulary"),
     (" ; ;", ALL_THINGS, "", "no class name"),

@@ -119,13 +119,12 @@ def handle_pose(session, path, text, threshold, progress):
 # ---- one builder per task: (session, element id prefix, noun-phrase tagger spec) -> None; adds the
 # tab's components and their events -------------------------------------------------------------
 def _panoptic_tab(session, p, tagger):
-    presets = dict(VOCABULARY_PRESETS)
-    if session.cfg.DATASETS.TEST:
-        presets[f"Test dataset: {session.cfg.DATASETS.TEST[0]}"] = session.cfg.DATASETS.TEST[0]
-    default_text, default_things = "", ""
-    default = next(reversed(presets)) if session.cfg.DATASETS.TEST else _CUSTOM
-    if default != _CUSTOM:
-        default_text, default_things = vocabulary_text(preset_vocabulary(presets[default]))
+    # label -> vocabulary (built on demand: the presets' metadata is read only when picked)
+    own = session.model.test_vocabulary
+    presets = {f"The model's test vocabulary ({len(own)} classes)": lambda: own}
+    presets.update({label: functools.partial(preset_vocabulary, ds) for label, ds in VOCABULARY_PRESETS.items()})
+    default = next(iter(presets))
+    default_text, default_things = vocabulary_text(own)
     with gr.Row():
         with gr.Column():
             image = gr.File(label="Image", type="filepath", elem_id=f"{p}-image")
@@ -147,7 +146,7 @@ def _panoptic_tab(session, p, tagger):
     def pick(name):
         if name == _CUSTOM:
             return gr.update(), gr.update(), gr.update()
-        text, thing_names = vocabulary_text(preset_vocabulary(presets[name]))
+        text, thing_names = vocabulary_text(presets[name]())
         return text, THINGS_MODES[2], thing_names
 
     def segment(path, text, things_mode, things_text, progress=gr.Progress()):
