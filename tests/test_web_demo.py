@@ -43,6 +43,13 @@ def test_sixteen_bit_grayscale_is_scaled_to_eight_bits(tmp_path):
         assert np.array_equal(out[:, :, c], expected)
 
 
+def test_thirty_two_bit_integer_images(tmp_path):
+    wide = Image.fromarray(np.array([[0, 257, 65535, 514] * 4] * 16, dtype=np.int32), "I")
+    assert np.array_equal(load_image(_save(tmp_path, wide, "i.tif"))[0, :4, 0], [0, 1, 255, 2])
+    narrow = Image.fromarray(np.array([[0, 7, 255, 100] * 4] * 16, dtype=np.int32), "I")  # 8-bit data
+    assert np.array_equal(load_image(_save(tmp_path, narrow, "n.tif"))[0, :4, 0], [0, 7, 255, 100])
+
+
 def test_grayscale_is_expanded(tmp_path):
     gray = np.arange(16 * 16, dtype=np.uint8).reshape(16, 16)
     out = load_image(_save(tmp_path, Image.fromarray(gray, "L"), "g.png"))

@@ -21,10 +21,11 @@ class InputError(ValueError):
 def to_rgb(image: Image.Image) -> np.ndarray:
     """Any PIL image -> uint8 RGB [H, W, 3].
 
-    Grayscale is expanded to three channels; 16-bit (and 32-bit integer) samples are scaled to
-    8 bits (value / 257, so 65535 -> 255); float images are taken as [0, 1] when their maximum is
-    at most 1, else as [0, 255]; alpha is dropped (not composited); palette, CMYK, YCbCr, LAB
-    and HSV images go through PIL's conversion to RGB.
+    Grayscale is expanded to three channels; 16-bit samples are scaled to 8 bits (value / 257,
+    so 65535 -> 255; PIL's 32-bit integer mode "I" too, unless all its values fit in 8 bits);
+    float images are taken as [0, 1] when their maximum is at most 1, else as [0, 255]; alpha is
+    dropped (not composited); palette, CMYK, YCbCr, LAB and HSV images go through PIL's
+    conversion to RGB (16-bit RGB files are read by PIL as 8-bit RGB).
     """
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
