@@ -23,7 +23,11 @@ setup(
         "opencv-python-headless",  # detectron2's Visualizer (tools/demo.py, visualisations)
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout"],
+        # the web demo and its browser test (Playwright drives the system Chromium; no browser
+        # download). gradio 6 caps pillow < 13.
+        "test": ["pytest>=7", "pytest-timeout", "gradio>=6.0,<7", "playwright>=1.40"],
+        # tools/web_demo.py
+        "web": ["gradio>=6.0,<7"],
         # noun-phrase extraction for datasets/prepare_coco_caption_phrases.py (tagger data: see datasets/README.md)
         "data": ["nltk"],
     },

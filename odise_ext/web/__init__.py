@@ -1,0 +1,18 @@
+"""A Gradio web demo of every task (``tools/web_demo.py``).
+
+Everything but :mod:`.app` is plain Python (no Gradio import), so the input handling and the
+task runs are tested without a browser.
+"""
+from .build import TASKS, build_session
+from .inputs import InputError, load_image
+
+__all__ = ["TASKS", "build_session", "InputError", "load_image", "build_app", "local_theme"]
+
+
+def __getattr__(name):
+    # Gradio's import costs seconds: only the page itself needs it.
+    if name in ("build_app", "local_theme"):
+        from . import app
+
+        return getattr(app, name)
+    raise AttributeError(name)

@@ -1,0 +1,104 @@
+"""Turning what a user uploads or types into model inputs, with a message for every bad input.
+
+Every function here raises :class:`InputError` (never anything else for bad input): the page
+shows its message; programming errors still raise normally.
+"""
+from typing import Optional
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["InputError", "MIN_IMAGE_SIDE", "load_image", "to_rgb", "parse_boxes"]
+
+# Smaller images hold too little to segment (the tiny configs' model input is 64-128 px).
+MIN_IMAGE_SIDE = 16
+
+
+class InputError(ValueError):
+    """Bad user input; the message says what is wrong and is shown in the page as is."""
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """Any PIL image -> uint8 RGB [H, W, 3].
+
+    Grayscale is expanded to three channels; 16-bit samples are scaled to 8 bits (value / 257,
+    so 65535 -> 255; PIL's 32-bit integer mode "I" too, unless all its values fit in 8 bits);
+    float images are taken as [0, 1] when their maximum is at most 1, else as [0, 255]; alpha is
+    dropped (not composited); palette, CMYK, YCbCr, LAB and HSV images go through PIL's
+    conversion to RGB (16-bit RGB files are read by PIL as 8-bit RGB).
+    """
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(image).astype(np.float64)
+        if mode == "I" and arr.size and arr.max() <= 255 and arr.min() >= 0:
+            gray = arr  # an 8-bit image stored as 32-bit integers
+        else:
+            gray = arr / 257.0
+        return _expand(np.clip(np.round(gray), 0, 255).astype(np.uint8))
+    if mode == "F":
+        arr = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        scale = 255.0 if arr.size and arr.max() <= 1.0 else 1.0
+        return _expand(np.clip(np.round(arr * scale), 0, 255).astype(np.uint8))
+    if mode in ("1", "L"):
+        return _expand(np.asarray(image.convert("L")))
+    if mode == "LA":
+        return _expand(np.asarray(image.getchannel("L")))
+    if mode in ("RGBA", "RGBa", "RGBX"):
+        return np.ascontiguousarray(np.asarray(image)[:, :, :3])
+    return np.asarray(image.convert("RGB"))
+
+
+def _expand(gray: np.ndarray) -> np.ndarray:
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def load_image(path: Optional[str]) -> np.ndarray:
+    """An uploaded file -> uint8 RGB [H, W, 3] (EXIF orientation applied).
+
+    Raises:
+        InputError: no file, not an image, a truncated/corrupt image, or an image with a side
+            under :data:`MIN_IMAGE_SIDE` pixels.
+    """
+    if not path:
+        raise InputError("No image: upload an image file (PNG, JPEG, ...) first.")
+    try:
+        with Image.open(path) as im:
+            im.load()  # decode now: a truncated file fails here, not later in the model
+            im = ImageOps.exif_transpose(im)
+            rgb = to_rgb(im)
+    except UnidentifiedImageError:
+        raise InputError("The uploaded file is not an image that PIL can read (PNG, JPEG, WebP, TIFF, ...).")
+    except Image.DecompressionBombError as e:
+        raise InputError(f"The image is too large to process: {e}")
+    except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for truncated / corrupt data
+        raise InputError(f"The image file is corrupt or truncated ({e}).")
+    h, w = rgb.shape[:2]
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise InputError(f"The image is {w}x{h} pixels; the demo needs at least {MIN_IMAGE_SIDE} pixels per side.")
+    return rgb
+
+
+def parse_boxes(text: str, width: int, height: int) -> np.ndarray:
+    """'x0,y0,x1,y1;...' in image pixels -> [M, 4] float32 XYXY; empty text -> the whole image.
+
+    Raises:
+        InputError: a box that is not four numbers, is empty, or lies outside the image.
+    """
+    parts = [p.strip() for p in (text or "").split(";") if p.strip()]
+    if not parts:
+        return np.array([[0.0, 0.0, width, height]], dtype=np.float32)
+    boxes = []
+    for part in parts:
+        try:
+            box = [float(v) for v in part.split(",")]
+        except ValueError:
+            raise InputError(f"Box '{part}' is not four comma-separated numbers x0,y0,x1,y1.")
+        if len(box) != 4 or not np.all(np.isfinite(box)):
+            raise InputError(f"Box '{part}' must be four numbers x0,y0,x1,y1.")
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0:
+            raise InputError(f"Box '{part}' is empty: it needs x1 > x0 and y1 > y0.")
+        if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+            raise InputError(f"Box '{part}' lies outside the {width}x{height} image.")
+        boxes.append(box)
+    return np.asarray(boxes, dtype=np.float32)

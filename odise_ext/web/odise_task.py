@@ -1,0 +1,108 @@
+"""The web demo's open-vocabulary panoptic segmentation (ODISE): vocabulary in, panoptic
+drawing, legend and segment table out."""
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
+
+import numpy as np
+from detectron2.data import MetadataCatalog
+
+from ..modeling.open_vocab.vocabulary import Vocabulary, parse_vocabulary
+from ..utils.visualization import class_palette, draw_panoptic, vocabulary_metadata
+from .inputs import InputError
+
+__all__ = ["THINGS_MODES", "VOCABULARY_PRESETS", "preset_vocabulary", "vocabulary_text", "web_vocabulary",
+           "PanopticResult", "SEGMENT_COLUMNS", "run_panoptic"]
+
+# How the vocabulary's classes split into things (countable: one segment per instance) and stuff.
+THINGS_MODES = ("every class is a thing", "every class is stuff", "the classes listed as things")
+
+# Preset label -> registered dataset whose metadata holds the class list (ODISE trains on COCO
+# panoptic and is evaluated on ADE20K; the synonyms are ODISE's prompt-engineered ones).
+VOCABULARY_PRESETS: Dict[str, str] = {
+    "COCO panoptic (133 classes)": "coco_2017_val_panoptic_with_sem_seg",
+    "ADE20K panoptic (150 classes)": "ade20k_panoptic_val",
+}
+
+
+def preset_vocabulary(dataset_name: str) -> Vocabulary:
+    return Vocabulary.from_metadata(MetadataCatalog.get(dataset_name))
+
+
+def vocabulary_text(vocab: Vocabulary) -> Tuple[str, str]:
+    """(the ``a;b,synonym`` text of ``vocab``, its thing classes as ``;``-separated names)."""
+    text = ";".join(",".join(syns) for syns in vocab.classes)
+    things = ";".join(vocab.names[i] for i in vocab.thing_ids)
+    return text, things
+
+
+def web_vocabulary(text: str, things_mode: str, things_text: str = "") -> Vocabulary:
+    """The page's vocabulary fields -> a :class:`Vocabulary`; :class:`InputError` if invalid.
+
+    Besides what :func:`parse_vocabulary` rejects (empty text, two classes with the same
+    synonyms), two classes may not share a display name (the legend could not tell them apart),
+    and a listed thing class must be in the vocabulary.
+    """
+    if things_mode not in THINGS_MODES:
+        raise InputError(f"Unknown things/stuff choice {things_mode!r}; one of {list(THINGS_MODES)}.")
+    try:
+        vocab = parse_vocabulary(text or "")
+    except ValueError as e:
+        raise InputError(f"Vocabulary: {e}.")
+    seen = {}
+    for i, name in enumerate(vocab.names):
+        if name.lower() in seen:
+            raise InputError(f"Vocabulary: class name '{name}' appears twice (classes #{seen[name.lower()] + 1} "
+                             f"and #{i + 1}); each class needs its own first name.")
+        seen[name.lower()] = i
+    if things_mode == THINGS_MODES[0]:
+        return vocab
+    if things_mode == THINGS_MODES[1]:
+        return Vocabulary(vocab.classes, ())
+    listed = [t.strip() for t in (things_text or "").split(";") if t.strip()]
+    unknown = [t for t in listed if t.lower() not in seen]
+    if unknown:
+        raise InputError(f"Thing classes {unknown} are not first names of vocabulary classes.")
+    return Vocabulary(vocab.classes, tuple(sorted(seen[t.lower()] for t in listed)))
+
+
+@dataclass
+class PanopticResult:
+    drawing: np.ndarray  # uint8 RGB [H, W, 3]
+    legend: List[Tuple[str, Tuple[int, int, int]]]  # (class, RGB) of the classes found
+    rows: List[list]  # per segment: [id, class, "thing"/"stuff", score, area px, area %]
+
+
+SEGMENT_COLUMNS = ["segment", "class", "kind", "score", "area (px)", "area (%)"]
+
+
+def run_panoptic(session, rgb: np.ndarray, vocab: Vocabulary) -> PanopticResult:
+    """Segment ``rgb`` (uint8 [H, W, 3]) with ``vocab``.
+
+    The score of a segment is its class's probability averaged over the segment's pixels, where
+    a pixel's class probabilities are the model's semantic output (Mask2Former's semantic
+    inference: query class probabilities times mask probabilities, summed over queries)
+    normalised to sum to 1 over the classes; NaN when the config turns that output off.
+    """
+    model = session.model
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    with session.lock:  # the vocabulary is model state: set it and run without interleaving
+        model.set_test_vocabulary(vocab)
+        out = session.runner(bgr)
+    seg, info = out["panoptic_seg"]
+    seg = seg.cpu().numpy()
+    sem = None
+    if "sem_seg" in out:
+        sem = out["sem_seg"].float().cpu().numpy()
+        sem = sem / np.maximum(sem.sum(axis=0, keepdims=True), 1e-12)
+    drawing = draw_panoptic(rgb, seg, info, vocabulary_metadata(vocab.names))
+    colors = class_palette(len(vocab))
+    found = sorted({s["category_id"] for s in info})
+    legend = [(vocab.names[c], colors[c]) for c in found]
+    rows = []
+    for s in info:
+        mask = seg == s["id"]
+        area = int(mask.sum())
+        score = float(sem[s["category_id"]][mask].mean()) if sem is not None and area else float("nan")
+        rows.append([s["id"], vocab.names[s["category_id"]], "thing" if s["isthing"] else "stuff",
+                     round(score, 3), area, round(100.0 * area / seg.size, 2)])
+    return PanopticResult(drawing, legend, rows)

@@ -1,0 +1,264 @@
+"""The web demo without a browser: image decoding of every kind of upload, the vocabulary and
+narrative fields, the request handlers' error messages, and one real (tiny, random) ODISE and
+depth run. The page itself is tested in test_web_demo_browser.py."""
+import re
+
+import matplotlib
+import numpy as np
+import pytest
+from detectron2.data import transforms as T
+from PIL import Image
+
+from odise_ext.config import setup_cfg
+from odise_ext.data.noun_phrases import NounPhraseExtractor
+from odise_ext.web.html import caption_html, legend_html
+from odise_ext.web.inputs import MIN_IMAGE_SIDE, InputError, load_image, parse_boxes
+from odise_ext.web.odise_task import THINGS_MODES, vocabulary_text, web_vocabulary
+from odise_ext.web.png_task import LexiconTagger, phrase_spans, run_grounding, split_phrases
+from odise_ext.web.session import MAX_DRAW_SIDE, DemoSession, weights_note
+from odise_ext.web.vpd_tasks import depth_colorbar
+
+ALL_THINGS, ALL_STUFF, LISTED = THINGS_MODES
+
+
+# ---- images --------------------------------------------------------------------------------------
+def _save(tmp_path, image, name):
+    path = tmp_path / name
+    image.save(path)
+    return str(path)
+
+
+def test_rgb_image_round_trips(tmp_path):
+    rgb = np.random.RandomState(0).randint(0, 256, (20, 30, 3), dtype=np.uint8)
+    out = load_image(_save(tmp_path, Image.fromarray(rgb), "a.png"))
+    assert out.dtype == np.uint8 and np.array_equal(out, rgb)
+
+
+def test_sixteen_bit_grayscale_is_scaled_to_eight_bits(tmp_path):
+    values = np.array([[0, 257, 65535, 32896]], dtype=np.uint16).repeat(16, 0).repeat(4, 1)
+    out = load_image(_save(tmp_path, Image.fromarray(values), "g16.png"))
+    expected = np.round(values / 257.0).astype(np.uint8)  # 65535 -> 255, 257 -> 1
+    assert out.shape == values.shape + (3,)
+    for c in range(3):
+        assert np.array_equal(out[:, :, c], expected)
+
+
+def test_thirty_two_bit_integer_images(tmp_path):
+    wide = Image.fromarray(np.array([[0, 257, 65535, 514] * 4] * 16, dtype=np.int32), "I")
+    assert np.array_equal(load_image(_save(tmp_path, wide, "i.tif"))[0, :4, 0], [0, 1, 255, 2])
+    narrow = Image.fromarray(np.array([[0, 7, 255, 100] * 4] * 16, dtype=np.int32), "I")  # 8-bit data
+    assert np.array_equal(load_image(_save(tmp_path, narrow, "n.tif"))[0, :4, 0], [0, 7, 255, 100])
+
+
+def test_grayscale_is_expanded(tmp_path):
+    gray = np.arange(16 * 16, dtype=np.uint8).reshape(16, 16)
+    out = load_image(_save(tmp_path, Image.fromarray(gray, "L"), "g.png"))
+    assert out.shape == (16, 16, 3) and all(np.array_equal(out[:, :, c], gray) for c in range(3))
+
+
+def test_alpha_is_dropped_not_composited(tmp_path):
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., :3] = (10, 200, 30)
+    rgba[:8, :, 3] = 0  # fully transparent half keeps its colour
+    rgba[8:, :, 3] = 255
+    out = load_image(_save(tmp_path, Image.fromarray(rgba, "RGBA"), "a.png"))
+    assert out.shape == (16, 16, 3) and (out == (10, 200, 30)).all()
+    la = Image.fromarray(np.stack([np.full((16, 16), 77, np.uint8), np.zeros((16, 16), np.uint8)], -1), "LA")
+    assert (load_image(_save(tmp_path, la, "la.png")) == 77).all()
+
+
+@pytest.mark.parametrize("cmyk,rgb", [((255, 0, 0, 0), (0, 255, 255)), ((0, 255, 0, 0), (255, 0, 255)),
+                                      ((0, 0, 0, 255), (0, 0, 0)), ((0, 0, 0, 0), (255, 255, 255))])
+def test_cmyk_is_converted(tmp_path, cmyk, rgb):
+    # pure inks: R = 255 (1 - C/255)(1 - K/255), etc.
+    out = load_image(_save(tmp_path, Image.new("CMYK", (16, 16), cmyk), "c.tif"))
+    assert out.shape == (16, 16, 3) and (out == rgb).all()
+
+
+def test_bad_files_give_messages(tmp_path):
+    with pytest.raises(InputError, match="No image"):
+        load_image(None)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image at all")
+    with pytest.raises(InputError, match="not an image"):
+        load_image(str(text))
+    good = _save(tmp_path, Image.fromarray(np.zeros((64, 64, 3), np.uint8) + 99), "full.png")
+    data = open(good, "rb").read()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        load_image(str(cut))
+    tiny = _save(tmp_path, Image.new("RGB", (1, 1)), "one.png")
+    with pytest.raises(InputError, match=rf"1x1 pixels.*at least {MIN_IMAGE_SIDE}"):
+        load_image(tiny)
+
+
+def test_parse_boxes():
+    assert np.array_equal(parse_boxes("", 40, 30), [[0, 0, 40, 30]])
+    assert np.array_equal(parse_boxes("1,2,10,20; 5,5,9,9", 40, 30), [[1, 2, 10, 20], [5, 5, 9, 9]])
+    for bad, msg in [("1,2,3", "four"), ("a,b,c,d", "four"), ("5,5,5,9", "empty"), ("50,0,60,10", "outside")]:
+        with pytest.raises(InputError, match=msg):
+            parse_boxes(bad, 40, 30)
+
+
+# ---- vocabulary ----------------------------------------------------------------------------------
+def test_vocabulary_fields():
+    v = web_vocabulary("cat;dog,puppy;sky", ALL_THINGS)
+    assert v.classes == (("cat",), ("dog", "puppy"), ("sky",)) and v.thing_ids == (0, 1, 2)
+    assert web_vocabulary("cat;sky", ALL_STUFF).thing_ids == ()
+    assert web_vocabulary("cat;dog,puppy;sky", LISTED, "Dog; cat").thing_ids == (0, 1)
+    text, things = vocabulary_text(web_vocabulary("cat;dog,puppy;sky", LISTED, "dog"))
+    assert (text, things) == ("cat;dog,puppy;sky", "dog")
+
+
+@pytest.mark.parametrize("dataset", ["coco_2017_val_panoptic_with_sem_seg", "ade20k_panoptic_val"])
+def test_presets_round_trip_through_the_text_fields(dataset):
+    from odise_ext.web.odise_task import VOCABULARY_PRESETS, preset_vocabulary
+
+    assert dataset in VOCABULARY_PRESETS.values()
+    vocab = preset_vocabulary(dataset)
+    text, things = vocabulary_text(vocab)
+    again = web_vocabulary(text, LISTED, things)
+    assert again.classes == vocab.classes and again.thing_ids == vocab.thing_ids
+    assert len(vocab) == {"coco_2017_val_panoptic_with_sem_seg": 133, "ade20k_panoptic_val": 150}[dataset]
+
+
+@pytest.mark.parametrize("text,mode,things,msg", [
+    ("", ALL_THINGS, "", "empty vocabulary"),
+    (" ; ;", ALL_THINGS, "", "no class name"),
+    ("cat;Cat", ALL_THINGS, "", "duplicates"),
+    ("cat;cat,kitty", ALL_THINGS, "", "appears twice"),
+    ("cat;sky", LISTED, "dog", "not first names"),
+])
+def test_bad_vocabularies(text, mode, things, msg):
+    with pytest.raises(InputError, match=msg):
+        web_vocabulary(text, mode, things)
+
+
+# ---- narratives ----------------------------------------------------------------------------------
+def test_lexicon_phrases_and_spans():
+    extractor = NounPhraseExtractor(LexiconTagger(["circle", "grass", "square"], ["red"]))
+    narrative = "We see a Red circle, two squares and the grass next to a red circle."
+    phrases = extractor(narrative)
+    assert phrases == ["red circle", "squares", "grass"]  # lower-cased, unique, in order
+    spans = phrase_spans(narrative, phrases)
+    assert [narrative[a:b] for a, b in spans] == ["Red circle", "squares", "grass"]
+    assert split_phrases(" red circle ;; grass ;") == ["red circle", "grass"]
+    with pytest.raises(InputError, match="'blue star' is not in the narrative"):
+        phrase_spans(narrative, ["blue star"])
+    with pytest.raises(InputError, match="not in the narrative"):  # order matters
+        phrase_spans(narrative, ["grass", "squares"])
+
+
+def test_html_is_escaped_and_coloured():
+    html = caption_html("a <b> & c", [(0, 1), (8, 9)], [(255, 0, 0), (0, 0, 255)])
+    assert "&lt;b&gt; &amp;" in html and "color:#ff0000'>a</b>" in html and "color:#0000ff'>c</b>" in html
+    legend = legend_html([("<cat>", (1, 2, 3))])
+    assert "&lt;cat&gt;" in legend and "#010203" in legend
+    assert "No segment" in legend_html([])
+
+
+# ---- session and handlers (no model run) ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_cfg():
+    return setup_cfg("configs/testing/odise_tiny.yaml")
+
+
+def test_weights_note(tiny_cfg):
+    assert "weights are random" in weights_note(tiny_cfg)
+    cfg = tiny_cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = "model.pth"
+    assert "`model.pth`" in weights_note(cfg) and "weights are random" not in weights_note(cfg)
+
+
+def test_large_images_are_resized_as_the_test_transform(tiny_cfg):
+    session = DemoSession(tiny_cfg, None, T.ResizeShortestEdge(128, 128))
+    out, notes = session.fit(np.zeros((300, 600, 3), np.uint8))
+    assert out.shape == (64, 128, 3)  # shorter side 128 -> 128x256, longer side capped at 128
+    assert "resized to 128x64" in notes[-1] and "128x64 px" in notes[0]
+    small = np.zeros((40, 50, 3), np.uint8)
+    assert session.fit(small)[0] is small
+    fixed = DemoSession(tiny_cfg, None, T.Resize((64, 64)))
+    assert fixed.fit(small)[0] is small  # a fixed-size resize would distort: drawn as uploaded
+    big, _ = fixed.fit(np.zeros((MAX_DRAW_SIDE * 2, MAX_DRAW_SIDE, 3), np.uint8))
+    assert big.shape == (MAX_DRAW_SIDE, MAX_DRAW_SIDE // 2, 3)
+
+
+def test_handlers_turn_bad_input_into_page_errors(tiny_cfg, tmp_path):
+    gr = pytest.importorskip("gradio")
+    from odise_ext.web.app import handle_grounding, handle_panoptic, handle_pose
+
+    session = DemoSession(tiny_cfg, None, None)  # no model: every call below must fail before it
+    quiet = lambda *a, **k: None  # noqa: E731
+    good = _save(tmp_path, Image.new("RGB", (32, 32), (9, 9, 9)), "ok.png")
+    text = tmp_path / "t.png"
+    text.write_text("hello")
+    cases = [
+        (lambda: handle_panoptic(session, good, "", ALL_THINGS, "", quiet), "empty vocabulary"),
+        (lambda: handle_panoptic(session, good, "a;a", ALL_THINGS, "", quiet), "duplicates"),
+        (lambda: handle_panoptic(session, str(text), "a;b", ALL_THINGS, "", quiet), "not an image"),
+        (lambda: handle_panoptic(session, None, "a;b", ALL_THINGS, "", quiet), "No image"),
+        (lambda: handle_grounding(session, None, good, "  ", "", quiet), "Empty narrative"),
+        (lambda: handle_grounding(session, lambda t: [], good, "it is what it is", "", quiet), "No noun phrase"),
+        (lambda: handle_pose(session, good, "1,2,3", 0.1, quiet), "four"),
+    ]
+    for call, msg in cases:
+        with pytest.raises(gr.Error) as err:
+            call()
+        assert re.search(msg, err.value.message, re.IGNORECASE), err.value.message
+
+
+def test_grounding_needs_a_narrative_and_a_phrase():
+    with pytest.raises(InputError, match="Empty narrative"):
+        run_grounding(None, None, "", ["x"])
+    with pytest.raises(InputError, match="No noun phrase"):
+        run_grounding(None, None, "nothing here", [])
+
+
+# ---- tiny random models --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shapes_rgb(shapes_root):
+    from pathlib import Path
+
+    path = sorted((Path(shapes_root) / "images" / "val").glob("*.jpg"))[0]
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_panoptic_run_and_text_embedding_cache(shapes_rgb):
+    from odise_ext.web import build_session
+    from odise_ext.web.odise_task import run_panoptic
+
+    session = build_session("configs/testing/odise_tiny.yaml", ["SEED", "0"])
+    vocab = web_vocabulary("circle;square,box;sky;grass", ALL_THINGS)
+    result = run_panoptic(session, shapes_rgb, vocab)
+    assert result.drawing.shape == shapes_rgb.shape and result.drawing.dtype == np.uint8
+    names = {n for n, _ in result.legend}
+    assert result.rows  # seeded: this untrained model keeps segments on this image
+    assert names <= set(vocab.names) and names == {r[1] for r in result.rows}
+    h, w = shapes_rgb.shape[:2]
+    assert sum(r[4] for r in result.rows) <= h * w
+    assert all(0.0 <= r[3] <= 1.0 for r in result.rows)
+    assert all(abs(r[5] - 100.0 * r[4] / (h * w)) < 0.01 for r in result.rows)
+    misses = session.model.text_cache.misses
+    run_panoptic(session, shapes_rgb, vocab)
+    assert session.model.text_cache.misses == misses  # same vocabulary: embeddings reused
+    run_panoptic(session, shapes_rgb, web_vocabulary("circle;sand", ALL_THINGS))
+    assert session.model.text_cache.misses > misses
+
+
+def test_depth_run_and_colour_bar(shapes_rgb):
+    from odise_ext.web import build_session
+    from odise_ext.web.vpd_tasks import run_depth
+
+    session = build_session("configs/testing/vpd_depth_tiny.yaml")
+    drawing, summary = run_depth(session, shapes_rgb)
+    h, w = shapes_rgb.shape[:2]
+    assert drawing.shape[1] == 2 * w + 4 and drawing.shape[0] > h
+    assert np.array_equal(drawing[:h, :w], shapes_rgb)
+    assert re.fullmatch(r"Depth range [\d.]+ m to [\d.]+ m \(the model predicts at most 50 m\)\.", summary)
+
+    bar = depth_colorbar(1.0, 3.0, 100)
+    cmap = matplotlib.colormaps["magma_r"]
+    ends = [np.round(np.asarray(cmap(x)[:3]) * 255).astype(np.uint8) for x in (0.0, 1.0)]
+    assert np.array_equal(bar[0, 0], ends[0]) and np.array_equal(bar[0, 99], ends[1])

@@ -1,0 +1,47 @@
+#!/usr/bin/env python
+"""A web page to try a model: drop an image, type a vocabulary / narrative / sentence, see the
+result. One tab per config file (its model's task); each model is built once and stays loaded.
+
+    python tools/web_demo.py --config-file configs/testing/odise_tiny.yaml          # random weights
+    python tools/web_demo.py --config-file configs/odise_coco.yaml --port 7860 \\
+        --opts MODEL.WEIGHTS model.pth
+
+Serves on 127.0.0.1 only. Nothing is requested from the internet: Gradio analytics are off, the
+page uses system fonts, no share link is made, and Hugging Face Hub is put in offline mode
+(HF_HUB_OFFLINE=1 unless set), so diffusion / CLIP weights must be local or cached.
+``--opts`` applies to every config file.
+"""
+import argparse
+import os
+import sys
+
+# before gradio / huggingface_hub are imported: they read these at import time
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", nargs="+", required=True, help="one or more configs (one tab each)")
+    p.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1 (0: the first free one from 7860)")
+    p.add_argument("--tagger", default="nltk", help="PNG noun-phrase tagger: 'nltk' or 'package.module:factory'")
+    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ...")
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    from odise_ext.web import build_app, build_session, local_theme
+
+    sessions = [build_session(f, args.opts) for f in args.config_file]
+    app = build_app(sessions, tagger=args.tagger)
+    app.queue(default_concurrency_limit=1).launch(
+        server_name="127.0.0.1", server_port=args.port or None, share=False, inbrowser=False,
+        theme=local_theme(),
+    )
+
+
+if __name__ == "__main__":
+    main()
