@@ -40,9 +40,9 @@ from tqdm import tqdm  # noqa: E402
 
 import odise_ext  # noqa: E402,F401
 from odise_ext.config import setup_cfg  # noqa: E402
-from odise_ext.modeling.open_vocab.vocabulary import parse_vocabulary  # noqa: E402
-from odise_ext.modeling.vpd.predictor import VPDPredictor  # noqa: E402
-from odise_ext.utils import vpd_vis  # noqa: E402
+from odise_ext.odise.open_vocab.vocabulary import parse_vocabulary  # noqa: E402
+from odise_ext.vpd.predictor import VPDPredictor  # noqa: E402
+from odise_ext.vpd import visualization as vpd_vis  # noqa: E402
 from odise_ext.utils.visualization import draw_panoptic, vocabulary_metadata  # noqa: E402
 
 

@@ -8,10 +8,10 @@ once, where it is defined. Keys that are not defined here are an error when a ya
 from .data import add_data_config
 from .diffusion import add_diffusion_config
 from .mask_former import add_mask_former_config
-from .odise import add_odise_head_config
-from .png import add_png_config
+from ..odise.config import add_odise_head_config
+from ..png.config import add_png_config
 from .solver import add_solver_config
-from .vpd import add_vpd_config
+from ..vpd.config import add_vpd_config
 
 __all__ = ["add_odise_config", "get_odise_cfg", "setup_cfg"]
 

@@ -48,19 +48,19 @@ def _instances(cfg, name, out):
 
 
 def _png(cfg, name, out):
-    from ..evaluation.png_evaluation import PNGEvaluator
+    from ..png.evaluation import PNGEvaluator
 
     return PNGEvaluator(name, cfg=cfg)
 
 
 def _depth(cfg, name, out):
-    from ..evaluation.depth_evaluation import DepthEvaluator
+    from ..vpd.evaluation.depth import DepthEvaluator
 
     return DepthEvaluator(cfg, dataset_name=name, output_dir=out)
 
 
 def _refer(cfg, name, out):
-    from ..evaluation.refer_evaluation import ReferEvaluator
+    from ..vpd.evaluation.refer import ReferEvaluator
 
     return ReferEvaluator(cfg, dataset_name=name)
 

@@ -1,0 +1,79 @@
+"""Referring segmentation with a diffusion backbone (VPD, DESIGN.md §6).
+
+Backbone: ``VPDBackbone`` with ``SentencePrompt`` — the frozen CLIP token features of the
+sentence, through the text adapter, are the UNet's cross-attention context, and the attention
+maps over the tokens are concatenated to the stride-16/32 features. Decoder: the LAVT-style
+``MODEL.VPD.REFER`` head, whose language gates read the same adapted tokens. Loss: 2-class
+weighted cross-entropy. Inference: the foreground probability at the input's original size.
+"""
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from torch import nn
+
+from ..heads import build_refer_decoder
+from .. import backbone as _vpd_backbone  # noqa: F401  (registers the VPD backbones)
+from ..prompts import SentenceTokens
+from .base import VPDBaseModel, vpd_base_config
+
+__all__ = ["VPDReferSegmentor"]
+
+
+@META_ARCH_REGISTRY.register()
+class VPDReferSegmentor(VPDBaseModel):
+    """
+    Inputs: dicts with ``image`` [3, H, W] (RGB, 0-255), ``sentence`` (str), optional
+    ``height``/``width`` (output size) and, in training, ``ref_mask`` [H, W] 0/1.
+    Outputs (inference): ``{"ref_mask": [height, width] foreground probability}`` per input.
+    """
+
+    @configurable
+    def __init__(self, *, refer_decoder: nn.Module, **kwargs):
+        """
+        Args:
+            refer_decoder: ``decoder(features, lang_feats, lang_mask, targets=, image_size=)``
+                -> (logits [B, 2, H, W], losses).
+            kwargs: see :class:`VPDBaseModel` (the backbone must return the sentence tokens).
+        """
+        super().__init__(**kwargs)
+        if not hasattr(self.backbone, "forward_with_prompt"):
+            raise ValueError("VPDReferSegmentor needs a VPDBackbone (MODEL.BACKBONE.NAME)")
+        self.refer_decoder = refer_decoder
+
+    @classmethod
+    def from_config(cls, cfg):
+        backbone = build_backbone(cfg)
+        return {
+            "backbone": backbone,
+            "refer_decoder": build_refer_decoder(cfg, backbone.output_shape()),
+            **vpd_base_config(cfg),
+        }
+
+    def forward(self, batched_inputs):
+        for x in batched_inputs:
+            if not isinstance(x.get("sentence"), str):
+                raise ValueError("every input needs a 'sentence' string")
+        images = self.padded(self.normalized_images(batched_inputs))
+        features, prompt = self.backbone.forward_with_prompt(
+            images.tensor, {"sentences": [x["sentence"] for x in batched_inputs]}
+        )
+        tokens = prompt.state
+        if not isinstance(tokens, SentenceTokens):
+            raise ValueError("the backbone's prompt module must be SentencePrompt (MODEL.DIFFUSION.PROMPT.NAME)")
+        if self.training:
+            if any("ref_mask" not in x for x in batched_inputs):
+                raise ValueError("training inputs need 'ref_mask'")
+            targets = self.padded([x["ref_mask"].to(self.device) for x in batched_inputs]).tensor
+            _, losses = self.refer_decoder(features, tokens.features, tokens.mask, targets=targets)
+            return losses
+        logits, _ = self.refer_decoder(
+            features, tokens.features, tokens.mask, image_size=images.tensor.shape[-2:]
+        )
+        results = []
+        for logit, (h, w), inp in zip(logits, images.image_sizes, batched_inputs):
+            logit = logit[:, :h, :w]
+            size = (inp.get("height", h), inp.get("width", w))
+            if size != (h, w):
+                logit = F.interpolate(logit[None], size=size, mode="bilinear", align_corners=False)[0]
+            results.append({"ref_mask": logit.softmax(dim=0)[1]})
+        return results
