@@ -5,7 +5,7 @@ architectures override the ``*_CONFIG`` nodes (see ``configs/testing/base_tiny_d
 """
 from detectron2.config import CfgNode as CN
 
-# ODISE's eight taps (DESIGN.md §1/§7), in the order of ODISE's ``feature_projections.{i}``:
+# ODISE's eight taps, in the order of ODISE's ``feature_projections.{i}``:
 # VAE encoder down[2].block[1] / down[3].block[1], UNet output_blocks[2|5|8|11] (after the skip
 # concatenation), VAE decoder up[3].block[2] / up[2].block[2] (ldm numbers the decoder in reverse).
 _ODISE_TAPS = [

@@ -1,6 +1,6 @@
 """Run frozen SD (VAE + UNet) on image windows and collect intermediate features ("taps").
 
-Pipeline (DESIGN.md §1, §7) for windows x in [0, 1]:
+Pipeline (ODISE's feature extraction) for images (or windows) x in [0, 1]:
 
 1. VAE encoder on 2x - 1; latent = posterior mean (first half of ``quant_conv``'s output),
    times the VAE scaling factor unless disabled (VPD).
@@ -16,9 +16,14 @@ A tap is ``"<component>.<module path>:<input|output>"`` (component ``unet`` or `
 are installed only for the duration of a call. The UNet and the VAE decoder stop (a private
 exception raised from the hook of the last tap they must deliver) as soon as all their taps are
 collected, so the layers nobody reads never run; a stage without taps is skipped entirely.
+
+When the prompt module asks for them (``PromptModule.needs_attention``), the UNet's
+cross-attention maps are recorded during the pass; prompt modules read the maps recorded so far
+in their block callbacks (``PromptOutput.attention``) and :meth:`DiffusionFeatureExtractor.extract`
+returns them with the features and the prompt actually used.
 """
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Dict, List, Optional, Sequence
 
@@ -27,11 +32,12 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
+from .cross_attention import AttentionMap, CrossAttentionRecorder
 from .frozen import FrozenModule, freeze, parse_dtype
 from .prompts import PromptModule, PromptOutput, build_prompt_module
 from .sd_loading import load_sd_components
 
-__all__ = ["Tap", "parse_taps", "DiffusionFeatureExtractor", "fixed_noise", "alphas_cumprod"]
+__all__ = ["Tap", "parse_taps", "DiffusionFeatureExtractor", "Extraction", "fixed_noise", "alphas_cumprod"]
 
 _STAGES = ("vae_encoder", "unet", "vae_decoder")
 
@@ -64,6 +70,22 @@ class Tap:
             return "unet"
         encoder = self.path.split(".")[0] in ("encoder", "quant_conv")
         return "vae_encoder" if encoder else "vae_decoder"
+
+
+@dataclass
+class Extraction:
+    """Output of :meth:`DiffusionFeatureExtractor.extract` for N images (or windows).
+
+    features: one float32 [N, C_i, h_i, w_i] map per tap, in tap order.
+    prompt: the prompt module's output the UNet saw (context [N, L, D], state); None if the UNet
+        did not run.
+    attention: cross-attention maps of the (last) UNet pass in execution order (``probs``
+        [N, h, w, L]); empty unless the extractor records attention.
+    """
+
+    features: List[torch.Tensor]
+    prompt: Optional[PromptOutput] = None
+    attention: List[AttentionMap] = field(default_factory=list)
 
 
 def parse_taps(specs: Sequence[str], strides: Sequence[int]) -> List[Tap]:
@@ -174,6 +196,7 @@ class DiffusionFeatureExtractor(nn.Module):
         noise: Optional[torch.Tensor],
         scale_latent: bool,
         decode_unet_output: bool = False,
+        record_attention: bool = False,
     ):
         """
         Args:
@@ -188,6 +211,7 @@ class DiffusionFeatureExtractor(nn.Module):
             decode_unet_output: VAE-decoder taps see the decoding of the UNet's output (the
                 latent it predicts, PNG's mask features) instead of the posterior mean's.
                 The UNet then runs to its end.
+            record_attention: record the UNet's cross-attention maps in every call.
         """
         super().__init__()
         self.unet = unet
@@ -205,6 +229,8 @@ class DiffusionFeatureExtractor(nn.Module):
             raise ValueError(
                 "MODEL.DIFFUSION.VAE_DECODER_INPUT 'unet_output' needs both UNet and VAE-decoder taps"
             )
+        # Not a module: it only installs processors on the UNet (whose weights it shares).
+        self.recorder = CrossAttentionRecorder(unet.module) if record_attention else None
         self._tap_modules = [self._resolve(t) for t in self.taps]
         self.tap_channels = [_tap_channels(m, t) for m, t in zip(self._tap_modules, self.taps)]
 
@@ -221,12 +247,7 @@ class DiffusionFeatureExtractor(nn.Module):
             raise ValueError(
                 f"MODEL.DIFFUSION.TIMESTEP={d.TIMESTEP} outside [0, {d.NUM_TRAIN_TIMESTEPS})."
             )
-        prompt = build_prompt_module(
-            cfg,
-            text_encoder=text_encoder,
-            time_embed_dim=unet.time_embedding.linear_2.out_features,
-            clip=clip,
-        )
+        prompt = build_prompt_module(cfg, text_encoder=text_encoder, unet=unet, clip=clip)
         abar = alphas_cumprod(d.BETA_START, d.BETA_END, d.NUM_TRAIN_TIMESTEPS)[d.TIMESTEP].item()
         noise = (
             fixed_noise(unet.config.in_channels, d.NOISE_LATENT_SIZE, d.NOISE_SEED)
@@ -243,6 +264,7 @@ class DiffusionFeatureExtractor(nn.Module):
             "noise": noise,
             "scale_latent": d.SCALE_LATENT,
             "decode_unet_output": _vae_decoder_input(d.VAE_DECODER_INPUT) == "unet_output",
+            "record_attention": prompt.needs_attention,
         }
 
     def _resolve(self, tap: Tap) -> nn.Module:
@@ -293,10 +315,10 @@ class DiffusionFeatureExtractor(nn.Module):
         blocks.append(("mid_block", unet.mid_block))
         return blocks + [(f"up_blocks.{i}", b) for i, b in enumerate(unet.up_blocks)]
 
-    def _block_callback_hook(self, name: str, state, module, args, kwargs):
+    def _block_callback_hook(self, name: str, prompt_out: PromptOutput, module, args, kwargs):
         """Forward pre-hook of UNet block ``name``: lets the prompt module replace its context."""
         context = kwargs.get("encoder_hidden_states")
-        new = self.prompt.block_callback(name, _first_tensor(args, kwargs), context, state)
+        new = self.prompt.block_callback(name, _first_tensor(args, kwargs), context, prompt_out)
         if new is None:
             return None
         if "encoder_hidden_states" not in kwargs:
@@ -307,6 +329,17 @@ class DiffusionFeatureExtractor(nn.Module):
         return args, kwargs
 
     @contextmanager
+    def _recording(self, prompt_out: PromptOutput):
+        """Record the cross-attention maps of one UNet pass into ``prompt_out.attention`` (the
+        live list: block callbacks see the maps of the layers that ran so far)."""
+        if self.recorder is None:
+            yield prompt_out.attention
+            return
+        with self.recorder.record() as maps:
+            prompt_out.attention = maps
+            yield maps
+
+    @contextmanager
     def _prompt_hooks(self, prompt_out: PromptOutput):
         """Time-embedding delta and per-block prompt callbacks, for one UNet call."""
         handles = []
@@ -315,7 +348,7 @@ class DiffusionFeatureExtractor(nn.Module):
             handles.append(self.unet.module.time_embedding.register_forward_hook(hook))
         if self.prompt.uses_block_callbacks:
             for name, block in self._unet_blocks():
-                hook = partial(self._block_callback_hook, name, prompt_out.state)
+                hook = partial(self._block_callback_hook, name, prompt_out)
                 handles.append(block.register_forward_pre_hook(hook, with_kwargs=True))
         try:
             yield
@@ -341,21 +374,34 @@ class DiffusionFeatureExtractor(nn.Module):
         image_index: Optional[torch.Tensor] = None,
         prompt_inputs: Optional[dict] = None,
     ) -> List[torch.Tensor]:
+        """The tap features of :meth:`extract` (one float32 [N, C_i, h_i, w_i] map per tap)."""
+        return self.extract(images, image_index, prompt_inputs).features
+
+    def extract(
+        self,
+        images: torch.Tensor,
+        image_index: Optional[torch.Tensor] = None,
+        prompt_inputs: Optional[dict] = None,
+    ) -> Extraction:
         """
         Args:
-            images: [N, 3, R, R] RGB windows in [0, 1] (R divisible by 8 x 2^(UNet levels - 1)).
-            image_index: [N] int64 batch image of each window (default: arange(N)).
+            images: [N, 3, R, R] RGB images or windows in [0, 1] (R divisible by
+                8 x 2^(UNet levels - 1)).
+            image_index: [N] int64 batch image of each row (default: arange(N)).
             prompt_inputs: task-specific keyword inputs of the prompt module.
         Returns:
-            One float32 [N, C_i, h_i, w_i] map per tap, in tap order (``tap_channels[i]``
-            channels, at the native resolution of the tapped module).
+            :class:`Extraction`: one float32 [N, C_i, h_i, w_i] map per tap, in tap order
+            (``tap_channels[i]`` channels, at the native resolution of the tapped module), the
+            prompt and the recorded attention maps.
         """
         store: Dict[int, torch.Tensor] = {}
         image_index, mean = self._encode(images, image_index, store)
         decoder_input = mean
+        prompt_out = None
         if "unet" in self._stages:
             prompt_out = self.prompt(images, image_index, **(prompt_inputs or {}))
             with ExitStack() as stack:
+                stack.enter_context(self._recording(prompt_out))
                 stack.enter_context(self._prompt_hooks(prompt_out))
                 stack.enter_context(self._collect("unet", store, stop_when_done=not self.decode_unet_output))
                 out = self.unet(
@@ -367,7 +413,8 @@ class DiffusionFeatureExtractor(nn.Module):
             if self.decode_unet_output:
                 decoder_input = self._latent_to_posterior_units(out[0])
         self._decode(decoder_input, store)
-        return self._in_tap_order(store)
+        attention = list(prompt_out.attention) if prompt_out is not None else []
+        return Extraction(self._in_tap_order(store), prompt_out, attention)
 
     # The steps below are shared with subclasses that run the UNet differently (VPD's loops).
     @property

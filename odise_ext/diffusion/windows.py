@@ -1,4 +1,4 @@
-"""ODISE's sliding windows (DESIGN.md §1, §7), batched.
+"""ODISE's sliding windows, batched.
 
 An [H, W] image is covered by square windows of side s = min(size, H, W); along each axis the
 i-th window starts at i*s, ends at min(i*s + s, L) and is shifted back to start at

@@ -1,4 +1,4 @@
-"""ODISE's implicit captioner (DESIGN.md §2, §7).
+"""ODISE's implicit captioner.
 
 A frozen CLIP image encoder embeds every window; the projected CLS embedding ("prefix") becomes
 77 learnable-position tokens that are added, gated by tanh(alpha_cond) (zero-initialised, so
@@ -55,11 +55,11 @@ class ImplicitCaptioner(PromptModule):
         self.alpha_cond_time_embed = nn.Parameter(torch.zeros(time_embed_dim))
 
     @classmethod
-    def from_config(cls, cfg, text_encoder, time_embed_dim, clip=None):
+    def from_config(cls, cfg, text_encoder, unet, clip=None):
         return {
             "clip": clip if clip is not None else build_clip(cfg),
             "empty_context": empty_prompt_context(text_encoder),
-            "time_embed_dim": time_embed_dim,
+            "time_embed_dim": unet.time_embedding.linear_2.out_features,
         }
 
     def forward(self, images, image_index, **inputs) -> PromptOutput:

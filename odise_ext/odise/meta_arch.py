@@ -1,6 +1,7 @@
 """ODISE: open-vocabulary panoptic segmentation with a frozen diffusion backbone.
 
-Pipeline: padded images -> DiffusionBackbone (frozen SD UNet/VAE prompted by the implicit
+Pipeline: padded images -> the diffusion backbone (``MODEL.BACKBONE.NAME``, ODISE's
+``WindowedDiffusionBackbone``: frozen SD UNet/VAE on sliding windows, prompted by the implicit
 captioner) -> Mask2Former head whose class head is open-vocabulary (mask embeddings vs CLIP text
 embeddings) -> at test time, fusion with per-mask CLIP classification (geometric ensemble) ->
 Mask2Former semantic / panoptic / instance inference.
@@ -11,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
-from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import ImageList
 from torch import nn
 
-from ..diffusion import build_diffusion_backbone
+from ..diffusion.backbone import DiffusionBackbone
 from ..diffusion.clip import CLIP_MEAN, CLIP_STD, build_clip
 from ..mask2former.criterion import ClassLoss, SetCriterion, build_loss_term
 from .open_vocab import OpenVocabClassHead, TextEmbeddingCache, caption_grounding_loss, geometric_ensemble, mask_clip_embed
@@ -24,6 +25,7 @@ from .open_vocab.heads import synonym_max
 from .open_vocab.vocabulary import Vocabulary, parse_vocabulary
 from ..mask2former.postprocessing import instance_inference, panoptic_inference, semantic_inference
 from ..mask2former.mask_former_head import MaskFormerHead
+from ..mask2former.transformer_decoder.class_head import build_class_head
 
 __all__ = ["ODISE"]
 logger = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class ODISE(nn.Module):
         clip_template: str,
         caption_loss_weight: float,
         reference_preprocessing: bool,
+        pixel_mean,
+        pixel_std,
     ):
         super().__init__()
         self.backbone = backbone
@@ -80,22 +84,28 @@ class ODISE(nn.Module):
         self.label_template, self.clip_template = label_template, clip_template
         self.caption_loss_weight = caption_loss_weight
         self.reference_preprocessing = reference_preprocessing
+        # ODISE's backbone and CLIP branch take RGB in [0, 1]: PIXEL_MEAN 0, PIXEL_STD 255.
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
         self.text_cache = TextEmbeddingCache(clip.encode_text)
         self.set_test_vocabulary(test_vocabulary)
 
     @classmethod
     def from_config(cls, cfg):
-        clip = build_clip(cfg)
-        backbone = build_diffusion_backbone(cfg, clip=clip)
-        with torch.no_grad():
-            null_init = clip.encode_text([""]).float()
-        class_head = OpenVocabClassHead(
-            mask_dim=cfg.MODEL.MASK_FORMER.MASK_DIM,
-            hidden_dim=cfg.MODEL.MASK_FORMER.HIDDEN_DIM,
-            embed_dim=cfg.MODEL.ODISE.EMBED_DIM,
-            clip_dim=null_init.shape[-1],
-            null_init=null_init,
-        )
+        backbone = build_backbone(cfg)
+        if not isinstance(backbone, DiffusionBackbone):
+            raise TypeError(f"ODISE needs a diffusion backbone (MODEL.BACKBONE.NAME), got {type(backbone).__name__}")
+        # One frozen CLIP for the implicit captioner and the classifier: the backbone's if its
+        # prompt module has one.
+        clip = getattr(backbone.feature_extractor.prompt, "clip", None)
+        if clip is None:
+            clip = build_clip(cfg)
+        class_head = build_class_head(cfg, clip=clip)
+        if not isinstance(class_head, OpenVocabClassHead):
+            raise TypeError(
+                f"ODISE classifies with a vocabulary: MODEL.MASK_FORMER.CLASS_HEAD_NAME must be 'OpenVocabClassHead', "
+                f"got {cfg.MODEL.MASK_FORMER.CLASS_HEAD_NAME!r}"
+            )
         sem_seg_head = MaskFormerHead(cfg, backbone.output_shape(), class_head=class_head)
 
         train_name = cfg.MODEL.ODISE.TRAIN_VOCABULARY_DATASET or (cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else "")
@@ -130,6 +140,8 @@ class ODISE(nn.Module):
             "clip_template": cfg.MODEL.ODISE.CLIP_TEMPLATE,
             "caption_loss_weight": cfg.MODEL.ODISE.CAPTION.LOSS_WEIGHT if cfg.MODEL.ODISE.CAPTION.ENABLED else 0.0,
             "reference_preprocessing": cfg.MODEL.ODISE.REFERENCE_PREPROCESSING,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
         }
 
     @staticmethod
@@ -162,7 +174,7 @@ class ODISE(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, batched_inputs):
-        images = self.preprocess(batched_inputs)
+        images = self.preprocess_image(batched_inputs)
         vocab = self.train_vocabulary if self.training else self.test_vocabulary
         synonyms, owner = vocab.flatten()
         self.class_head.set_vocabulary(self.text_cache(synonyms, self.label_template, self.device), owner, len(vocab))
@@ -172,14 +184,15 @@ class ODISE(nn.Module):
             return self.losses(outputs, batched_inputs, images)
         return self.inference(outputs, batched_inputs, images, vocab, synonyms, owner)
 
-    def preprocess(self, batched_inputs):
-        """uint8 RGB -> [0, 1], zero-padded bottom/right to ``size_divisibility`` (ODISE §7)."""
+    def preprocess_image(self, batched_inputs):
+        """uint8 RGB -> (x - PIXEL_MEAN) / PIXEL_STD ([0, 1] with ODISE's 0 / 255), zero-padded
+        bottom/right to ``size_divisibility`` as ODISE pads: [B, 3, H, W]."""
         images = []
         for x in batched_inputs:
             img = x["image"]
             if img.dim() != 3 or img.shape[0] != 3:
                 raise ValueError(f"expected an RGB image tensor [3, H, W], got shape {tuple(img.shape)}")
-            images.append(img.to(self.device, torch.float32) / 255.0)
+            images.append((img.to(self.device, torch.float32) - self.pixel_mean) / self.pixel_std)
         return ImageList.from_tensors(images, self.size_divisibility, pad_value=0.0)
 
     def prepare_targets(self, batched_inputs, images):

@@ -5,7 +5,7 @@ evaluator and drawing code. Importing registers ``DynamicPhrasePrompt`` in ``PRO
 """
 from .dataset_mapper import PNGDatasetMapper
 from .diffusion_mask_head import DiffusionMaskHead, phrase_cross_entropy, phrase_distribution
-from .dynamic_prompt import DynamicPhrasePrompt, PhrasePromptTrace
+from .dynamic_prompt import DynamicPhrasePrompt, PhrasePromptState
 from .eipa import AdapterOutput, PhraseAdapter, unet_block_layout
 from .meta_arch import PNGDiffusion
 from .mlma import MultiLevelMutualAggregation
@@ -20,7 +20,7 @@ __all__ = [
     "PNGDiffusion",
     "PhraseAdapter",
     "PhraseEncoder",
-    "PhrasePromptTrace",
+    "PhrasePromptState",
     "average_spans",
     "chunk_caption",
     "phrase_cross_entropy",

@@ -1,4 +1,4 @@
-"""The diffusion mask head: the UNet's own cross-attention maps as phrase masks (DESIGN.md §5).
+"""The diffusion mask head: the UNet's own cross-attention maps as phrase masks.
 
 With phrases as the UNet's prompt tokens, every cross-attention layer gives each latent pixel a
 distribution over the prompt tokens. Restricted to the phrase tokens and renormalised, that is

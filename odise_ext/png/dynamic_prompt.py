@@ -1,4 +1,4 @@
-"""Dynamic phrase prompts: PNG's prompt module for the frozen UNet (DESIGN.md §2, §5).
+"""Dynamic phrase prompts: PNG's prompt module for the frozen UNet.
 
 ``forward`` encodes each caption's phrases with the frozen SD text encoder and lays them out as
 the UNet context: the P phrases, then zero vectors up to a fixed ``context_length`` (a zero
@@ -10,11 +10,12 @@ With EIPA, :meth:`DynamicPhrasePrompt.block_callback` runs before every UNet blo
 with an adapter, the adapter reads the block's input features and rewrites the phrase prompts;
 every cross-attention block from there on sees the rewritten prompts.
 
-Per-call data travels in a :class:`PhrasePromptTrace` created by the caller and passed as a
-prompt input (``prompt_inputs={"caption_tokens": ..., "phrase_token_spans": ..., "trace": ...}``):
-it carries in the live list of recorded cross-attention maps and the foreground function of the
-diffusion mask head, and carries out the phrase features and every adapter's output. Nothing
-per-call is stored on the module.
+The module asks the extractor for the UNet's cross-attention maps (``needs_attention``): at an
+adapter, the maps of the layers that ran so far give each phrase's foreground (the
+``foreground`` function of the diffusion mask head, a prompt input). Per-call results — the
+phrase features and every adapter's output — are the :class:`PhrasePromptState` returned as
+``PromptOutput.state``, which the backbone hands back in its output (``out.prompt.state``).
+Nothing per-call is stored on the module.
 """
 import json
 import os
@@ -25,40 +26,31 @@ import torch
 from detectron2.config import configurable
 from torch import nn
 
-from ..diffusion.cross_attention import AttentionMap
 from ..diffusion.frozen import freeze, parse_dtype
 from ..diffusion.prompts import PROMPT_REGISTRY, PromptModule, PromptOutput
 from .eipa import AdapterOutput, PhraseAdapter, adapter_key, build_adapters, unet_block_layout
 from .phrase_features import PhraseEncoder
 
-__all__ = ["DynamicPhrasePrompt", "PhrasePromptTrace"]
+__all__ = ["DynamicPhrasePrompt", "PhrasePromptState"]
 
 
 @dataclass
-class PhrasePromptTrace:
-    """Exchange between the PNG meta-architecture and :class:`DynamicPhrasePrompt` for one call.
+class PhrasePromptState:
+    """What :class:`DynamicPhrasePrompt` produced in one call (``PromptOutput.state``).
 
-    Attributes (in):
-        attention_maps: the list a ``CrossAttentionRecorder`` fills during this call (read while
-            the UNet runs: the maps of the blocks executed so far).
-        foreground: ``(maps, valid [N, P], (h, w)) -> [N, P, h*w] bool or None``, the diffusion
-            mask head's foreground; None disables masked adapter attention.
-    Attributes (out):
+    Attributes:
         phrases: [N, P, D] static phrase features; valid: [N, P] bool.
+        context: [N, L, D] the prompts the next cross-attention block sees (the last adapter's,
+            after the UNet ran).
         adapters: one :class:`AdapterOutput` per adapter that ran, in execution order.
+        foreground: the ``foreground`` prompt input (see :meth:`DynamicPhrasePrompt.forward`).
     """
 
-    attention_maps: Sequence[AttentionMap] = ()
-    foreground: Optional[Callable] = None
-    phrases: Optional[torch.Tensor] = None
-    valid: Optional[torch.Tensor] = None
+    phrases: torch.Tensor
+    valid: torch.Tensor
+    context: torch.Tensor
     adapters: List[AdapterOutput] = field(default_factory=list)
-
-
-@dataclass
-class _CallState:
-    trace: PhrasePromptTrace
-    context: torch.Tensor  # [N, L, D] the prompts the next cross-attention block sees
+    foreground: Optional[Callable] = None
 
 
 def _text_encoder_source(cfg) -> dict:
@@ -72,6 +64,9 @@ def _text_encoder_source(cfg) -> dict:
 @PROMPT_REGISTRY.register()
 class DynamicPhrasePrompt(PromptModule):
     """Phrase prompts, optionally rewritten by EIPA adapters between UNet blocks."""
+
+    # The diffusion mask head and the masked adapter attention read the UNet's attention maps.
+    needs_attention = True
 
     @configurable
     def __init__(
@@ -101,13 +96,13 @@ class DynamicPhrasePrompt(PromptModule):
         self.masked_attention = masked_attention
 
     @classmethod
-    def from_config(cls, cfg, text_encoder, time_embed_dim):
+    def from_config(cls, cfg, text_encoder, unet):
         p = cfg.MODEL.PNG
         encoder = PhraseEncoder(freeze(text_encoder, _text_encoder_source(cfg), parse_dtype(cfg.MODEL.DIFFUSION.DTYPE)))
         adapters = None
         if p.EIPA.ENABLED:
             adapters = build_adapters(
-                unet_block_layout(cfg.MODEL.DIFFUSION.UNET_CONFIG),
+                unet_block_layout(unet.config),
                 p.EIPA.BLOCKS,
                 context_dim=encoder.dim,
                 dim=p.EIPA.DIM,
@@ -130,22 +125,23 @@ class DynamicPhrasePrompt(PromptModule):
         *,
         caption_tokens: Sequence[torch.Tensor],
         phrase_token_spans: Sequence[torch.Tensor],
-        trace: PhrasePromptTrace,
+        foreground: Optional[Callable] = None,
     ) -> PromptOutput:
         """
         Args:
-            images: [N, 3, R, R] windows; PNG needs exactly one window per image.
-            image_index: [N] must be 0..N-1.
+            images: [N, 3, H, W] images, one per caption (PNG runs the whole image: no windows).
+            image_index: [N] = 0..N-1.
             caption_tokens, phrase_token_spans: per image, see :class:`PhraseEncoder`.
-            trace: this call's :class:`PhrasePromptTrace` (filled in place).
+            foreground: ``(maps, valid [N, P], (h, w)) -> [N, P, h*w] bool or None``, the
+                diffusion mask head's foreground; None disables masked adapter attention.
         Returns:
-            context [N, L, D] float32 (phrases then zeros) and the per-call state.
+            context [N, L, D] float32 (phrases then zeros); state :class:`PhrasePromptState`.
         """
         n = images.shape[0]
-        if len(caption_tokens) != n or not torch.equal(image_index.cpu(), torch.arange(n)):
+        if len(caption_tokens) != n:
             raise ValueError(
-                f"PNG needs exactly one diffusion window per image (got {n} windows for {len(caption_tokens)} "
-                f"captions): use square images no larger than MODEL.DIFFUSION.WINDOW_SIZE"
+                f"PNG needs one UNet input per image, got {n} for {len(caption_tokens)} captions "
+                f"(a windowed backbone cuts images into windows; use MODEL.BACKBONE.NAME 'DiffusionBackbone')"
             )
         phrases, valid = self.phrase_encoder(caption_tokens, phrase_token_spans)
         phrases, valid = phrases.to(images.device), valid.to(images.device)
@@ -155,10 +151,10 @@ class DynamicPhrasePrompt(PromptModule):
             )
         context = phrases.new_zeros(n, self.context_length, phrases.shape[-1])
         context[:, : phrases.shape[1]] = phrases
-        trace.phrases, trace.valid = phrases, valid
-        return PromptOutput(context=context, state=_CallState(trace=trace, context=context))
+        state = PhrasePromptState(phrases=phrases, valid=valid, context=context, foreground=foreground)
+        return PromptOutput(context=context, state=state)
 
-    def block_callback(self, name, hidden_states, context, state: _CallState):
+    def block_callback(self, name, hidden_states, context, prompt: PromptOutput):
         """Run the adapter beside block ``name`` (if any); return the block's prompts.
 
         Returns:
@@ -167,15 +163,15 @@ class DynamicPhrasePrompt(PromptModule):
         if context is None:
             return None
         key = adapter_key(name)
+        state: PhrasePromptState = prompt.state
         if self.adapters is not None and key in self.adapters:
-            trace = state.trace
-            num = trace.valid.shape[1]
+            num = state.valid.shape[1]
             foreground = None
-            if self.masked_attention and trace.foreground is not None:
-                foreground = trace.foreground(list(trace.attention_maps), trace.valid, tuple(hidden_states.shape[-2:]))
-            out = self.adapters[key](state.context[:, :num], trace.valid, hidden_states, foreground)
+            if self.masked_attention and state.foreground is not None:
+                foreground = state.foreground(list(prompt.attention), state.valid, tuple(hidden_states.shape[-2:]))
+            out = self.adapters[key](state.context[:, :num], state.valid, hidden_states, foreground)
             state.context = torch.cat([out["prompts"], state.context[:, num:]], dim=1)
-            trace.adapters.append(
+            state.adapters.append(
                 AdapterOutput(
                     block=name,
                     phrases=out["phrases"],

@@ -1,4 +1,4 @@
-"""EIPA: Extractive-Injective Phrase Adapters beside the frozen UNet (DESIGN.md §5).
+"""EIPA: Extractive-Injective Phrase Adapters beside the frozen UNet.
 
 An adapter sits beside one UNet block. It reads the block's input image features, lets the
 current phrase prompts attend to them (*extract*; the attention of each phrase is restricted to
@@ -43,25 +43,26 @@ class AdapterOutput:
 
 
 def unet_block_layout(unet_config) -> Dict[str, Dict[str, object]]:
-    """Input channels and cross-attention presence of every UNet block, from the architecture.
+    """Input channels and cross-attention presence of every UNet block, from the loaded model.
 
     Follows diffusers' ``UNet2DConditionModel`` layout: down block i outputs
-    ``BLOCK_OUT_CHANNELS[i]``, the mid block keeps the last width, up block i outputs the
+    ``block_out_channels[i]``, the mid block keeps the last width, up block i outputs the
     reversed list's i-th width; a block's input is the previous block's output (``conv_in``
     gives the first width).
 
     Args:
-        unet_config: ``MODEL.DIFFUSION.UNET_CONFIG``.
+        unet_config: the built UNet's ``config`` (a diffusers folder's own ``config.json``,
+            or the architecture ``MODEL.DIFFUSION.UNET_CONFIG`` was turned into).
     Returns:
         ``{block name: {"in_channels": int, "cross_attention": bool}}`` in execution order.
     """
-    widths = list(unet_config.BLOCK_OUT_CHANNELS)
+    widths = list(unet_config.block_out_channels)
     layout, prev = {}, widths[0]
-    for i, kind in enumerate(unet_config.DOWN_BLOCK_TYPES):
+    for i, kind in enumerate(unet_config.down_block_types):
         layout[f"down_blocks.{i}"] = {"in_channels": prev, "cross_attention": "CrossAttn" in kind}
         prev = widths[i]
     layout["mid_block"] = {"in_channels": prev, "cross_attention": True}
-    for i, (kind, width) in enumerate(zip(unet_config.UP_BLOCK_TYPES, reversed(widths))):
+    for i, (kind, width) in enumerate(zip(unet_config.up_block_types, reversed(widths))):
         layout[f"up_blocks.{i}"] = {"in_channels": prev, "cross_attention": "CrossAttn" in kind}
         prev = width
     return layout
@@ -128,7 +129,7 @@ class PhraseAdapter(nn.Module):
         if image.shape[1] != self.image_channels:
             raise ValueError(
                 f"the UNet block's input has {image.shape[1]} channels but the adapter was built for "
-                f"{self.image_channels} (MODEL.DIFFUSION.UNET_CONFIG must describe the loaded UNet)"
+                f"{self.image_channels} (built from another UNet)"
             )
         n, _, h, w = image.shape
         image = image.float()

@@ -1,6 +1,6 @@
 """PNGDiffusion: Panoptic Narrative Grounding with a frozen, dynamically prompted SD UNet.
 
-Pipeline (DESIGN.md §5)::
+Pipeline::
 
     image ──VAE──UNet(t=1)──────────── taps 1/32, 1/16, 1/8 ─┐          VAE decoder 1/4 ─┐
                ▲  ▲  ▲  cross-attn maps ─► diffusion mask head (CE)   │                 │
@@ -28,9 +28,9 @@ from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import ImageList
 from torch import nn
 
-from ..diffusion.cross_attention import CrossAttentionRecorder
+from ..diffusion.backbone import DiffusionBackbone, WindowedDiffusionBackbone
 from .diffusion_mask_head import DiffusionMaskHead, phrase_cross_entropy
-from .dynamic_prompt import DynamicPhrasePrompt, PhrasePromptTrace
+from .dynamic_prompt import DynamicPhrasePrompt, PhrasePromptState
 from .losses import build_phrase_criterion, fixed_indices, phrase_targets, weighted_losses
 from .mlma import MultiLevelMutualAggregation
 from ..mask2former.transformer_decoder.class_head import LinearClassHead
@@ -42,7 +42,12 @@ _REQUIRED_INPUTS = ("image", "caption_tokens", "phrase_token_spans")
 _TRAIN_INPUTS = ("gt_masks", "phrase_classes")
 
 
-def _check_prompt(prompt: nn.Module):
+def _check_backbone(backbone: nn.Module):
+    if not isinstance(backbone, DiffusionBackbone) or isinstance(backbone, WindowedDiffusionBackbone):
+        raise TypeError(
+            f"PNGDiffusion runs whole images through MODEL.BACKBONE.NAME 'DiffusionBackbone', got {type(backbone).__name__}"
+        )
+    prompt = backbone.feature_extractor.prompt
     if not isinstance(prompt, DynamicPhrasePrompt):
         raise TypeError(
             f"PNGDiffusion needs MODEL.DIFFUSION.PROMPT.NAME 'DynamicPhrasePrompt', got {type(prompt).__name__}"
@@ -57,8 +62,7 @@ class PNGDiffusion(nn.Module):
     def __init__(
         self,
         *,
-        backbone: nn.Module,
-        recorder: CrossAttentionRecorder,
+        backbone: DiffusionBackbone,
         diffusion_head: DiffusionMaskHead,
         mlma: Optional[MultiLevelMutualAggregation],
         decoder: Optional[MultiScaleMaskedTransformerDecoder],
@@ -75,9 +79,9 @@ class PNGDiffusion(nn.Module):
     ):
         """
         Args:
-            backbone: ``DiffusionBackbone`` whose prompt module is a :class:`DynamicPhrasePrompt`.
-            recorder: records the UNet's cross-attention maps (built on the backbone's UNet).
-            diffusion_head: combines the recorded maps into per-phrase distributions.
+            backbone: ``DiffusionBackbone`` whose prompt module is a :class:`DynamicPhrasePrompt`
+                (it returns the UNet's cross-attention maps with the features).
+            diffusion_head: combines the attention maps into per-phrase distributions.
             mlma, decoder: the decoder head's aggregation and transformer decoder (None = off;
                 mlma is needed iff decoder is given).
             adapter_criterion / decoder_criterion: mask-classification criteria.
@@ -89,15 +93,14 @@ class PNGDiffusion(nn.Module):
             *_loss_weight: weights of the three heads' losses.
         """
         super().__init__()
+        _check_backbone(backbone)
         prompt = backbone.feature_extractor.prompt
-        _check_prompt(prompt)
         if (mlma is None) != (decoder is None):
             raise ValueError("MLMA and the decoder are built together (MLMA provides the decoder's inputs)")
         missing = [b for b in phrase_blocks if prompt.adapter_blocks and b not in prompt.adapter_blocks]
         if missing:
             raise ValueError(f"MODEL.PNG.MLMA.PHRASE_BLOCKS {missing} have no adapter (MODEL.PNG.EIPA.BLOCKS)")
         self.backbone = backbone
-        self.recorder = recorder
         self.diffusion_head = diffusion_head
         self.mlma = mlma
         self.decoder = decoder
@@ -116,8 +119,7 @@ class PNGDiffusion(nn.Module):
     def from_config(cls, cfg):
         p = cfg.MODEL.PNG
         backbone = build_backbone(cfg)
-        _check_prompt(backbone.feature_extractor.prompt)
-        recorder = CrossAttentionRecorder(backbone.feature_extractor.unet.module)
+        _check_backbone(backbone)
         shapes = backbone.output_shape()
         needed = list(p.MLMA.IN_FEATURES) + [p.MLMA.MASK_IN_FEATURE]
         if p.DECODER.ENABLED:
@@ -158,8 +160,7 @@ class PNGDiffusion(nn.Module):
             decoder_criterion = build_phrase_criterion(p.LOSS, p.NUM_CLASSES, p.DECODER.NUM_LAYERS)
         return {
             "backbone": backbone,
-            "recorder": recorder,
-            "diffusion_head": DiffusionMaskHead(recorder.layer_names),
+            "diffusion_head": DiffusionMaskHead(backbone.attention_layer_names),
             "mlma": mlma,
             "decoder": decoder,
             "adapter_criterion": build_phrase_criterion(p.LOSS, p.NUM_CLASSES, 0),
@@ -210,29 +211,26 @@ class PNGDiffusion(nn.Module):
             ``adapters``: list of :class:`AdapterOutput`; ``decoder``: Mask2Former-style dict
             (``pred_masks`` [B, P, H/4, W/4] logits, ``pred_logits``, ``aux_outputs``) or None.
         """
-        trace = PhrasePromptTrace(foreground=self.diffusion_head.foreground)
         prompt_inputs = {
             "caption_tokens": [x["caption_tokens"] for x in batched_inputs],
             "phrase_token_spans": [x["phrase_token_spans"] for x in batched_inputs],
-            "trace": trace,
+            "foreground": self.diffusion_head.foreground,
         }
-        with self.recorder.record() as maps:
-            trace.attention_maps = maps
-            features = self.backbone(images, prompt_inputs=prompt_inputs)
-        valid = trace.valid
+        features = self.backbone(images, prompt_inputs=prompt_inputs)
+        state: PhrasePromptState = features.prompt.state
         decoder_out = None
         if self.decoder is not None:
-            decoder_out = self._decode(features, trace)
+            decoder_out = self._decode(features, state)
         return {
-            "valid": valid,
-            "diffusion": self.diffusion_head(maps, valid),
-            "adapters": trace.adapters,
+            "valid": state.valid,
+            "diffusion": self.diffusion_head(features.attention, state.valid),
+            "adapters": state.adapters,
             "decoder": decoder_out,
         }
 
-    def _decode(self, features: Dict[str, torch.Tensor], trace: PhrasePromptTrace) -> Dict[str, object]:
+    def _decode(self, features: Dict[str, torch.Tensor], state: PhrasePromptState) -> Dict[str, object]:
         if self.phrase_blocks:
-            by_block = {a.block: a for a in trace.adapters}
+            by_block = {a.block: a for a in state.adapters}
             absent = [b for b in self.phrase_blocks if b not in by_block]
             if absent:
                 raise RuntimeError(
@@ -241,8 +239,8 @@ class PNGDiffusion(nn.Module):
                 )
             phrases = [by_block[b].phrases for b in self.phrase_blocks]
         else:  # static prompting: every level aggregates the phrase features themselves
-            phrases = [trace.phrases] * len(self.image_features)
-        padding = ~trace.valid
+            phrases = [state.phrases] * len(self.image_features)
+        padding = ~state.valid
         out = self.mlma(
             [features[f] for f in self.image_features], phrases, padding, features[self.mask_in_feature]
         )

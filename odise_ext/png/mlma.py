@@ -1,4 +1,4 @@
-"""MLMA: Multi-Level Mutual Aggregation of image and phrase features (DESIGN.md §5).
+"""MLMA: Multi-Level Mutual Aggregation of image and phrase features.
 
 Inputs: image features at L levels (1/32, 1/16, 1/8 from the UNet, coarsest first), one phrase
 feature set per level (the EIPA adapters beside the UNet blocks of those resolutions, or the

@@ -1,4 +1,4 @@
-"""Phrase features for Panoptic Narrative Grounding (DESIGN.md §5).
+"""Phrase features for Panoptic Narrative Grounding.
 
 The frozen CLIP text encoder (Stable Diffusion's own, so phrase features live in the UNet's
 cross-attention space) encodes the whole caption; the feature of a noun phrase is the mean of

@@ -1,4 +1,4 @@
-"""VPD's text adapter: ``c + gamma * MLP(c)`` (DESIGN.md §2, §6)."""
+"""VPD's text adapter: ``c + gamma * MLP(c)``."""
 import torch
 from torch import nn
 

@@ -1,4 +1,4 @@
-"""Cross-attention maps as feature channels (VPD, DESIGN.md §6).
+"""Cross-attention maps as feature channels (VPD).
 
 The recorder gives, per cross-attention layer, the attention of every latent pixel over the L
 prompt tokens (softmax over tokens, mean over heads). VPD averages the maps of all layers at the

@@ -1,4 +1,4 @@
-"""``VPDBackbone``: VPD / Meta-Prompts features as a detectron2 backbone (DESIGN.md §6).
+"""``VPDBackbone``: VPD / Meta-Prompts features as a detectron2 backbone.
 
 The whole (padded) image goes through the VAE and the UNet at once — no ODISE windows; large
 test images are handled by the meta-architectures' sliding-window inference. Per stride s the
@@ -14,7 +14,7 @@ channels 1280 / 1280+L / 640+L / 320.
 """
 import math
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +23,8 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.fpn import FPN
 
-from ..diffusion.prompts import PromptOutput
-from .attention import attention_channels
+from ..diffusion.output import BackboneOutput
+from .attention import attention_channels, average_attention_by_stride
 from .extractor import VPDFeatureExtractor
 from .rearrange import PromptRearrangement
 
@@ -38,7 +38,9 @@ def _level_name(stride: int) -> str:
 @BACKBONE_REGISTRY.register()
 class VPDBackbone(Backbone):
     """Input: [B, 3, H, W] RGB in [0, 1] (``PIXEL_MEAN`` 0, ``PIXEL_STD`` 255), zero-padded to
-    ``size_divisibility``. Output: ``{"res<k>": [B, C_k, H / 2^k, W / 2^k]}`` float32."""
+    ``size_divisibility``. Output: :class:`BackboneOutput` with
+    ``{"res<k>": [B, C_k, H / 2^k, W / 2^k]}`` float32, the prompt the UNet saw (e.g. the
+    sentence tokens of ``SentencePrompt`` in its ``state``) and the recorded attention maps."""
 
     @configurable
     def __init__(
@@ -127,15 +129,8 @@ class VPDBackbone(Backbone):
             for f in self._out_features
         }
 
-    def forward(self, x: torch.Tensor, prompt_inputs: Optional[dict] = None) -> Dict[str, torch.Tensor]:
-        """[B, 3, H, W] in [0, 1] -> ``{"res<k>": [B, C_k, H / 2^k, W / 2^k]}``."""
-        return self.forward_with_prompt(x, prompt_inputs)[0]
-
-    def forward_with_prompt(
-        self, x: torch.Tensor, prompt_inputs: Optional[dict] = None
-    ) -> Tuple[Dict[str, torch.Tensor], PromptOutput]:
-        """Like :meth:`forward`, also returning the prompt module's output (e.g. the sentence
-        tokens of :class:`SentencePrompt`, for a language-aware head)."""
+    def forward(self, x: torch.Tensor, prompt_inputs: Optional[dict] = None) -> BackboneOutput:
+        """[B, 3, H, W] in [0, 1] -> :class:`BackboneOutput` (``{"res<k>": [B, C_k, H / 2^k, W / 2^k]}``)."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"VPDBackbone expects [B, 3, H, W] images, got {tuple(x.shape)}.")
         height, width = x.shape[-2:]
@@ -149,16 +144,17 @@ class VPDBackbone(Backbone):
             if tuple(feat.shape[-2:]) != size:
                 feat = F.interpolate(feat, size=size, mode="nearest")
             levels[tap.stride].append(feat)
+        averaged = average_attention_by_stride(ex.attention, self.feature_extractor.latent_stride)
         for s in self.attention_strides:
             size = (height // s, width // s)
-            levels[s].append(attention_channels(ex.attention, s, size).to(levels[s][0].dtype))
+            levels[s].append(attention_channels(averaged, s, size).to(levels[s][0].dtype))
         maps = [torch.cat(parts, dim=1) if len(parts) > 1 else parts[0] for parts in levels.values()]
         upsample = 1
         if self.rearrange is not None:
             maps = self.rearrange(maps, ex.prompt.context)
             upsample = self.rearrange.upsample
         named = {_level_name(s // upsample): m for s, m in zip(self.level_strides, maps)}
-        return {f: named[f] for f in self._out_features}, ex.prompt
+        return BackboneOutput({f: named[f] for f in self._out_features}, ex.prompt, ex.attention)
 
 
 @BACKBONE_REGISTRY.register()

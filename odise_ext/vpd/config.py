@@ -85,8 +85,10 @@ def _add_refer(cfg):
     r.NORM = "BN"
     # Gate each fused scale channel-wise by the pooled sentence feature.
     r.LANG_GATE = True
-    # Width of the language token features used by the gates (CLIP ViT-L/14 text: 768).
-    r.TEXT_DIM = 768
+    # Width of the language token features used by the gates. 0 = the width of the backbone's
+    # sentence tokens (the SD text encoder's hidden size, 768 for SD v1); a non-zero value is
+    # checked against it.
+    r.TEXT_DIM = 0
     # Cross-entropy weights of background / referred object (VPD: [0.9, 1.1]).
     r.CLASS_WEIGHTS = [0.9, 1.1]
     # Multiplier of the cross-entropy loss.

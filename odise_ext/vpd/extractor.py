@@ -1,4 +1,4 @@
-"""The diffusion feature extractor in VPD / Meta-Prompts mode (DESIGN.md §6).
+"""The diffusion feature extractor in VPD / Meta-Prompts mode.
 
 :class:`VPDFeatureExtractor` extends the shared :class:`DiffusionFeatureExtractor` (same taps,
 timestep, noise and latent options, so ODISE taps work unchanged) with what VPD and Meta-Prompts
@@ -7,7 +7,8 @@ need on top:
 - **tuned UNet**: ``MODEL.VPD.BACKBONE.UNET_MODE = "tuned"`` keeps the UNet trainable (and in
   checkpoints) instead of frozen; its lr factor comes from ``OPTIMIZER.LR_MULTIPLIERS``;
 - **gradient checkpointing** of the UNet blocks, compatible with attention recording;
-- **cross-attention maps** recorded during the (last) UNet pass, averaged per image stride;
+- **cross-attention maps** of the (last) UNet pass, recorded by the shared extractor's recorder
+  (the backbone averages them per image stride);
 - **recurrent refinement** (Meta-Prompts): ``LOOPS`` UNet passes; pass i may replace the output
   of the UNet's time-embedding MLP by its own learnable vector t_i; between passes the UNet's
   full output (its output head ``conv_norm_out -> conv_act -> conv_out`` applied to the stride-8
@@ -15,20 +16,16 @@ need on top:
   passes; only the last pass is tapped.
 """
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
 from detectron2.config import configurable
 from torch import nn
 
-from ..diffusion.cross_attention import CrossAttentionRecorder
-from ..diffusion.feature_extractor import DiffusionFeatureExtractor
-from ..diffusion.prompts import PromptOutput
-from .attention import average_attention_by_stride
+from ..diffusion.feature_extractor import DiffusionFeatureExtractor, Extraction
 from .tuned import RecordingCheckpoint, TunedModule
 
-__all__ = ["VPDFeatureExtractor", "Extraction", "UNET_MODES"]
+__all__ = ["VPDFeatureExtractor", "UNET_MODES"]
 
 
 def _keep_frozen(frozen):
@@ -43,21 +40,6 @@ def _tune(frozen):
 UNET_MODES = {"frozen": _keep_frozen, "tuned": _tune}
 
 
-@dataclass
-class Extraction:
-    """Output of :meth:`VPDFeatureExtractor.extract` for N images.
-
-    features: one float32 [N, C_i, h_i, w_i] map per tap, in tap order.
-    attention: ``{image stride: [N, L, h, w]}`` averaged cross-attention maps of the last pass
-        (empty unless recording is on).
-    prompt: the prompt module's output (context [N, L, D], state), None if the UNet did not run.
-    """
-
-    features: List[torch.Tensor]
-    attention: Dict[int, torch.Tensor] = field(default_factory=dict)
-    prompt: Optional[PromptOutput] = None
-
-
 class VPDFeatureExtractor(DiffusionFeatureExtractor):
     """SD VAE + UNet (frozen or tuned) with a prompt module, attention maps and refinement loops."""
 
@@ -67,7 +49,6 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
         *,
         loops: int = 1,
         loop_time_embed: bool = False,
-        record_attention: bool = False,
         gradient_checkpointing: bool = False,
         **kwargs,
     ):
@@ -76,10 +57,9 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
             loops: number of UNet passes (>= 1).
             loop_time_embed: learn one time-embedding vector per pass, replacing the UNet's
                 time-embedding MLP output (Meta-Prompts).
-            record_attention: record the cross-attention maps of the last pass.
             gradient_checkpointing: checkpoint the UNet's resnets / transformer blocks.
             kwargs: the arguments of :class:`DiffusionFeatureExtractor` (``unet`` may be a
-                :class:`TunedModule`).
+                :class:`TunedModule`; ``record_attention`` records the maps of the last pass).
         """
         super().__init__(**kwargs)
         if self.decode_unet_output:
@@ -98,8 +78,6 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
         time_dim = unet.time_embedding.linear_2.out_features
         # Meta-Prompts draws each t_i from N(0, 1).
         self.loop_time_embeds = nn.Parameter(torch.randn(loops, time_dim)) if loop_time_embed else None
-        # Not a module: it only installs processors/hooks on the UNet (whose weights it shares).
-        self.recorder = CrossAttentionRecorder(unet) if record_attention else None
         if gradient_checkpointing:
             unet.enable_gradient_checkpointing(RecordingCheckpoint(self.recorder))
         vae_levels = len(self.vae.module.config.block_out_channels)
@@ -115,14 +93,10 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
         args.update(
             loops=r.LOOPS,
             loop_time_embed=r.LOOP_TIME_EMBED,
-            record_attention=bool(b.ATTENTION_STRIDES),
+            record_attention=bool(b.ATTENTION_STRIDES) or args["record_attention"],
             gradient_checkpointing=b.GRADIENT_CHECKPOINTING,
         )
         return args
-
-    @property
-    def unet_is_tuned(self) -> bool:
-        return isinstance(self.unet, TunedModule)
 
     @contextmanager
     def _loop_time_embedding(self, loop: int):
@@ -141,10 +115,6 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
         finally:
             handle.remove()
 
-    def forward(self, images, image_index=None, prompt_inputs=None) -> List[torch.Tensor]:
-        """Tap features only (the :class:`DiffusionFeatureExtractor` interface)."""
-        return self.extract(images, image_index, prompt_inputs).features
-
     def extract(
         self,
         images: torch.Tensor,
@@ -157,11 +127,11 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
             image_index: [N] int64 batch image of each row (default: arange(N)).
             prompt_inputs: task inputs of the prompt module (e.g. ``sentences``).
         Returns:
-            :class:`Extraction`.
+            :class:`Extraction` (attention: the maps of the last pass).
         """
         store: Dict[int, torch.Tensor] = {}
         image_index, mean = self._encode(images, image_index, store)
-        attention, prompt_out = {}, None
+        prompt_out = None
         if "unet" in self._stages:
             latent = self._unet_latent(mean)
             prompt_out = self.prompt(images, image_index, **(prompt_inputs or {}))
@@ -173,12 +143,12 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
                     stack.enter_context(self._prompt_hooks(prompt_out))
                     # Every pass records (not only the last) so that checkpoint recomputation,
                     # which always records, replays the same computation.
-                    maps = stack.enter_context(self.recorder.record()) if self.recorder else []
+                    stack.enter_context(self._recording(prompt_out))
                     stack.enter_context(self._collect("unet", store, stop_when_done=True) if last else nullcontext())
                     out = self.unet(latent, self.timestep, encoder_hidden_states=context, return_dict=False)
                 if not last:
                     latent = out[0]
-            attention = average_attention_by_stride(maps, self.latent_stride)
 
         self._decode(mean, store)
-        return Extraction(self._in_tap_order(store), attention, prompt_out)
+        attention = list(prompt_out.attention) if prompt_out is not None else []
+        return Extraction(self._in_tap_order(store), prompt_out, attention)

@@ -1,4 +1,4 @@
-"""Prompt modules of VPD and Meta-Prompts (registered in ``PROMPT_REGISTRY``, DESIGN.md §2, §6).
+"""Prompt modules of VPD and Meta-Prompts (registered in ``PROMPT_REGISTRY``).
 
 - :class:`ClassNamePrompt` (VPD segmentation): one pooled CLIP text embedding per class of
   "a photo of a {class}", computed once at build time, refined by the :class:`TextAdapter`.
@@ -67,7 +67,7 @@ class ClassNamePrompt(PromptModule):
         self.adapter = adapter
 
     @classmethod
-    def from_config(cls, cfg, text_encoder, time_embed_dim):
+    def from_config(cls, cfg, text_encoder, unet):
         template = cfg.MODEL.VPD.PROMPT.CLASS_TEMPLATE
         if "{}" not in template:
             raise ValueError(f"MODEL.VPD.PROMPT.CLASS_TEMPLATE {template!r} has no '{{}}'")
@@ -114,7 +114,7 @@ class SentencePrompt(PromptModule):
         self.adapter = adapter
 
     @classmethod
-    def from_config(cls, cfg, text_encoder, time_embed_dim):
+    def from_config(cls, cfg, text_encoder, unet):
         source = {"weights": cfg.MODEL.DIFFUSION.WEIGHTS, "component": "text_encoder"}
         return {
             "text_encoder": freeze(text_encoder, source),
@@ -125,6 +125,11 @@ class SentencePrompt(PromptModule):
     @property
     def num_tokens(self) -> int:
         return self.length
+
+    @property
+    def token_dim(self) -> int:
+        """Width D of the sentence tokens (the text encoder's hidden size)."""
+        return self.text_encoder.module.config.hidden_size
 
     def forward(self, images, image_index, sentences: Sequence[str] = None, **inputs) -> PromptOutput:
         """
@@ -166,7 +171,7 @@ class MetaPrompts(PromptModule):
         self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)) if use_mlp else None
 
     @classmethod
-    def from_config(cls, cfg, text_encoder, time_embed_dim):
+    def from_config(cls, cfg, text_encoder, unet):
         p = cfg.MODEL.VPD.PROMPT
         return {
             "num_prompts": p.NUM_META_PROMPTS,

@@ -1,4 +1,4 @@
-"""Meta-Prompts feature re-arrangement (DESIGN.md §6).
+"""Meta-Prompts feature re-arrangement.
 
 Each multi-scale feature map is upsampled (bilinear, x``upsample``), projected to the prompt
 width D (conv3x3 - GroupNorm - ReLU) and compared with every prompt by a plain dot product

@@ -1,6 +1,6 @@
 """A trainable counterpart of :class:`~odise_ext.diffusion.frozen.FrozenModule` (VPD's tuned UNet).
 
-VPD and Meta-Prompts fine-tune the SD UNet at a reduced learning rate (DESIGN.md §6). The diffusion
+VPD and Meta-Prompts fine-tune the SD UNet at a reduced learning rate. The diffusion
 feature extractor expects its UNet behind the ``FrozenModule`` interface (``.module``, ``.dtype``,
 ``forward``); :class:`TunedModule` offers the same interface but leaves the weights trainable, in
 float32, following ``train()``/``eval()``, and saved in checkpoints (they change during training,

@@ -1,5 +1,6 @@
-"""DiffusionBackbone: shapes (tiny and, on the meta device, real SD v1), batched windows vs. one
-window at a time, frozen weights (grads, optimizer, train mode, checkpoints), bf16."""
+"""Diffusion backbones: shapes (tiny and, on the meta device, real SD v1), ODISE's windowed
+backbone (batched windows vs. one window at a time), the core's one-call output (features, prompt,
+attention), frozen weights (grads, optimizer, train mode, checkpoints), bf16."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +12,7 @@ from detectron2.solver.build import get_default_optimizer_params
 
 from odise_ext.config import add_odise_config
 from odise_ext.diffusion import FrozenModule
-from odise_ext.diffusion import build_diffusion_backbone
+from odise_ext.diffusion import DiffusionBackbone, WindowedDiffusionBackbone, build_diffusion_backbone
 
 TINY = "configs/testing/base_tiny_diffusion.yaml"
 
@@ -24,10 +25,13 @@ def make_cfg(path=TINY, *opts):
     return cfg
 
 
+WINDOWED = ("MODEL.BACKBONE.NAME", "WindowedDiffusionBackbone")
+
+
 @pytest.fixture(scope="module")
 def backbone():
     torch.manual_seed(0)
-    return build_backbone(make_cfg())
+    return build_backbone(make_cfg(TINY, *WINDOWED))
 
 
 def _frozen_params(model):
@@ -164,7 +168,7 @@ def test_checkpoint_round_trip_without_frozen_weights(backbone, tmp_path):
     ckpt.save("model_final")
 
     torch.manual_seed(123)  # different init of the trainable parts
-    other = build_backbone(make_cfg())
+    other = build_backbone(make_cfg(TINY, *WINDOWED))
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert not torch.allclose(other(x)["res3"], backbone(x)["res3"])
@@ -240,3 +244,22 @@ def test_real_sd_v1_architecture_on_meta_device():
     assert prompt.clip_project.positional_embedding.shape == (1, 77, 768)
     assert prompt.time_embed_project.linear.weight.shape == (1280, 768)
     assert prompt.clip.image_size == (336, 336)
+
+
+def test_backbone_name_is_read_and_core_equals_windowed_on_one_window(backbone):
+    """MODEL.BACKBONE.NAME picks the class; on an image of exactly the window size the windowed
+    backbone cuts one window without resizing, so both give the same output from the same weights."""
+    core = build_backbone(make_cfg())
+    assert type(core) is DiffusionBackbone and type(backbone) is WindowedDiffusionBackbone
+    core.load_state_dict(backbone.state_dict())
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        a, b = core(x), backbone(x)
+    assert set(a) == set(b) == {"res2", "res3", "res4", "res5"}
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-5)
+    # The result also says what the UNet was conditioned on: the implicit captioner's context.
+    assert a.prompt.context.shape == (2, 77, 32) and a.prompt.time_embed_delta.shape == (2, 128)
+    assert a.attention == [] and core.attention_layer_names == []  # the captioner asks for none
+    with pytest.raises(ValueError, match="MODEL.BACKBONE.NAME"):
+        build_diffusion_backbone(make_cfg(TINY, "MODEL.BACKBONE.NAME", "build_resnet_backbone"))

@@ -173,8 +173,8 @@ class _CallbackPrompt(PromptModule):
         state = {"calls": [], "tag": inputs.get("tag")}
         return PromptOutput(context=self.c0, time_embed_delta=self.delta, state=state)
 
-    def block_callback(self, name, hidden_states, context, state):
-        state["calls"].append((name, tuple(hidden_states.shape), context is not None))
+    def block_callback(self, name, hidden_states, context, prompt):
+        prompt.state["calls"].append((name, tuple(hidden_states.shape), context is not None, len(prompt.attention)))
         return self.c1 if name == "up_blocks.1" else None
 
 
@@ -275,3 +275,36 @@ def test_vae_decoder_can_decode_the_unet_output(images):
             "MODEL.DIFFUSION.TAPS", taps[:1], "MODEL.DIFFUSION.TAP_STRIDES", [16],
             "MODEL.DIFFUSION.VAE_DECODER_INPUT", "unet_output",
         ))
+
+
+class _AttentionPrompt(_CallbackPrompt):
+    needs_attention = True
+
+
+def test_prompt_that_needs_attention_gets_the_maps_so_far_and_extract_returns_them(extractor):
+    c0 = torch.randn(1, 77, 32)
+    kwargs = dict(unet=extractor.unet, vae=extractor.vae, taps=extractor.taps, timestep=0,
+                  alpha_cumprod=1 - 0.00085, noise=extractor.shared_noise, scale_latent=True)
+    plain = DiffusionFeatureExtractor(prompt=_CallbackPrompt(c0, c0), **kwargs)
+    assert plain.recorder is None
+    images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    out = plain.extract(images)
+    assert out.attention == [] and all(c[3] == 0 for c in out.prompt.state["calls"])
+    # (The recorder's processors fall back to SDPA when inactive: the shared UNet stays usable.)
+    ext = DiffusionFeatureExtractor(prompt=_AttentionPrompt(c0, c0), record_attention=True, **kwargs)
+    out = ext.extract(images)
+    # Reference: the recorder around a plain UNet call with the same latent and context.
+    vae = ext.vae.module
+    latent = vae.quant_conv(vae.encoder(images * 2 - 1))[:, :4] * vae.config.scaling_factor
+    with torch.no_grad(), ext.recorder.record() as maps:
+        ext.unet.module(ext._noisy(latent), ext.timestep, encoder_hidden_states=c0)
+    # Taps stop the UNet early, so the call records a prefix of the full pass's layers.
+    assert 0 < len(out.attention) <= len(maps)
+    for got, ref in zip(out.attention, maps):
+        assert got.name == ref.name
+        torch.testing.assert_close(got.probs, ref.probs, rtol=1e-4, atol=1e-5)
+    # Block callbacks see the maps of the layers that ran before their block, in order.
+    seen = [c[3] for c in out.prompt.state["calls"]]
+    assert seen[0] == 0 and seen == sorted(seen) and seen[-1] <= len(out.attention)
+    torch.testing.assert_close(torch.cat([f.flatten() for f in out.features]),
+                               torch.cat([f.flatten() for f in plain(images)]), rtol=1e-4, atol=1e-4)

@@ -25,13 +25,24 @@ def tiny_cfg(*opts):
 
 
 @pytest.fixture(scope="module")
-def text_encoder():
-    return load_sd_components(tiny_cfg(), ["text_encoder"])["text_encoder"][0]
+def sd():
+    parts = load_sd_components(tiny_cfg(), ["text_encoder", "unet"])
+    return {k: module for k, (module, _) in parts.items()}
 
 
 @pytest.fixture(scope="module")
-def captioner(text_encoder):
-    return build_prompt_module(tiny_cfg(), text_encoder=text_encoder, time_embed_dim=128)
+def text_encoder(sd):
+    return sd["text_encoder"]
+
+
+@pytest.fixture(scope="module")
+def unet(sd):
+    return sd["unet"]
+
+
+@pytest.fixture(scope="module")
+def captioner(text_encoder, unet):
+    return build_prompt_module(tiny_cfg(), text_encoder=text_encoder, unet=unet)
 
 
 def test_sd_tokenize_pads_with_end_of_text():
@@ -40,9 +51,9 @@ def test_sd_tokenize_pads_with_end_of_text():
     assert ids[1].tolist() == [49406, 320, 2368] + [49407] * 74
 
 
-def test_empty_prompt_is_text_encoder_of_empty_string(text_encoder):
+def test_empty_prompt_is_text_encoder_of_empty_string(text_encoder, unet):
     prompt = build_prompt_module(tiny_cfg("MODEL.DIFFUSION.PROMPT.NAME", "EmptyPrompt"),
-                                 text_encoder=text_encoder, time_embed_dim=128)
+                                 text_encoder=text_encoder, unet=unet)
     assert isinstance(prompt, EmptyPrompt) and not prompt.uses_block_callbacks
     with torch.no_grad():
         ref = text_encoder(input_ids=torch.tensor([[49406] + [49407] * 76])).last_hidden_state
@@ -99,8 +110,8 @@ def test_captioner_parameters_follow_odise_names(captioner):
     }
 
 
-def test_unknown_prompt_name(text_encoder):
+def test_unknown_prompt_name(text_encoder, unet):
     assert {"EmptyPrompt", "ImplicitCaptioner"} <= set(PROMPT_REGISTRY._obj_map)
     with pytest.raises(KeyError, match="NoSuchPrompt"):
         build_prompt_module(tiny_cfg("MODEL.DIFFUSION.PROMPT.NAME", "NoSuchPrompt"),
-                            text_encoder=text_encoder, time_embed_dim=128)
+                            text_encoder=text_encoder, unet=unet)

@@ -72,7 +72,7 @@ def _record_contexts(model, batch):
     """
     unet = model.backbone.feature_extractor.unet.module
     seen, handles = [], []
-    for name in model.recorder.layer_names:
+    for name in model.backbone.attention_layer_names:
         attn = unet.get_submodule(name)
 
         def hook(module, args, kwargs, name=name):

@@ -18,6 +18,7 @@ from odise_ext.vpd import (
     TextAdapter,
     VPDBackbone,
     VPDFeatureExtractor,
+    average_attention_by_stride,
     sliding_window_inference,
     sliding_windows,
 )
@@ -61,7 +62,7 @@ def test_text_adapter_starts_within_gamma_of_identity():
 def test_class_name_prompt_is_pooled_clip_text_computed_once():
     cfg = vpd_cfg()
     enc = _text_encoder(cfg)
-    prompt = ClassNamePrompt(cfg, text_encoder=enc, time_embed_dim=0)
+    prompt = ClassNamePrompt(cfg, text_encoder=enc, unet=None)
     # independent pooled embedding: final-norm hidden state at the first <|endoftext|>
     ids = sd_tokenize([f"a photo of a {c}" for c in CLASSES], 77)
     with torch.no_grad():
@@ -78,12 +79,12 @@ def test_class_name_prompt_is_pooled_clip_text_computed_once():
     assert torch.allclose(out.context[1], prompt.adapter(expected), atol=1e-5)
     cfg.merge_from_list(["MODEL.VPD.PROMPT.CLASS_TEMPLATE", "no placeholder"])
     with pytest.raises(ValueError, match="CLASS_TEMPLATE"):
-        ClassNamePrompt(cfg, text_encoder=enc, time_embed_dim=0)
+        ClassNamePrompt(cfg, text_encoder=enc, unet=None)
 
 
 def test_sentence_prompt_tokens_mask_and_gradient():
     cfg = vpd_cfg("MODEL.VPD.PROMPT.SENTENCE_LENGTH", 8)
-    prompt = SentencePrompt(cfg, text_encoder=_text_encoder(cfg), time_embed_dim=0)
+    prompt = SentencePrompt(cfg, text_encoder=_text_encoder(cfg), unet=None)
     sentences = ["the red circle", "a very long sentence about the blue square on the left side"]
     out = prompt(torch.rand(3, 3, 64, 64), torch.tensor([0, 1, 1]), sentences=sentences)
     assert out.context.shape == (3, 8, 32)
@@ -118,6 +119,7 @@ def test_attention_features_non_square_sum_to_one(vpd_backbone):
     ex = vpd_backbone.feature_extractor
     images = torch.rand(2, 3, 64, 128, generator=torch.Generator().manual_seed(1))
     out = ex.extract(images)
+    out.attention = average_attention_by_stride(out.attention, ex.latent_stride)
     # latent 8x16: cross-attention layers at latent strides 1, 2, 4 (image 8, 16, 32), mid at 8
     assert {s: tuple(a.shape) for s, a in out.attention.items()} == {
         8: (2, 3, 8, 16), 16: (2, 3, 4, 8), 32: (2, 3, 2, 4), 64: (2, 3, 1, 2)
@@ -134,6 +136,7 @@ def test_attention_average_matches_manual_layer_mean(vpd_backbone):
     ex = vpd_backbone.feature_extractor
     images = torch.rand(1, 3, 64, 128, generator=torch.Generator().manual_seed(2))
     out = ex.extract(images)
+    out.attention = average_attention_by_stride(out.attention, ex.latent_stride)
     # Re-run the UNet by hand with the recorder and average the stride-32 layers ourselves.
     vae = ex.vae.module
     latent = vae.quant_conv(vae.encoder(images * 2 - 1))[:, :4]

@@ -1,4 +1,4 @@
-"""A frozen open_clip model with ODISE's preprocessing (DESIGN.md §2, §7).
+"""A frozen open_clip model with ODISE's preprocessing.
 
 The open_clip ``CLIP`` sits inside a :class:`~odise_ext.diffusion.frozen.FrozenModule`, so it is
 never trained nor checkpointed. The wrapper exposes what the rest of the project needs:

@@ -1,4 +1,4 @@
-"""The empty prompt: SD's text embedding of "" for every window (DESIGN.md §7)."""
+"""The empty prompt: SD's text embedding of "" for every window."""
 import torch
 from detectron2.config import configurable
 
@@ -28,7 +28,7 @@ class EmptyPrompt(PromptModule):
         self.register_buffer("empty_context", empty_context.detach().float(), persistent=False)
 
     @classmethod
-    def from_config(cls, cfg, text_encoder, time_embed_dim):
+    def from_config(cls, cfg, text_encoder, unet):
         return {"empty_context": empty_prompt_context(text_encoder)}
 
     def forward(self, images, image_index, **inputs) -> PromptOutput:

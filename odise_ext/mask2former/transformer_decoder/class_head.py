@@ -20,14 +20,15 @@ __all__ = ["CLASS_HEAD_REGISTRY", "build_class_head", "LinearClassHead"]
 
 CLASS_HEAD_REGISTRY = Registry("CLASS_HEAD")
 CLASS_HEAD_REGISTRY.__doc__ = """
-Per-query classifiers. A registered class is built as ``cls(cfg)`` and called as
+Per-query classifiers. A registered class is built as ``cls(cfg, **shared)`` (``shared``: models
+the meta-architecture already built, e.g. ODISE's CLIP) and called as
 ``head(query=[B,Q,C], mask_features=[B,D,H,W], mask_logits=[B,Q,H,W]) -> [B,Q,K+1]``.
 """
 
 
-def build_class_head(cfg) -> nn.Module:
-    """Build ``cfg.MODEL.MASK_FORMER.CLASS_HEAD_NAME``."""
-    return CLASS_HEAD_REGISTRY.get(cfg.MODEL.MASK_FORMER.CLASS_HEAD_NAME)(cfg)
+def build_class_head(cfg, **shared) -> nn.Module:
+    """Build ``cfg.MODEL.MASK_FORMER.CLASS_HEAD_NAME`` (``shared`` is passed on as keywords)."""
+    return CLASS_HEAD_REGISTRY.get(cfg.MODEL.MASK_FORMER.CLASS_HEAD_NAME)(cfg, **shared)
 
 
 @CLASS_HEAD_REGISTRY.register()

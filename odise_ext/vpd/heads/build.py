@@ -20,9 +20,10 @@ def build_depth_head(cfg, input_shape):
     return HEAD_REGISTRY.get(cfg.MODEL.VPD.DEPTH.HEAD_NAME)(cfg, input_shape)
 
 
-def build_refer_decoder(cfg, input_shape):
-    """Build ``cfg.MODEL.VPD.REFER.HEAD_NAME`` for ``input_shape: Dict[str, ShapeSpec]``."""
-    return HEAD_REGISTRY.get(cfg.MODEL.VPD.REFER.HEAD_NAME)(cfg, input_shape)
+def build_refer_decoder(cfg, input_shape, text_dim=None):
+    """Build ``cfg.MODEL.VPD.REFER.HEAD_NAME`` for ``input_shape: Dict[str, ShapeSpec]`` and
+    sentence tokens ``text_dim`` wide (None: from ``MODEL.VPD.REFER.TEXT_DIM``)."""
+    return HEAD_REGISTRY.get(cfg.MODEL.VPD.REFER.HEAD_NAME)(cfg, input_shape, text_dim=text_dim)
 
 
 def build_pose_head(cfg, input_shape):

@@ -112,8 +112,19 @@ class LAVTReferDecoder(nn.Module):
         )
 
     @classmethod
-    def from_config(cls, cfg, input_shape):
+    def from_config(cls, cfg, input_shape, text_dim=None):
+        """``text_dim``: width of the sentence tokens of the built backbone (None: only
+        ``MODEL.VPD.REFER.TEXT_DIM`` says it)."""
         r = cfg.MODEL.VPD.REFER
+        if text_dim is None:
+            text_dim = r.TEXT_DIM
+        elif r.TEXT_DIM and r.TEXT_DIM != text_dim:
+            raise ValueError(
+                f"MODEL.VPD.REFER.TEXT_DIM={r.TEXT_DIM} but the backbone's sentence tokens are {text_dim} wide; "
+                "set it to 0 (derived from the model) or to the text encoder's width"
+            )
+        if r.LANG_GATE and text_dim <= 0:
+            raise ValueError("the language gates need the token width: build through VPDReferSegmentor or set MODEL.VPD.REFER.TEXT_DIM")
         missing = [f for f in r.IN_FEATURES if f not in input_shape]
         if missing:
             raise ValueError(f"refer decoder features {missing} not among {sorted(input_shape)}")
@@ -127,7 +138,7 @@ class LAVTReferDecoder(nn.Module):
             "hidden_dim": r.HIDDEN_DIM,
             "norm": r.NORM,
             "lang_gate": r.LANG_GATE,
-            "text_dim": r.TEXT_DIM,
+            "text_dim": text_dim,
             "class_weights": list(r.CLASS_WEIGHTS),
             "loss_weight": r.LOSS_WEIGHT,
         }

@@ -1,4 +1,4 @@
-"""Monocular depth estimation with a diffusion backbone: VPD and Meta-Prompts (DESIGN.md §6).
+"""Monocular depth estimation with a diffusion backbone: VPD and Meta-Prompts.
 
 Backbone (``VPDBackbone``; Meta-Prompts variant by config: meta prompts, refinement loops and
 re-arrangement with ``UPSAMPLE 1``) -> VPD depth decoder (``MODEL.VPD.DEPTH``) with SiLog loss.

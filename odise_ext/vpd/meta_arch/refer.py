@@ -1,4 +1,4 @@
-"""Referring segmentation with a diffusion backbone (VPD, DESIGN.md §6).
+"""Referring segmentation with a diffusion backbone (VPD).
 
 Backbone: ``VPDBackbone`` with ``SentencePrompt`` — the frozen CLIP token features of the
 sentence, through the text adapter, are the UNet's cross-attention context, and the attention
@@ -33,19 +33,19 @@ class VPDReferSegmentor(VPDBaseModel):
         Args:
             refer_decoder: ``decoder(features, lang_feats, lang_mask, targets=, image_size=)``
                 -> (logits [B, 2, H, W], losses).
-            kwargs: see :class:`VPDBaseModel` (the backbone must return the sentence tokens).
+            kwargs: see :class:`VPDBaseModel` (the backbone's prompt must be the sentence tokens).
         """
         super().__init__(**kwargs)
-        if not hasattr(self.backbone, "forward_with_prompt"):
-            raise ValueError("VPDReferSegmentor needs a VPDBackbone (MODEL.BACKBONE.NAME)")
         self.refer_decoder = refer_decoder
 
     @classmethod
     def from_config(cls, cfg):
         backbone = build_backbone(cfg)
+        prompt = getattr(getattr(backbone, "feature_extractor", None), "prompt", None)
+        text_dim = getattr(prompt, "token_dim", None)  # the model's sentence-token width
         return {
             "backbone": backbone,
-            "refer_decoder": build_refer_decoder(cfg, backbone.output_shape()),
+            "refer_decoder": build_refer_decoder(cfg, backbone.output_shape(), text_dim=text_dim),
             **vpd_base_config(cfg),
         }
 
@@ -54,12 +54,14 @@ class VPDReferSegmentor(VPDBaseModel):
             if not isinstance(x.get("sentence"), str):
                 raise ValueError("every input needs a 'sentence' string")
         images = self.padded(self.normalized_images(batched_inputs))
-        features, prompt = self.backbone.forward_with_prompt(
-            images.tensor, {"sentences": [x["sentence"] for x in batched_inputs]}
-        )
-        tokens = prompt.state
+        features = self.backbone(images.tensor, {"sentences": [x["sentence"] for x in batched_inputs]})
+        prompt = getattr(features, "prompt", None)  # absent when a neck (FPN) wraps the backbone
+        tokens = prompt.state if prompt is not None else None
         if not isinstance(tokens, SentenceTokens):
-            raise ValueError("the backbone's prompt module must be SentencePrompt (MODEL.DIFFUSION.PROMPT.NAME)")
+            raise ValueError(
+                "VPDReferSegmentor needs a diffusion backbone (MODEL.BACKBONE.NAME 'VPDBackbone') whose prompt "
+                "module is SentencePrompt (MODEL.DIFFUSION.PROMPT.NAME)"
+            )
         if self.training:
             if any("ref_mask" not in x for x in batched_inputs):
                 raise ValueError("training inputs need 'ref_mask'")

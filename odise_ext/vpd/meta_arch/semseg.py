@@ -1,4 +1,4 @@
-"""Semantic segmentation with a diffusion backbone: VPD and Meta-Prompts (DESIGN.md §6).
+"""Semantic segmentation with a diffusion backbone: VPD and Meta-Prompts.
 
 One meta-architecture, the variant chosen by config:
 
