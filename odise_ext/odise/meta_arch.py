@@ -25,7 +25,7 @@ from .open_vocab.heads import synonym_max
 from .open_vocab.vocabulary import Vocabulary, parse_vocabulary
 from ..mask2former.postprocessing import instance_inference, panoptic_inference, semantic_inference
 from ..mask2former.mask_former_head import MaskFormerHead
-from ..mask2former.transformer_decoder.class_head import build_class_head
+from ..mask2former.transformer_decoder.class_head import CLASS_HEAD_REGISTRY, build_class_head
 
 __all__ = ["ODISE"]
 logger = logging.getLogger(__name__)
@@ -100,12 +100,13 @@ class ODISE(nn.Module):
         clip = getattr(backbone.feature_extractor.prompt, "clip", None)
         if clip is None:
             clip = build_clip(cfg)
-        class_head = build_class_head(cfg, clip=clip)
-        if not isinstance(class_head, OpenVocabClassHead):
+        head_cls = CLASS_HEAD_REGISTRY.get(cfg.MODEL.MASK_FORMER.CLASS_HEAD_NAME)
+        if not (isinstance(head_cls, type) and issubclass(head_cls, OpenVocabClassHead)):
             raise TypeError(
                 f"ODISE classifies with a vocabulary: MODEL.MASK_FORMER.CLASS_HEAD_NAME must be 'OpenVocabClassHead', "
                 f"got {cfg.MODEL.MASK_FORMER.CLASS_HEAD_NAME!r}"
             )
+        class_head = build_class_head(cfg, clip=clip)
         sem_seg_head = MaskFormerHead(cfg, backbone.output_shape(), class_head=class_head)
 
         train_name = cfg.MODEL.ODISE.TRAIN_VOCABULARY_DATASET or (cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else "")

@@ -16,11 +16,12 @@ still scores 1e-5 (recall(0) = 1) and a perfect IoU scores 0.99999.
 import itertools
 import logging
 from collections import OrderedDict
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from detectron2.config import configurable
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from tabulate import tabulate
@@ -115,30 +116,36 @@ class PNGEvaluator(DatasetEvaluator):
     bilinearly, GT by nearest neighbour) before the IoU.
     """
 
+    @configurable
     def __init__(
         self,
         dataset_name: str = "",
         *,
-        cfg=None,
-        eval_resolution: Optional[int] = None,
+        eval_resolution: int = 0,
         distributed: bool = True,
     ):
         """
         Args:
             dataset_name: for the log only.
-            cfg: a config; supplies ``MODEL.PNG.EVAL_RESOLUTION`` unless ``eval_resolution`` is given.
             eval_resolution: side of the square evaluation resolution; 0 = each image's original
-                (height, width), as in the official evaluation. Default 0 without cfg.
+                (height, width), as in the official evaluation (``MODEL.PNG.EVAL_RESOLUTION``).
             distributed: gather results from all processes in :meth:`evaluate`.
         """
-        if eval_resolution is None:
-            eval_resolution = cfg.MODEL.PNG.EVAL_RESOLUTION if cfg is not None else 0
         if eval_resolution < 0:
             raise ValueError(f"eval_resolution must be >= 0 (0 = original image size), got {eval_resolution}")
         self._dataset_name = dataset_name
         self._eval_resolution = int(eval_resolution)
         self._distributed = distributed
         self.reset()
+
+    @classmethod
+    def from_config(cls, cfg, dataset_name="", distributed=True, output_dir=None):
+        """``output_dir`` is accepted for the shared evaluator signature; nothing is written."""
+        return {
+            "dataset_name": dataset_name,
+            "eval_resolution": cfg.MODEL.PNG.EVAL_RESOLUTION,
+            "distributed": distributed,
+        }
 
     def reset(self):
         self._ious, self._is_thing, self._plural = [], [], []

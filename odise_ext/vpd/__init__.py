@@ -8,6 +8,7 @@ Importing this package registers the prompt modules (``ClassNamePrompt``, ``Sent
 meta-architectures and the four dataset mappers.
 """
 from . import dataset_mappers, heads, losses, meta_arch  # noqa: F401  (registration side effects)
+from . import hooks  # noqa: F401  (evaluator, predictor and demo entries)
 from .adapter import TextAdapter
 from .attention import attention_channels, average_attention_by_stride
 from .backbone import VPDBackbone, build_vpd_fpn_backbone

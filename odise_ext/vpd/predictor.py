@@ -16,25 +16,19 @@ import numpy as np
 import torch
 from detectron2.data import transforms as T
 from detectron2.engine import DefaultPredictor
+from detectron2.modeling import META_ARCH_REGISTRY
 
 __all__ = ["VPDPredictor"]
-
-
-def _refer_resize(cfg):
-    size = cfg.MODEL.VPD.DATA.REFER_SIZE
-    return T.Resize(tuple(size)) if size else None  # no REFER_SIZE: the mapper keeps the size
-
-
-# META_ARCHITECTURE -> test-time resize differing from DefaultPredictor's ResizeShortestEdge
-# (it must match the task's test mapper, see odise_ext/data/dataset_mappers).
-_TEST_RESIZE = {"VPDReferSegmentor": _refer_resize}
 
 
 class VPDPredictor(DefaultPredictor):
     def __init__(self, cfg):
         super().__init__(cfg)
-        if cfg.MODEL.META_ARCHITECTURE in _TEST_RESIZE:
-            self.aug = _TEST_RESIZE[cfg.MODEL.META_ARCHITECTURE](cfg)
+        # A meta-architecture whose test mapper resizes differently from DefaultPredictor's
+        # ResizeShortestEdge says so in ``test_augmentation(cfg)`` (None: keep the size).
+        test_augmentation = getattr(META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE), "test_augmentation", None)
+        if test_augmentation is not None:
+            self.aug = test_augmentation(cfg)
 
     def __call__(self, original_image: np.ndarray, *, sentence: Optional[str] = None, boxes: Optional[Sequence] = None):
         """

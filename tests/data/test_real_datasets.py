@@ -30,7 +30,7 @@ from odise_ext.data.datasets.categories import (
     PASCAL_VOC_21_CATEGORIES,
 )
 from odise_ext.data.datasets.register_real import REAL_DATASET_NAMES, register_all_real
-from odise_ext.engine.evaluators import EVALUATOR_TABLE
+from odise_ext.engine.evaluators import EVALUATOR_REGISTRY
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -194,7 +194,7 @@ def test_metadata_and_evaluator_types(tmp_path, clean_catalog):
     register_all_real(str(tmp_path))
     meta = {n: MetadataCatalog.get(n) for n in REAL_DATASET_NAMES}
     for name, m in meta.items():
-        assert m.evaluator_type in EVALUATOR_TABLE, name
+        assert m.evaluator_type in EVALUATOR_REGISTRY, name
     expected = {  # name: (evaluator_type, number of classes, ignore_label)
         "coco_2017_val_panoptic_with_sem_seg": ("coco_panoptic_seg", 133, 255),
         "coco_2017_train_panoptic_caption_with_sem_seg": ("coco_panoptic_seg", 133, 255),

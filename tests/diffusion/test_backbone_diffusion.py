@@ -5,24 +5,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 from detectron2.solver.build import get_default_optimizer_params
 
-from odise_ext.config import add_odise_config
 from odise_ext.diffusion import FrozenModule
 from odise_ext.diffusion import DiffusionBackbone, WindowedDiffusionBackbone, build_diffusion_backbone
+
+from conftest import make_cfg as shared_make_cfg
 
 TINY = "configs/testing/base_tiny_diffusion.yaml"
 
 
 def make_cfg(path=TINY, *opts):
-    cfg = get_cfg()
-    add_odise_config(cfg)
-    cfg.merge_from_file(path)
-    cfg.merge_from_list(list(opts))
-    return cfg
+    return shared_make_cfg(path, *opts)
 
 
 WINDOWED = ("MODEL.BACKBONE.NAME", "WindowedDiffusionBackbone")

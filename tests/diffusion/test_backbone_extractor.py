@@ -5,22 +5,18 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from detectron2.config import get_cfg
 
-from odise_ext.config import add_odise_config
 from odise_ext.diffusion import DiffusionFeatureExtractor, load_sd_components, parse_taps
 from odise_ext.diffusion.feature_extractor import alphas_cumprod
 from odise_ext.diffusion.prompts import PromptModule, PromptOutput
+
+from conftest import make_cfg
 
 TINY = "configs/testing/base_tiny_diffusion.yaml"
 
 
 def tiny_cfg(*opts):
-    cfg = get_cfg()
-    add_odise_config(cfg)
-    cfg.merge_from_file(TINY)
-    cfg.merge_from_list(["MODEL.DIFFUSION.PROMPT.NAME", "EmptyPrompt", *opts])
-    return cfg
+    return make_cfg(TINY, "MODEL.DIFFUSION.PROMPT.NAME", "EmptyPrompt", *opts)
 
 
 @pytest.fixture(scope="module")

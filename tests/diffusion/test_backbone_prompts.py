@@ -1,9 +1,7 @@
 """Prompt modules: SD tokenisation, the empty prompt, the implicit captioner's formulas."""
 import pytest
 import torch
-from detectron2.config import get_cfg
 
-from odise_ext.config import add_odise_config
 from odise_ext.diffusion import load_sd_components
 from odise_ext.odise import ImplicitCaptioner
 from odise_ext.diffusion.prompts import (
@@ -13,15 +11,13 @@ from odise_ext.diffusion.prompts import (
     sd_tokenize,
 )
 
+from conftest import make_cfg
+
 TINY = "configs/testing/base_tiny_diffusion.yaml"
 
 
 def tiny_cfg(*opts):
-    cfg = get_cfg()
-    add_odise_config(cfg)
-    cfg.merge_from_file(TINY)
-    cfg.merge_from_list(list(opts))
-    return cfg
+    return make_cfg(TINY, *opts)
 
 
 @pytest.fixture(scope="module")

@@ -3,20 +3,16 @@ pass, text encoding, checkpoint loading and its errors, QuickGELU for OpenAI mod
 import pytest
 import torch
 import torch.nn.functional as F
-from detectron2.config import get_cfg
 
-from odise_ext.config import add_odise_config
 from odise_ext.diffusion.clip import CLIP_MEAN, CLIP_STD, build_clip, build_open_clip_model
+
+from conftest import make_cfg
 
 TINY = "configs/testing/base_tiny_diffusion.yaml"
 
 
 def tiny_cfg(*opts):
-    cfg = get_cfg()
-    add_odise_config(cfg)
-    cfg.merge_from_file(TINY)
-    cfg.merge_from_list(list(opts))
-    return cfg
+    return make_cfg(TINY, *opts)
 
 
 @pytest.fixture(scope="module")

@@ -5,21 +5,17 @@ import re
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from safetensors.torch import save_file
 
-from odise_ext.config import add_odise_config
 from odise_ext.diffusion import DiffusionFeatureExtractor, load_sd_components
+
+from conftest import make_cfg
 
 TINY = "configs/testing/base_tiny_diffusion.yaml"
 
 
 def tiny_cfg(*opts):
-    cfg = get_cfg()
-    add_odise_config(cfg)
-    cfg.merge_from_file(TINY)
-    cfg.merge_from_list(["MODEL.DIFFUSION.PROMPT.NAME", "EmptyPrompt", *opts])
-    return cfg
+    return make_cfg(TINY, "MODEL.DIFFUSION.PROMPT.NAME", "EmptyPrompt", *opts)
 
 
 _UNET_RESNET = {

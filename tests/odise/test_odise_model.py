@@ -142,3 +142,32 @@ def test_bad_image_is_a_clear_error(model):
     model.eval()
     with pytest.raises(ValueError, match="RGB"):
         model([{"image": torch.zeros(1, 64, 64, dtype=torch.uint8)}])
+
+
+def test_preprocess_image_uses_pixel_mean_and_std(cfg, model):
+    """ODISE's configs say PIXEL_MEAN 0 / PIXEL_STD 255: the reference's x / 255; other values
+    are honoured, not ignored."""
+    image = torch.randint(0, 256, (3, 30, 40), dtype=torch.uint8)
+    images = model.preprocess_image([{"image": image}])
+    assert images.tensor.shape[-2] >= 30 and images.tensor.shape[-1] >= 40
+    assert torch.equal(images.tensor[0, :, :30, :40], image.float() / 255.0)
+    assert images.tensor[0, :, 30:].abs().sum() == 0 and images.tensor[0, :, :, 40:].abs().sum() == 0
+    other = copy.deepcopy(cfg)
+    other.defrost()
+    other.MODEL.PIXEL_MEAN, other.MODEL.PIXEL_STD = [10.0, 20.0, 30.0], [2.0, 4.0, 8.0]
+    torch.manual_seed(0)
+    shifted = build_model(other).preprocess_image([{"image": image}]).tensor[0, :, :30, :40]
+    mean, std = torch.tensor([10.0, 20.0, 30.0]).view(3, 1, 1), torch.tensor([2.0, 4.0, 8.0]).view(3, 1, 1)
+    assert torch.allclose(shifted, (image.float() - mean) / std)
+
+
+def test_class_head_and_backbone_names_are_read(cfg):
+    other = copy.deepcopy(cfg)
+    other.defrost()
+    other.MODEL.MASK_FORMER.CLASS_HEAD_NAME = "LinearClassHead"
+    with pytest.raises(TypeError, match="CLASS_HEAD_NAME must be 'OpenVocabClassHead'"):
+        build_model(other)
+    other.MODEL.MASK_FORMER.CLASS_HEAD_NAME = "OpenVocabClassHead"
+    other.MODEL.BACKBONE.NAME = "DiffusionBackbone"  # the core, without ODISE's windows
+    assert type(build_model(other).backbone).__name__ == "DiffusionBackbone"
+    assert type(build_model(cfg).backbone).__name__ == "WindowedDiffusionBackbone"

@@ -6,6 +6,7 @@ deterministic on a given machine (seeded init and data order); thresholds leave 
 BLAS builds.
 """
 import numpy as np
+import pytest
 from learning import train_and_evaluate
 
 CONFIG = "configs/quickstart/png_shapes.yaml"
@@ -13,6 +14,7 @@ TRAIN_ITERS = 60
 EVAL_NARRATIVES = 24
 
 
+@pytest.mark.slow
 def test_quickstart_png_learns(shapes_root, tmp_path):
     before, after, history = train_and_evaluate(
         CONFIG, tmp_path, "SOLVER.MAX_ITER", TRAIN_ITERS, eval_count=EVAL_NARRATIVES

@@ -173,7 +173,7 @@ def test_evaluator_reads_resolution_from_cfg():
 
     cfg = get_odise_cfg()
     cfg.MODEL.PNG.EVAL_RESOLUTION = 4
-    assert PNGEvaluator("x", cfg=cfg)._eval_resolution == 4
+    assert PNGEvaluator(cfg, dataset_name="x")._eval_resolution == 4
 
 
 def test_evaluator_rejects_bad_predictions():

@@ -5,6 +5,7 @@ Every test builds ``configs/testing/png_tiny.yaml`` (a second build costs about 
 runs on a few narratives of the embedded shapes dataset at 64 px.
 """
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -396,3 +397,35 @@ def test_bidirectional_attention_ignores_padding_phrases_and_uses_both_softmaxes
     moved[:, 0] += 10.0
     _, new_phrases3 = attn(moved, ppos, phrases, tpos, padding)
     assert ((new_phrases3 - new_phrases).abs().amax(-1) > 1e-3).all()
+
+
+def test_eipa_block_layout_is_the_loaded_unets():
+    """The adapters' widths come from the built UNet: each block's input channels, observed by a
+    hook during a forward pass, match the layout (also for widths the config does not state)."""
+    from odise_ext.diffusion import load_sd_components
+    from odise_ext.png.eipa import unet_block_layout
+
+    cfg = setup_cfg(CONFIG, ["MODEL.DIFFUSION.UNET_CONFIG.BLOCK_OUT_CHANNELS", "[16, 32, 48, 48]"], freeze=True)
+    unet = load_sd_components(cfg, ["unet"])["unet"][0]
+    layout = unet_block_layout(unet.config)
+    seen = {}
+    blocks = [(f"down_blocks.{i}", b) for i, b in enumerate(unet.down_blocks)] + [("mid_block", unet.mid_block)]
+    blocks += [(f"up_blocks.{i}", b) for i, b in enumerate(unet.up_blocks)]
+    def record(name, module, args, kwargs):
+        seen.setdefault(name, (args[0] if args else kwargs["hidden_states"]).shape[1])
+
+    handles = [b.register_forward_pre_hook(partial(record, n), with_kwargs=True) for n, b in blocks]
+    try:
+        with torch.no_grad():
+            unet(torch.randn(1, 4, 8, 8), 1, encoder_hidden_states=torch.randn(1, 3, unet.config.cross_attention_dim))
+    finally:
+        for h in handles:
+            h.remove()
+    assert {n: v["in_channels"] for n, v in layout.items()} == seen
+    has_attention = {n: hasattr(b, "attentions") for n, b in blocks}
+    assert {n: v["cross_attention"] for n, v in layout.items()} == has_attention
+
+
+def test_png_runs_whole_images_not_windows():
+    with pytest.raises(TypeError, match="'DiffusionBackbone'"):
+        _model("MODEL.BACKBONE.NAME", "WindowedDiffusionBackbone")

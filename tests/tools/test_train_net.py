@@ -10,14 +10,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
 
 
-def _run(args, env_extra=None, timeout=600):
+def _run(args, env_extra=None, timeout=3600):
+    # The limit only stops a hung run: on a loaded machine the two processes may be slow.
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
     proc = subprocess.run([sys.executable, TRAIN_NET, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc.stdout + proc.stderr
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.slow
+@pytest.mark.timeout(3 * 3600)
 def test_two_process_training_resume_and_eval(tmp_path):
     out = tmp_path / "run"
     common = ["--config-file", "configs/testing/odise_tiny.yaml"]
@@ -27,8 +29,9 @@ def test_two_process_training_resume_and_eval(tmp_path):
                 "SOLVER.CHECKPOINT_PERIOD", "2", "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "0"]
 
     no_eval = ["DATASETS.TEST", "()"]  # training alone (detectron2 evaluates after training otherwise)
-    log = _run([*common, "--num-gpus", "2", *opts(2), *no_eval])
-    assert "world_size=2" in log.replace(" ", "") or "Rank of current process: 1" in log or os.path.exists(out / "log.txt.rank1")
+    _run([*common, "--num-gpus", "2", *opts(2), *no_eval])
+    # detectron2's default_setup: every rank > 0 logs to log.txt.rank<k> and states the world size.
+    assert "Rank of current process: 1. World size: 2" in (out / "log.txt.rank1").read_text()
     assert (out / "model_final.pth").exists() and (out / "last_checkpoint").read_text() == "model_final.pth"
     # no temporary files left behind by the atomic checkpointer
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
@@ -38,6 +41,8 @@ def test_two_process_training_resume_and_eval(tmp_path):
     assert "Starting training from iteration 2" in log
 
     # evaluation only, from the trained weights
-    log = _run([*common, "--eval-only", *opts(3), "MODEL.WEIGHTS", str(out / "model_final.pth"),
-                "DATASETS.TEST", '("shapes_val_panoptic_with_sem_seg",)'])
-    assert "PQ" in log
+    _run([*common, "--eval-only", *opts(3), "MODEL.WEIGHTS", str(out / "model_final.pth"),
+           "DATASETS.TEST", '("shapes_val_panoptic_with_sem_seg",)'])
+    with open(out / "eval_results.json") as f:
+        results = json.load(f)
+    assert 0.0 <= results["panoptic_seg"]["PQ"] <= 100.0

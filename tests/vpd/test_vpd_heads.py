@@ -2,11 +2,9 @@ import math
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_sem_seg_head
 
-from odise_ext.vpd.config import add_vpd_config
 from odise_ext.vpd.heads import (
     build_depth_head,
     build_pose_head,
@@ -16,6 +14,8 @@ from odise_ext.vpd.heads import (
     flip_test_average,
 )
 from odise_ext.vpd.heads.pose_head import TopDownHeatmapHead
+
+from conftest import make_cfg
 
 CHANNELS = {"res3": 8, "res4": 12, "res5": 16, "res6": 16}
 STRIDES = {"res3": 8, "res4": 16, "res5": 32, "res6": 64}
@@ -36,8 +36,7 @@ def _features(h, w, batch=2, channels=CHANNELS, seed=0):
 
 
 def _cfg():
-    cfg = get_cfg()
-    add_vpd_config(cfg)
+    cfg = make_cfg()
     d = cfg.MODEL.VPD.DEPTH
     d.FUSE_DIM, d.GN_GROUPS, d.DECONV_FILTERS, d.HIDDEN_DIM = 16, 4, [8, 8, 8], 8
     u = cfg.MODEL.VPD.UPER
@@ -256,3 +255,17 @@ def test_flip_heatmaps_and_flip_test():
     assert avg[0, 0, 1, 2] == 0.5 and avg[0, 0, 1, 3] == 0.5 and avg.sum() == 1.0
     with pytest.raises(ValueError, match="invalid"):
         flip_heatmaps(h, [[1, 5]])
+
+
+def test_refer_decoder_token_width_comes_from_the_model():
+    """MODEL.VPD.REFER.TEXT_DIM 0 takes the width the model gives; a set value must match it."""
+    cfg = _cfg()
+    cfg.MODEL.VPD.REFER.TEXT_DIM = 0
+    head = build_refer_decoder(cfg, _input_shape(), text_dim=12)
+    assert all(g.in_features == 12 for g in head.gates)
+    with pytest.raises(ValueError, match="TEXT_DIM"):
+        build_refer_decoder(cfg, _input_shape())  # no model, no key: the width is unknown
+    cfg.MODEL.VPD.REFER.TEXT_DIM = 6
+    with pytest.raises(ValueError, match="MODEL.VPD.REFER.TEXT_DIM=6"):
+        build_refer_decoder(cfg, _input_shape(), text_dim=12)
+    assert all(g.in_features == 6 for g in build_refer_decoder(cfg, _input_shape(), text_dim=6).gates)

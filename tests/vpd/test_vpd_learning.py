@@ -8,6 +8,7 @@ import pytest
 from learning import train_and_evaluate
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["vpd_semseg_tiny", "vpd_metaprompts_semseg_tiny"])
 def test_semantic_segmentation_learns(config, shapes_root, tmp_path):
     iters = {"vpd_semseg_tiny": 60, "vpd_metaprompts_semseg_tiny": 40}[config]
@@ -22,6 +23,7 @@ def test_semantic_segmentation_learns(config, shapes_root, tmp_path):
     assert after["sem_seg"]["pACC"] > before["sem_seg"]["pACC"] + 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["vpd_depth_tiny", "vpd_metaprompts_depth_tiny"])
 def test_depth_learns(config, shapes_root, tmp_path):
     before, after, _ = train_and_evaluate(f"configs/testing/{config}.yaml", tmp_path)
@@ -32,6 +34,7 @@ def test_depth_learns(config, shapes_root, tmp_path):
     assert a["rmse"] < 0.8 * b["rmse"]
 
 
+@pytest.mark.slow
 def test_referring_segmentation_learns(shapes_root, tmp_path):
     before, after, _ = train_and_evaluate("configs/testing/vpd_refer_tiny.yaml", tmp_path, eval_count=24)
     print("refer untrained", dict(before["refer"]), "trained", dict(after["refer"]))
@@ -40,6 +43,7 @@ def test_referring_segmentation_learns(shapes_root, tmp_path):
     assert after["refer"]["mIoU"] > 1.8 * before["refer"]["mIoU"] + 1
 
 
+@pytest.mark.slow
 def test_pose_learns(shapes_root, tmp_path):
     before, after, _ = train_and_evaluate("configs/testing/vpd_pose_tiny.yaml", tmp_path, eval_count=24)
     print("pose untrained", dict(before["keypoints"]), "trained", dict(after["keypoints"]))

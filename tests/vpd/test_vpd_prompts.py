@@ -23,6 +23,8 @@ from odise_ext.vpd import (
     sliding_windows,
 )
 
+from conftest import make_cfg
+
 BASE = "configs/testing/vpd_base_tiny.yaml"
 
 
@@ -30,11 +32,7 @@ CLASSES = ["circle", "square", "sky"]
 
 
 def vpd_cfg(*opts):
-    cfg = get_cfg()
-    add_odise_config(cfg)
-    cfg.merge_from_file(BASE)
-    cfg.merge_from_list(["MODEL.VPD.PROMPT.CLASS_NAMES", CLASSES, *opts])
-    return cfg
+    return make_cfg(BASE, "MODEL.VPD.PROMPT.CLASS_NAMES", CLASSES, *opts)
 
 
 def _text_encoder(cfg):

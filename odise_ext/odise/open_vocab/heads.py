@@ -12,23 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MLP", "MaskPooledEmbedding", "CategoryHead", "synonym_max"]
+from ...mask2former.transformer_decoder.layers import MLP
 
-
-class MLP(nn.Module):
-    """``num_layers`` Linear layers with ReLU between them (keys ``layers.{i}``)."""
-
-    def __init__(self, input_dim, hidden_dim, output_dim, num_layers):
-        super().__init__()
-        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-
-    def forward(self, x):
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = F.relu(x)
-        return x
+__all__ = ["MaskPooledEmbedding", "CategoryHead", "synonym_max"]
 
 
 class MaskPooledEmbedding(nn.Module):

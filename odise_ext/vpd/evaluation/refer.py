@@ -89,7 +89,8 @@ class ReferEvaluator(DatasetEvaluator):
         self._stats = []
 
     @classmethod
-    def from_config(cls, cfg, dataset_name=None, distributed=True):
+    def from_config(cls, cfg, dataset_name=None, distributed=True, output_dir=None):
+        """``output_dir`` is accepted for the shared evaluator signature; nothing is written."""
         return {
             "threshold": cfg.MODEL.VPD.REFER.EVAL_THRESHOLD,
             "distributed": distributed,

@@ -63,8 +63,10 @@ class VPDBaseModel(nn.Module):
     def size_divisibility(self) -> int:
         return self.backbone.size_divisibility
 
-    def normalized_images(self, batched_inputs: List[dict]) -> List[torch.Tensor]:
-        """[3, h, w] normalised float images of the inputs."""
+    def preprocess_image(self, batched_inputs: List[dict]) -> List[torch.Tensor]:
+        """[3, h, w] images normalised by ``PIXEL_MEAN`` / ``PIXEL_STD`` (the preprocessing step
+        every family's meta-architecture names so). Unpadded: padding depends on the test mode
+        (:meth:`padded`, :meth:`dense_inference`)."""
         for x in batched_inputs:
             if "image" not in x:
                 raise ValueError("every input dict needs an 'image' [3, H, W] tensor")

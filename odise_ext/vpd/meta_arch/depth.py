@@ -51,7 +51,7 @@ class VPDDepthEstimator(VPDBaseModel):
         return depth[:, None]
 
     def forward(self, batched_inputs):
-        images = self.normalized_images(batched_inputs)
+        images = self.preprocess_image(batched_inputs)
         if self.training:
             if any("depth" not in x for x in batched_inputs):
                 raise ValueError("training inputs need 'depth' maps")

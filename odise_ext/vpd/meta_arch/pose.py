@@ -33,6 +33,9 @@ class VPDPoseEstimator(VPDBaseModel):
     ``pred_classes`` (0) and ``pred_keypoints`` [M, K, 3] (x, y, score) at ``height`` x ``width``.
     """
 
+    # COCO scores keypoints only: the boxes are inputs (COCO's GT-boxes protocol), not predictions.
+    coco_eval_tasks = ("keypoints",)
+
     @configurable
     def __init__(
         self,
@@ -106,7 +109,7 @@ class VPDPoseEstimator(VPDBaseModel):
         return torch.cat(boxes), kp, torch.cat(index)
 
     def forward(self, batched_inputs):
-        images = self.normalized_images(batched_inputs)
+        images = self.preprocess_image(batched_inputs)
         padded = self.padded(images).tensor
         if self.training:
             return self._losses(batched_inputs, padded)

@@ -8,6 +8,7 @@ weighted cross-entropy. Inference: the foreground probability at the input's ori
 """
 import torch.nn.functional as F
 from detectron2.config import configurable
+from detectron2.data import transforms as T
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import nn
 
@@ -26,6 +27,13 @@ class VPDReferSegmentor(VPDBaseModel):
     ``height``/``width`` (output size) and, in training, ``ref_mask`` [H, W] 0/1.
     Outputs (inference): ``{"ref_mask": [height, width] foreground probability}`` per input.
     """
+
+    @staticmethod
+    def test_augmentation(cfg):
+        """The test mapper's resize (the fixed ``MODEL.VPD.DATA.REFER_SIZE``; none when empty),
+        which predictors apply instead of ``DefaultPredictor``'s shortest-edge resize."""
+        size = cfg.MODEL.VPD.DATA.REFER_SIZE
+        return T.Resize(tuple(size)) if size else None
 
     @configurable
     def __init__(self, *, refer_decoder: nn.Module, **kwargs):
@@ -53,7 +61,7 @@ class VPDReferSegmentor(VPDBaseModel):
         for x in batched_inputs:
             if not isinstance(x.get("sentence"), str):
                 raise ValueError("every input needs a 'sentence' string")
-        images = self.padded(self.normalized_images(batched_inputs))
+        images = self.padded(self.preprocess_image(batched_inputs))
         features = self.backbone(images.tensor, {"sentences": [x["sentence"] for x in batched_inputs]})
         prompt = getattr(features, "prompt", None)  # absent when a neck (FPN) wraps the backbone
         tokens = prompt.state if prompt is not None else None

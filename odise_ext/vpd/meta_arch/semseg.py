@@ -58,7 +58,7 @@ class VPDSemanticSegmentor(VPDBaseModel):
         return logits
 
     def forward(self, batched_inputs):
-        images = self.normalized_images(batched_inputs)
+        images = self.preprocess_image(batched_inputs)
         if self.training:
             if any("sem_seg" not in x for x in batched_inputs):
                 raise ValueError("training inputs need 'sem_seg' label maps")
