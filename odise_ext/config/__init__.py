@@ -1,8 +1,9 @@
 """Config keys of odise-ext.
 
 ``add_odise_config(cfg)`` adds every key this project defines to a detectron2 ``CfgNode``. Each
-namespace lives in its own module so that one concept stays in one file; each key is commented
-once, where it is defined. Keys that are not defined here are an error when a yaml is merged
+namespace lives in its own module so that one concept stays in one file: the shared ones here,
+each task's in its package (``odise_ext/odise/config.py``, ``png/config.py``, ``vpd/config.py``);
+each key is commented once, where it is defined. Keys that are not defined here are an error when a yaml is merged
 (detectron2's default ``new_allowed=False``).
 """
 from .data import add_data_config

@@ -19,7 +19,7 @@ def add_odise_head_config(cfg):
     cfg.MODEL.ODISE.TRAIN_VOCABULARY_DATASET = ""
     # Test vocabulary as "cat;dog,puppy;sky" ("" = the test dataset's own classes).
     cfg.MODEL.ODISE.TEST_VOCABULARY = ""
-    # Reference-exact preprocessing (ODISE §7: windows, bicubic without antialias, pad to 64);
+    # Reference-exact preprocessing (as ODISE: windows, bicubic without antialias, pad to 64);
     # False allows the faster path described in the README.
     cfg.MODEL.ODISE.REFERENCE_PREPROCESSING = True
 
