@@ -60,7 +60,8 @@ def add_diffusion_config(cfg):
     d.TAPS = list(_ODISE_TAPS)
     # Output stride of each tap (relative to the input image); same length as TAPS.
     d.TAP_STRIDES = list(_ODISE_TAP_STRIDES)
-    # Side of the sliding windows (min(WINDOW_SIZE, H, W)) and the size windows are resized to.
+    # WindowedDiffusionBackbone (ODISE): side of the sliding windows (min(WINDOW_SIZE, H, W)) and
+    # the size windows are resized to. DiffusionBackbone runs whole images and ignores it.
     d.WINDOW_SIZE = 512
     # Feature maps returned by the backbone (subset of res2..res5 produced by TAP_STRIDES).
     d.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
