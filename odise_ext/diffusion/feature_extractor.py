@@ -35,7 +35,9 @@ from torch import nn
 from .cross_attention import AttentionMap, CrossAttentionRecorder
 from .frozen import FrozenModule, freeze, parse_dtype
 from .prompts import PromptModule, PromptOutput, build_prompt_module
+from .schedule import alphas_cumprod, fixed_noise
 from .sd_loading import load_sd_components
+from .taps import Tap, parse_taps, tap_channels
 
 __all__ = ["Tap", "parse_taps", "DiffusionFeatureExtractor", "Extraction", "fixed_noise", "alphas_cumprod"]
 
@@ -44,32 +46,6 @@ _STAGES = ("vae_encoder", "unet", "vae_decoder")
 
 class _StopForward(Exception):
     """Raised from a tap hook once a network has produced everything that is needed."""
-
-
-@dataclass(frozen=True)
-class Tap:
-    """One feature tap.
-
-    Attributes:
-        spec: the config string, e.g. ``"unet.up_blocks.0.resnets.2:input"``.
-        component: "unet" or "vae".
-        path: module path inside the component, e.g. ``"up_blocks.0.resnets.2"``.
-        where: "input" (first positional / ``hidden_states`` argument) or "output".
-        stride: output stride of the backbone feature this tap feeds.
-    """
-
-    spec: str
-    component: str
-    path: str
-    where: str
-    stride: int
-
-    @property
-    def stage(self) -> str:
-        if self.component == "unet":
-            return "unet"
-        encoder = self.path.split(".")[0] in ("encoder", "quant_conv")
-        return "vae_encoder" if encoder else "vae_decoder"
 
 
 @dataclass
@@ -86,48 +62,6 @@ class Extraction:
     features: List[torch.Tensor]
     prompt: Optional[PromptOutput] = None
     attention: List[AttentionMap] = field(default_factory=list)
-
-
-def parse_taps(specs: Sequence[str], strides: Sequence[int]) -> List[Tap]:
-    """Parse ``MODEL.DIFFUSION.TAPS`` / ``TAP_STRIDES``."""
-    if len(specs) != len(strides):
-        raise ValueError(
-            f"MODEL.DIFFUSION.TAPS has {len(specs)} entries but TAP_STRIDES has {len(strides)}."
-        )
-    taps = []
-    for spec, stride in zip(specs, strides):
-        name, sep, where = spec.rpartition(":")
-        component, _, path = name.partition(".")
-        valid = sep and where in ("input", "output") and component in ("unet", "vae") and path
-        if not valid:
-            raise ValueError(
-                f"Bad tap {spec!r}: expected '<unet|vae>.<module path>:<input|output>', "
-                f"e.g. 'unet.up_blocks.0.resnets.2:input'."
-            )
-        if component == "vae" and path.split(".")[0] not in (
-            "encoder", "quant_conv", "decoder", "post_quant_conv"
-        ):
-            raise ValueError(f"Bad tap {spec!r}: VAE taps must be inside encoder/ or decoder/.")
-        if stride <= 0:
-            raise ValueError(f"Bad stride {stride} for tap {spec!r}.")
-        taps.append(Tap(spec, component, path, where, int(stride)))
-    if len({t.spec for t in taps}) != len(taps):
-        raise ValueError(f"Duplicate taps in {list(specs)}.")
-    return taps
-
-
-def alphas_cumprod(beta_start: float, beta_end: float, num_steps: int) -> torch.Tensor:
-    """SD's "scaled_linear" schedule: cumprod(1 - linspace(sqrt(b0), sqrt(b1), T) ** 2), float64."""
-    betas = torch.linspace(
-        beta_start**0.5, beta_end**0.5, num_steps, dtype=torch.float64, device="cpu"
-    ) ** 2
-    return torch.cumprod(1.0 - betas, dim=0)
-
-
-def fixed_noise(channels: int, size: int, seed: int) -> torch.Tensor:
-    """ODISE's shared noise: ``randn(1, C, size, size)`` from ``Generator().manual_seed(seed)``."""
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.randn(1, channels, size, size, generator=generator, device="cpu")
 
 
 def _first_tensor(args, kwargs) -> torch.Tensor:
@@ -148,23 +82,6 @@ def _save_output(save, index, module, args, output):
 
 def _add_to_output(delta, module, args, output):
     return output + delta.to(output.dtype)
-
-
-def _tap_channels(module: nn.Module, tap: Tap) -> int:
-    """Channels of a tap, from the diffusers modules' ``in_channels`` / ``out_channels``."""
-    attr = "in_channels" if tap.where == "input" else "out_channels"
-    value = getattr(module, attr, None)
-    if isinstance(value, int):
-        return value
-    if tap.where == "output":
-        # A block's output comes from its last layer with a channel count (resnet/upsampler).
-        for sub in reversed(list(module.modules())):
-            if isinstance(getattr(sub, "out_channels", None), int):
-                return sub.out_channels
-    raise ValueError(
-        f"Cannot tell the channels of tap {tap.spec!r} ({type(module).__name__} has no {attr}); "
-        f"tap the input of a module with `in_channels` (a resnet, a conv) instead."
-    )
 
 
 _VAE_DECODER_INPUTS = ("latent", "unet_output")
@@ -232,7 +149,7 @@ class DiffusionFeatureExtractor(nn.Module):
         # Not a module: it only installs processors on the UNet (whose weights it shares).
         self.recorder = CrossAttentionRecorder(unet.module) if record_attention else None
         self._tap_modules = [self._resolve(t) for t in self.taps]
-        self.tap_channels = [_tap_channels(m, t) for m, t in zip(self._tap_modules, self.taps)]
+        self.tap_channels = [tap_channels(m, t) for m, t in zip(self._tap_modules, self.taps)]
 
     @classmethod
     def from_config(cls, cfg, clip=None):
