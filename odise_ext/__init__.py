@@ -1,11 +1,14 @@
 """odise-ext: frozen text-to-image diffusion models as Detectron2 perception backbones.
 
 Importing the package registers, once, every built-in dataset name (no data is generated or read
-at import time), every dataset mapper, and every model component in detectron2's registries.
+at import time), every dataset mapper, and every model component in detectron2's registries. Shared pieces live
+in ``diffusion`` (the diffusion backbone) and ``mask2former``; each task family (``odise``, ``png``,
+``vpd``) owns its config, modules, models, mappers, evaluators and drawing code.
 """
 from .config import add_odise_config, get_odise_cfg, setup_cfg
-from . import data  # noqa: F401  (registers datasets and mappers)
-from . import modeling  # noqa: F401  (registers backbones, heads, meta-architectures)
+from . import data  # noqa: F401  (registers datasets)
+from . import diffusion, mask2former  # noqa: F401  (shared backbone, prompts, Mask2Former pieces)
+from . import odise, png, vpd  # noqa: F401  (one package per task family: models, mappers, hooks)
 
 __version__ = "0.1.0"
 __all__ = ["add_odise_config", "get_odise_cfg", "setup_cfg"]

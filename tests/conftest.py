@@ -19,6 +19,34 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+def pytest_configure(config):
+    # `make test` (pytest -q tests) runs every test, slow ones included; `-m "not slow"` skips the
+    # end-to-end runs (training a tiny model for tens of steps, multi-process train_net).
+    config.addinivalue_line("markers", "slow: end-to-end training or multi-process run (minutes on a loaded CPU)")
+
+
+def make_cfg(path=None, *opts):
+    """A detectron2 config with every odise-ext key, ``path`` merged (if given), then ``opts``.
+
+    The one config helper of the tests: test modules use it through the fixture of the same name
+    or wrap it with their defaults (``tiny_cfg = partial(make_cfg, TINY, ...)``)."""
+    from detectron2.config import get_cfg
+
+    from odise_ext.config import add_odise_config
+
+    cfg = get_cfg()
+    add_odise_config(cfg)
+    if path:
+        cfg.merge_from_file(path)
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
+@pytest.fixture(name="make_cfg", scope="session")
+def make_cfg_fixture():
+    return make_cfg
+
+
 @pytest.fixture(scope="session")
 def shapes_root():
     """The default embedded shapes dataset, generated once per test session."""

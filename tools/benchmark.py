@@ -55,7 +55,7 @@ def backbone(cfg, args):
     """The diffusion backbone alone (windows, frozen VAE/UNet/CLIP, projections), inference."""
     from detectron2.modeling import build_backbone
 
-    import odise_ext.modeling  # noqa: F401  (registers DiffusionBackbone)
+    import odise_ext  # noqa: F401  (registers DiffusionBackbone)
 
     model = build_backbone(cfg).to(args.device).eval()
     images = torch.rand(args.batch_size, 3, args.size, args.size, device=args.device)

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from odise_ext.engine.checkpoint import _atomic_write  # noqa: E402
-from odise_ext.utils.odise_checkpoint import convert_odise_state_dict  # noqa: E402
+from odise_ext.odise.checkpoint import convert_odise_state_dict  # noqa: E402
 
 
 def check_against_config(state_dict, config_file):

@@ -33,18 +33,17 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-from detectron2.data import Metadata, MetadataCatalog  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-import odise_ext  # noqa: E402,F401
+import odise_ext  # noqa: E402,F401  (registers models and their demo entries)
 from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.data.image_io import read_image  # noqa: E402
-from odise_ext.engine.predictor import Predictor  # noqa: E402
-from odise_ext.modeling.open_vocab.vocabulary import parse_vocabulary  # noqa: E402
-from odise_ext.modeling.vpd.predictor import VPDPredictor  # noqa: E402
-from odise_ext.utils import vpd_vis  # noqa: E402
-from odise_ext.utils.visualization import draw_panoptic, vocabulary_metadata  # noqa: E402
+from odise_ext.engine.demo import DEMO_REGISTRY  # noqa: E402
+from odise_ext.vpd.hooks import parse_boxes  # noqa: E402,F401  (part of this tool's interface)
+
+# Task flags: each model's demo entry (odise_ext/<task>/hooks.py) lists the ones it reads.
+TASK_FLAGS = ("vocab", "things", "sentence", "scene", "boxes")
 
 
 def get_parser():
@@ -62,133 +61,19 @@ def get_parser():
     return p
 
 
-def parse_boxes(text):
-    """'x0,y0,x1,y1;...' -> [M, 4] float32 (empty text -> None)."""
-    if not text.strip():
-        return None
-    boxes = []
-    for part in filter(None, (s.strip() for s in text.split(";"))):
-        try:
-            box = [float(v) for v in part.split(",")]
-        except ValueError:
-            raise SystemExit(f"--boxes: '{part}' is not four comma-separated numbers")
-        if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
-            raise SystemExit(f"--boxes: '{part}' must be x0,y0,x1,y1 with x1 > x0 and y1 > y0")
-        boxes.append(box)
-    return np.asarray(boxes, dtype=np.float32)
-
-
-# ---- task inputs, by META_ARCHITECTURE: (args, bgr image) -> predictor keyword arguments --------
-def _sentence_input(args, bgr):
-    if not args.sentence.strip():
-        raise SystemExit("this referring-segmentation model needs --sentence \"...\"")
-    return {"sentence": args.sentence}
-
-
-def _box_input(args, bgr):
-    boxes = parse_boxes(args.boxes)
-    if boxes is None:
-        h, w = bgr.shape[:2]
-        boxes = np.array([[0.0, 0.0, w, h]], dtype=np.float32)
-    return {"boxes": boxes}
-
-
-def _no_input(args, bgr):
-    return {}
-
-
-def _depth_input(args, bgr):
-    return {"scene": args.scene.strip()} if args.scene.strip() else {}
-
-
-TASK_INPUTS = {
-    "VPDSemanticSegmentor": _no_input,
-    "VPDDepthEstimator": _depth_input,
-    "VPDReferSegmentor": _sentence_input,
-    "VPDPoseEstimator": _box_input,
-}
-
-
-# ---- drawing, by output key (the first key of this table found in the output is drawn) ----------
-def _test_metadata(cfg):
-    """Class / keypoint names of the config's first test dataset (empty without one)."""
-    return MetadataCatalog.get(cfg.DATASETS.TEST[0]) if cfg.DATASETS.TEST else Metadata(name="demo")
-
-
-def _draw_panoptic(rgb, output, ctx):
-    seg, info = output["panoptic_seg"]
-    return draw_panoptic(rgb, seg, info, ctx["metadata"]), f"{len(info)} segments"
-
-
-def _draw_sem_seg(rgb, output, ctx):
-    scores = output["sem_seg"]
-    meta = ctx["metadata"]
-    if not meta.get("stuff_classes", None):
-        cfg = ctx["cfg"]
-        names = list(cfg.MODEL.VPD.PROMPT.CLASS_NAMES) or [f"class {i}" for i in range(scores.shape[0])]
-        meta = vpd_vis.semantic_metadata(names)
-    present = len(scores.argmax(dim=0).unique())
-    return vpd_vis.draw_sem_seg(rgb, scores, meta), f"{present} classes present"
-
-
-def _draw_depth(rgb, output, ctx):
-    depth = output["depth"]
-    return vpd_vis.draw_depth(rgb, depth), f"depth {float(depth.min()):.2f}-{float(depth.max()):.2f} m"
-
-
-def _draw_ref_mask(rgb, output, ctx):
-    prob = output["ref_mask"]
-    area = float((prob > 0.5).float().mean())
-    return vpd_vis.draw_ref_mask(rgb, prob, ctx["args"].sentence), f"mask covers {100 * area:.1f}%"
-
-
-def _draw_keypoints(rgb, output, ctx):
-    inst = output["instances"]
-    meta = ctx["metadata"]
-    return vpd_vis.draw_keypoints(rgb, inst, meta, ctx["args"].keypoint_threshold), f"{len(inst)} people"
-
-
-DRAWERS = {
-    "panoptic_seg": _draw_panoptic,
-    "sem_seg": _draw_sem_seg,
-    "depth": _draw_depth,
-    "ref_mask": _draw_ref_mask,
-    "instances": _draw_keypoints,
-}
-
-
-def _odise_setup(args, model):
-    """ODISE: the vocabulary from --vocab (or the model's test vocabulary) -> drawing metadata."""
-    if args.things and not args.vocab:
-        raise SystemExit("--things names classes of --vocab: give --vocab too")
-    if args.vocab:
-        things = [t.strip() for t in args.things.split(";") if t.strip()]
-        try:
-            model.set_test_vocabulary(parse_vocabulary(args.vocab, thing_names=things))
-        except ValueError as e:
-            raise SystemExit(f"--vocab / --things: {e}")
-    return vocabulary_metadata(model.test_vocabulary.names)
-
-
 def main(argv=None):
     args = get_parser().parse_args(argv)
     cfg = setup_cfg(args.config_file, args.opts)
     arch = cfg.MODEL.META_ARCHITECTURE
-    task_inputs = TASK_INPUTS.get(arch)
-    if cfg.MODEL.DIFFUSION.PROMPT.NAME == "SceneClassPrompt" and not args.scene.strip():
-        raise SystemExit("this depth model is prompted with the scene class: pass --scene (e.g. living_room)")
-    for flag, owner in (("sentence", _sentence_input), ("boxes", _box_input), ("scene", _depth_input)):
-        if getattr(args, flag) and task_inputs is not owner:
+    if arch not in DEMO_REGISTRY:
+        raise SystemExit(f"no demo entry for {arch}; models with one: {sorted(name for name, _ in DEMO_REGISTRY)}")
+    task = DEMO_REGISTRY.get(arch)(cfg, args)
+    task.check_args()  # before the (slow) model build
+    for flag in TASK_FLAGS:
+        if getattr(args, flag) and flag not in task.flags:
             raise SystemExit(f"--{flag} does not apply to {arch}")
-    predictor = (VPDPredictor if task_inputs else Predictor)(cfg)
-    model = predictor.model
-    if hasattr(model, "set_test_vocabulary"):
-        metadata = _odise_setup(args, model)
-    elif args.vocab:
-        raise SystemExit(f"--vocab applies to open-vocabulary models, not {arch}")
-    else:
-        metadata = _test_metadata(cfg)
-    ctx = {"args": args, "cfg": cfg, "metadata": metadata}
+    predictor = task.build_predictor()
+    metadata = task.metadata(predictor.model)
     many = len(args.input) > 1
     if many:
         os.makedirs(args.output, exist_ok=True)
@@ -197,14 +82,8 @@ def main(argv=None):
             bgr = read_image(path, format="BGR")
         except (OSError, ValueError) as e:  # the messages name the file
             raise SystemExit(f"cannot use {e}" if str(e).startswith("image '") else f"cannot read '{path}': {e}")
-        out = predictor(bgr, **task_inputs(args, bgr)) if task_inputs else predictor(bgr)
-        key = next((k for k in DRAWERS if k in out), None)
-        if key is None:
-            raise SystemExit(
-                f"no drawable output among {sorted(out)} (drawable: {list(DRAWERS)}); "
-                "for ODISE enable MODEL.MASK_FORMER.TEST.PANOPTIC_ON"
-            )
-        drawn, summary = DRAWERS[key](np.ascontiguousarray(bgr[:, :, ::-1]), out, ctx)
+        out = predictor(bgr, **task.inputs(bgr))
+        drawn, summary = task.draw(np.ascontiguousarray(bgr[:, :, ::-1]), out, metadata)
         dst = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + ".png") if many else args.output
         Image.fromarray(drawn).save(dst)
         print(f"{path}: {summary} -> {dst}")

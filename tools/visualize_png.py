@@ -24,11 +24,11 @@ from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import odise_ext  # noqa: E402,F401
-import odise_ext.data.png_dataset_mapper  # noqa: E402,F401  (registers the mapper)
-import odise_ext.modeling.meta_arch.png  # noqa: E402,F401  (registers PNGDiffusion)
+import odise_ext.png.dataset_mapper  # noqa: E402,F401  (registers the mapper)
+import odise_ext.png.meta_arch  # noqa: E402,F401  (registers PNGDiffusion)
 from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.data.build import build_dataset_mapper  # noqa: E402
-from odise_ext.utils.png_vis import draw_png  # noqa: E402
+from odise_ext.png.visualization import draw_png  # noqa: E402
 from odise_ext.utils.visualization import side_by_side  # noqa: E402
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm  # noqa: E402
 
 import odise_ext  # noqa: E402,F401
 from odise_ext.config import setup_cfg  # noqa: E402
-from odise_ext.modeling.open_vocab.vocabulary import Vocabulary  # noqa: E402
+from odise_ext.odise.open_vocab.vocabulary import Vocabulary  # noqa: E402
 from odise_ext.utils.visualization import draw_panoptic, side_by_side, vocabulary_metadata  # noqa: E402
 
 

@@ -1,17 +1,18 @@
 """Config keys of odise-ext.
 
 ``add_odise_config(cfg)`` adds every key this project defines to a detectron2 ``CfgNode``. Each
-namespace lives in its own module so that one concept stays in one file; each key is commented
-once, where it is defined. Keys that are not defined here are an error when a yaml is merged
+namespace lives in its own module so that one concept stays in one file: the shared ones here,
+each task's in its package (``odise_ext/odise/config.py``, ``png/config.py``, ``vpd/config.py``);
+each key is commented once, where it is defined. Keys that are not defined here are an error when a yaml is merged
 (detectron2's default ``new_allowed=False``).
 """
 from .data import add_data_config
 from .diffusion import add_diffusion_config
 from .mask_former import add_mask_former_config
-from .odise import add_odise_head_config
-from .png import add_png_config
+from ..odise.config import add_odise_head_config
+from ..png.config import add_png_config
 from .solver import add_solver_config
-from .vpd import add_vpd_config
+from ..vpd.config import add_vpd_config
 
 __all__ = ["add_odise_config", "get_odise_cfg", "setup_cfg"]
 

@@ -5,7 +5,7 @@ architectures override the ``*_CONFIG`` nodes (see ``configs/testing/base_tiny_d
 """
 from detectron2.config import CfgNode as CN
 
-# ODISE's eight taps (DESIGN.md §1/§7), in the order of ODISE's ``feature_projections.{i}``:
+# ODISE's eight taps, in the order of ODISE's ``feature_projections.{i}``:
 # VAE encoder down[2].block[1] / down[3].block[1], UNet output_blocks[2|5|8|11] (after the skip
 # concatenation), VAE decoder up[3].block[2] / up[2].block[2] (ldm numbers the decoder in reverse).
 _ODISE_TAPS = [
@@ -60,7 +60,8 @@ def add_diffusion_config(cfg):
     d.TAPS = list(_ODISE_TAPS)
     # Output stride of each tap (relative to the input image); same length as TAPS.
     d.TAP_STRIDES = list(_ODISE_TAP_STRIDES)
-    # Side of the sliding windows (min(WINDOW_SIZE, H, W)) and the size windows are resized to.
+    # WindowedDiffusionBackbone (ODISE): side of the sliding windows (min(WINDOW_SIZE, H, W)) and
+    # the size windows are resized to. DiffusionBackbone runs whole images and ignores it.
     d.WINDOW_SIZE = 512
     # Feature maps returned by the backbone (subset of res2..res5 produced by TAP_STRIDES).
     d.OUT_FEATURES = ["res2", "res3", "res4", "res5"]

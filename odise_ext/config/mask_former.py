@@ -1,5 +1,5 @@
 """``MODEL.MASK_FORMER.*``: Mask2Former pixel decoder, masked-attention decoder, matcher, losses
-and inference. Defaults are ODISE's values (DESIGN.md §3).
+and inference. Defaults are ODISE's values.
 
 Detectron2's own ``MODEL.SEM_SEG_HEAD`` keys are reused where they mean the same thing
 (IN_FEATURES, CONVS_DIM, NORM, COMMON_STRIDE, NUM_CLASSES, IGNORE_VALUE); their defaults are

@@ -1,4 +1,3 @@
-from . import dataset_mappers, png_dataset_mapper  # noqa: F401  (registers mappers)
 from .build import DATASET_MAPPER_REGISTRY, build_dataset_mapper
 from .datasets import register_all_builtin
 

@@ -1,6 +1,6 @@
 from .checkpoint import AtomicCheckpointer
-from .evaluators import EVALUATOR_TABLE, build_evaluators
+from .evaluators import EVALUATOR_REGISTRY, build_evaluators
 from .optimizer import build_optimizer
 from .trainer import Trainer, create_ddp_model
 
-__all__ = ["AtomicCheckpointer", "EVALUATOR_TABLE", "build_evaluators", "build_optimizer", "Trainer", "create_ddp_model"]
+__all__ = ["AtomicCheckpointer", "EVALUATOR_REGISTRY", "build_evaluators", "build_optimizer", "Trainer", "create_ddp_model"]

@@ -1,27 +1,51 @@
-"""Which evaluators run on which dataset: an explicit table, no guessing from dataset names.
+"""Which evaluators run on which dataset: a registry keyed on the dataset's ``evaluator_type``.
 
 Each registered dataset declares its ``evaluator_type`` in its metadata (set once, where the
-dataset is registered). ``EVALUATOR_TABLE`` maps that type to the evaluators that can run on it,
-each with the config switch that turns it on (e.g. ``MODEL.MASK_FORMER.TEST.SEMANTIC_ON``).
+dataset is registered). Each task package registers, for the types it evaluates, a function
+``(cfg, dataset_name, output_dir) -> [DatasetEvaluator, ...]`` returning the evaluators its
+config switches on (e.g. ODISE's ``MODEL.MASK_FORMER.TEST.*_ON``); the shared types (``sem_seg``,
+``coco``) are registered here. Every evaluator of the project is built the same way:
+``SomeEvaluator(cfg, dataset_name=..., output_dir=...)``, or detectron2's own ones below.
 An open-vocabulary model's test vocabulary is matched with the dataset's classes here, before
-any inference (``odise_ext.evaluation.vocabulary_remap``).
+any inference (``odise_ext.odise.vocabulary_remap``).
 """
 import os
 
 import numpy as np
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, COCOPanopticEvaluator, DatasetEvaluators, SemSegEvaluator
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.utils.file_io import PathManager
+from detectron2.utils.registry import Registry
 from PIL import Image
 
-from ..evaluation.vocabulary_remap import VocabularyRemapEvaluator, vocabulary_to_dataset
-from ..modeling.open_vocab.vocabulary import dataset_vocabulary
+from ..odise.open_vocab.vocabulary import dataset_vocabulary
+from ..odise.vocabulary_remap import VocabularyRemapEvaluator, vocabulary_to_dataset
 
-__all__ = ["EVALUATOR_TABLE", "build_evaluators"]
+__all__ = [
+    "EVALUATOR_REGISTRY",
+    "build_evaluators",
+    "instance_evaluator",
+    "panoptic_evaluator",
+    "register_evaluators",
+    "semantic_evaluator",
+]
+
+EVALUATOR_REGISTRY = Registry("EVALUATOR")
+EVALUATOR_REGISTRY.__doc__ = """
+``evaluator_type`` (dataset metadata) -> ``fn(cfg, dataset_name, output_dir)`` returning the
+list of enabled evaluators (register with :func:`register_evaluators`).
+"""
 
 
-def _panoptic(cfg, name, out):
-    return COCOPanopticEvaluator(name, out)
+def register_evaluators(evaluator_type: str):
+    """Decorator: ``fn(cfg, dataset_name, output_dir) -> [evaluator, ...]`` for ``evaluator_type``."""
+
+    def deco(fn):
+        EVALUATOR_REGISTRY._do_register(evaluator_type, fn)
+        return fn
+
+    return deco
 
 
 def _load_sem_seg(path, dtype=int):
@@ -30,70 +54,38 @@ def _load_sem_seg(path, dtype=int):
         return np.asarray(Image.open(f), dtype=dtype)
 
 
-def _semantic(cfg, name, out):
-    return SemSegEvaluator(name, distributed=True, output_dir=out, sem_seg_loading_fn=_load_sem_seg)
+def panoptic_evaluator(cfg, dataset_name, output_dir):
+    return COCOPanopticEvaluator(dataset_name, output_dir)
 
 
-# Meta-architectures whose COCO predictions are scored on fewer tasks than the predicted fields
-# suggest: top-down pose predicts keypoints *for given boxes* (COCO's GT-boxes protocol), so its
-# boxes are inputs, not predictions to score. Others: tasks inferred from the predictions.
-_COCO_TASKS = {"VPDPoseEstimator": ("keypoints",)}
+def semantic_evaluator(cfg, dataset_name, output_dir):
+    return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir, sem_seg_loading_fn=_load_sem_seg)
 
 
-def _instances(cfg, name, out):
+def instance_evaluator(cfg, dataset_name, output_dir):
+    """COCO box / mask / keypoint AP. The tasks are inferred from the predictions, unless the
+    meta-architecture names them in ``coco_eval_tasks`` (top-down pose predicts keypoints *for
+    given boxes*, COCO's GT-boxes protocol: its boxes are inputs, not predictions to score)."""
+    arch = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)
     # use_fast_impl=False: the C++ COCOeval needs detectron2's compiled ops, which may be absent.
     # The OKS sigmas matter for keypoint datasets whose keypoints are not COCO's 17 (empty = COCO's).
     return COCOEvaluator(
-        name,
-        tasks=_COCO_TASKS.get(cfg.MODEL.META_ARCHITECTURE),
-        output_dir=out,
+        dataset_name,
+        tasks=getattr(arch, "coco_eval_tasks", None),
+        output_dir=output_dir,
         use_fast_impl=False,
         kpt_oks_sigmas=tuple(cfg.TEST.KEYPOINT_OKS_SIGMAS),
     )
 
 
-def _png(cfg, name, out):
-    from ..evaluation.png_evaluation import PNGEvaluator
-
-    return PNGEvaluator(name, cfg=cfg)
-
-
-def _depth(cfg, name, out):
-    from ..evaluation.depth_evaluation import DepthEvaluator
-
-    return DepthEvaluator(cfg, dataset_name=name, output_dir=out)
+@register_evaluators("sem_seg")
+def _sem_seg_evaluators(cfg, dataset_name, output_dir):
+    return [semantic_evaluator(cfg, dataset_name, output_dir)]
 
 
-def _refer(cfg, name, out):
-    from ..evaluation.refer_evaluation import ReferEvaluator
-
-    return ReferEvaluator(cfg, dataset_name=name)
-
-
-def _always(cfg):
-    return True
-
-
-def _mask_former_test(flag):
-    return lambda cfg: bool(getattr(cfg.MODEL.MASK_FORMER.TEST, flag))
-
-
-_PANOPTIC_FAMILY = (
-    (_panoptic, _mask_former_test("PANOPTIC_ON")),
-    (_semantic, _mask_former_test("SEMANTIC_ON")),
-    (_instances, _mask_former_test("INSTANCE_ON")),
-)
-
-# evaluator_type (dataset metadata) -> ((builder(cfg, dataset_name, output_dir), enabled(cfg)), ...)
-EVALUATOR_TABLE = {
-    "coco_panoptic_seg": _PANOPTIC_FAMILY,
-    "ade20k_panoptic_seg": _PANOPTIC_FAMILY,
-    "sem_seg": ((_semantic, _always),),
-    "coco": ((_instances, _always),),
-    "png": ((_png, _always),),
-    "depth": ((_depth, _always),),
-    "refer": ((_refer, _always),),
-}
+@register_evaluators("coco")
+def _coco_evaluators(cfg, dataset_name, output_dir):
+    return [instance_evaluator(cfg, dataset_name, output_dir)]
 
 
 def build_evaluators(cfg, dataset_name, output_folder=None, *, vocabulary=None):
@@ -108,11 +100,10 @@ def build_evaluators(cfg, dataset_name, output_folder=None, *, vocabulary=None):
         output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
     meta = MetadataCatalog.get(dataset_name)
     kind = meta.get("evaluator_type")
-    if kind not in EVALUATOR_TABLE:
-        raise ValueError(
-            f"dataset '{dataset_name}' has evaluator_type={kind!r}; known types: {sorted(EVALUATOR_TABLE)}"
-        )
-    evaluators = [build(cfg, dataset_name, output_folder) for build, enabled in EVALUATOR_TABLE[kind] if enabled(cfg)]
+    if kind not in EVALUATOR_REGISTRY:
+        known = sorted(name for name, _ in EVALUATOR_REGISTRY)
+        raise ValueError(f"dataset '{dataset_name}' has evaluator_type={kind!r}; known types: {known}")
+    evaluators = EVALUATOR_REGISTRY.get(kind)(cfg, dataset_name, output_folder)
     if not evaluators:
         raise ValueError(f"no evaluator enabled for dataset '{dataset_name}' (type {kind}); check the *_ON switches")
     if vocabulary is not None:

@@ -1,1 +1,1 @@
-"""Drawing and checkpoint helpers (visualization, depth_vis, vpd_vis, png_vis, odise_checkpoint)."""
+"""Shared drawing helpers (class palette, side-by-side panels); task-specific drawing lives in each task package."""

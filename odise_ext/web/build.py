@@ -7,10 +7,10 @@ from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 
 import odise_ext  # noqa: F401  (registers datasets, mappers and models)
-import odise_ext.modeling.meta_arch.png  # noqa: F401  (registers PNGDiffusion)
+import odise_ext.png.meta_arch  # noqa: F401  (registers PNGDiffusion)
 
 from ..config import setup_cfg
-from ..modeling.vpd.predictor import VPDPredictor
+from ..vpd.predictor import VPDPredictor
 from .png_task import PNGRunner
 from .session import DemoSession
 

@@ -6,7 +6,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 from detectron2.data import MetadataCatalog
 
-from ..modeling.open_vocab.vocabulary import Vocabulary, parse_vocabulary
+from ..odise.open_vocab.vocabulary import Vocabulary, parse_vocabulary
 from ..utils.visualization import class_palette, draw_panoptic, vocabulary_metadata
 from .inputs import InputError
 

@@ -11,7 +11,7 @@ from detectron2.data import transforms as T
 from ..data.datasets.shapes_world_scene import SHAPE_COLORS, SHAPES_CATEGORIES
 from ..data.noun_phrases import NLTK_DATA_COMMAND, NounPhraseExtractor, TaggerUnavailableError, load_tagger
 from ..data.phrases import CaptionTokenizer
-from ..utils.png_vis import overlay_phrase_masks, phrase_colors
+from ..png.visualization import overlay_phrase_masks, phrase_colors
 from .inputs import InputError
 
 __all__ = ["LexiconTagger", "build_phrase_extractor", "split_phrases", "phrase_spans", "PNGRunner",

@@ -1,0 +1,51 @@
+"""ODISE's entries in the shared registries: evaluators of the panoptic datasets it trains and
+tests on, and its demo (open vocabulary from ``--vocab``, panoptic drawing)."""
+from ..engine.demo import TaskDemo, register_demo
+from ..engine.evaluators import instance_evaluator, panoptic_evaluator, register_evaluators, semantic_evaluator
+from ..utils.visualization import draw_panoptic, vocabulary_metadata
+from .open_vocab.vocabulary import parse_vocabulary
+
+__all__ = ["ODISEDemo"]
+
+
+def _mask_former_evaluators(cfg, dataset_name, output_dir):
+    """The evaluators of the outputs switched on by ``MODEL.MASK_FORMER.TEST.*_ON``."""
+    test = cfg.MODEL.MASK_FORMER.TEST
+    enabled = (
+        (test.PANOPTIC_ON, panoptic_evaluator),
+        (test.SEMANTIC_ON, semantic_evaluator),
+        (test.INSTANCE_ON, instance_evaluator),
+    )
+    return [build(cfg, dataset_name, output_dir) for on, build in enabled if on]
+
+
+register_evaluators("coco_panoptic_seg")(_mask_former_evaluators)
+register_evaluators("ade20k_panoptic_seg")(_mask_former_evaluators)
+
+
+@register_demo("ODISE")
+class ODISEDemo(TaskDemo):
+    flags = ("vocab", "things")
+
+    def check_args(self):
+        if self.args.things and not self.args.vocab:
+            raise SystemExit("--things names classes of --vocab: give --vocab too")
+
+    def metadata(self, model):
+        """The vocabulary from --vocab (or the model's test vocabulary) -> drawing metadata."""
+        args = self.args
+        if args.vocab:
+            things = [t.strip() for t in args.things.split(";") if t.strip()]
+            try:
+                model.set_test_vocabulary(parse_vocabulary(args.vocab, thing_names=things))
+            except ValueError as e:
+                raise SystemExit(f"--vocab / --things: {e}")
+        return vocabulary_metadata(model.test_vocabulary.names)
+
+    def draw(self, rgb, output, metadata):
+        if "panoptic_seg" not in output:
+            raise SystemExit(
+                f"no drawable output among {sorted(output)}; enable MODEL.MASK_FORMER.TEST.PANOPTIC_ON"
+            )
+        seg, info = output["panoptic_seg"]
+        return draw_panoptic(rgb, seg, info, metadata), f"{len(info)} segments"

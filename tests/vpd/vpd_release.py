@@ -1,0 +1,221 @@
+"""Helpers of the released-checkpoint tests (test_vpd_release_*.py).
+
+A checkpoint in the released key layout is written here: every key of the released key list
+(``odise_ext/utils/vpd_release_keys/*.tsv.gz``, copied from the released files) with a scaled-down
+shape (every dimension >= 128 divided by 8, e.g. SD's 320/640/1280 UNet widths become 40/80/160,
+CLIP's 768 becomes 96) and random values. The independent forwards below are written from the
+definition of the public models: diffusers' UNet / VAE used directly (loaded with diffusers' own
+ldm converter), every other layer with torch.nn.functional on the released tensors.
+"""
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+from detectron2.modeling import build_model
+
+import odise_ext  # noqa: F401  (registers models)
+from odise_ext.config import get_odise_cfg
+from odise_ext.utils.vpd_checkpoint import check_against_model, convert_release_to_ours, release_key_shapes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GROUPS = 8  # GroupNorm groups of the scaled-down model (SD: 32, VPD necks: 16)
+
+
+def tiny_shape(shape):
+    return tuple(d // 8 if d >= 128 else d for d in shape)
+
+
+def release_checkpoint(fmt, seed=0):
+    """A random state dict with every released key of ``fmt``, scaled-down shapes."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for key, shape in release_key_shapes(fmt).items():
+        shape = tiny_shape(shape)
+        if key.endswith("num_batches_tracked"):
+            out[key] = torch.tensor(7, dtype=torch.int64)
+        elif key.endswith("running_var"):
+            out[key] = 0.5 + torch.rand(shape, generator=g)
+        else:
+            fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
+            out[key] = torch.randn(shape, generator=g) / math.sqrt(fan_in)
+    for dup, orig in [(f"encoder.cross_unet_conv{i}.{j}.{p}", f"encoder.unet.unet.diffusion_model.out.{j}.{p}")
+                      for i in (2, 3) for j in (0, 2) for p in ("weight", "bias")]:
+        if dup in out:
+            out[dup] = out[orig].clone()
+    return out
+
+
+def scaled_config(name, *opts):
+    """The real config ``configs/vpd/<name>`` with SD (and the heads) scaled down by 8."""
+    cfg = get_odise_cfg()
+    cfg.merge_from_file(os.path.join(ROOT, "configs", "vpd", name))
+    cfg.merge_from_list([
+        "MODEL.DEVICE", "cpu",
+        "MODEL.DIFFUSION.WEIGHTS", "random",
+        "MODEL.DIFFUSION.UNET_CONFIG.BLOCK_OUT_CHANNELS", [40, 80, 160, 160],
+        "MODEL.DIFFUSION.UNET_CONFIG.CROSS_ATTENTION_DIM", 96,
+        "MODEL.DIFFUSION.UNET_CONFIG.NORM_NUM_GROUPS", GROUPS,
+        "MODEL.DIFFUSION.VAE_CONFIG.BLOCK_OUT_CHANNELS", [16, 32, 64, 64],
+        "MODEL.DIFFUSION.VAE_CONFIG.NORM_NUM_GROUPS", GROUPS,
+        "MODEL.DIFFUSION.TEXT_ENCODER_CONFIG.HIDDEN_SIZE", 96,
+        "MODEL.DIFFUSION.TEXT_ENCODER_CONFIG.INTERMEDIATE_SIZE", 96,
+        "MODEL.DIFFUSION.TEXT_ENCODER_CONFIG.NUM_HIDDEN_LAYERS", 1,
+        "MODEL.DIFFUSION.TEXT_ENCODER_CONFIG.NUM_ATTENTION_HEADS", 2,
+        "MODEL.VPD.BACKBONE.GRADIENT_CHECKPOINTING", False,
+        "MODEL.VPD.DEPTH.GN_GROUPS", GROUPS,
+        "MODEL.VPD.DEPTH.HIDDEN_DIM", 24,
+        "MODEL.VPD.DEPTH.FUSE_DIM", 192,
+        *opts,
+    ])
+    return cfg
+
+
+def converted_model(cfg, fmt, release):
+    torch.manual_seed(1)
+    model = build_model(cfg).eval()
+    converted, dropped = convert_release_to_ours(release, fmt, check_shapes=False)
+    problems = check_against_model(converted, model, fmt)
+    assert problems == []
+    incompatible = model.load_state_dict(converted, strict=False)
+    assert incompatible.unexpected_keys == []
+    # only the parts the released model never runs (and the frozen-source records) stay as built
+    unused = {
+        "vpd_depth": ("unet.module.conv_norm_out.", "unet.module.conv_out."),
+        "mp_depth": ("unet.module.time_embedding.",),
+    }[fmt]
+    assert incompatible.missing_keys and all(
+        k.endswith("_extra_state") or k.startswith(tuple("backbone.feature_extractor." + u for u in unused))
+        for k in incompatible.missing_keys
+    ), incompatible.missing_keys
+    return model, converted, dropped
+
+
+# ---- independent forward (the public model's definition) ----------------------------------------
+def diffusers_parts(release, prefix, cfg):
+    """diffusers UNet / VAE with the released (ldm-named) weights, via diffusers' own converter."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+
+    from odise_ext.diffusion.sd_loading import build_unet, build_vae
+
+    unet, vae = build_unet(cfg).eval(), build_vae(cfg).eval()
+    assert isinstance(unet, UNet2DConditionModel) and isinstance(vae, AutoencoderKL)
+    unet_sd = {"model.diffusion_model." + k[len(prefix + "unet.unet.diffusion_model."):]: v
+               for k, v in release.items() if k.startswith(prefix + "unet.unet.diffusion_model.")}
+    vae_sd = {"first_stage_model." + k[len(prefix + "encoder_vq."):]: v
+              for k, v in release.items() if k.startswith(prefix + "encoder_vq.")}
+    unet.load_state_dict(convert_ldm_unet_checkpoint(unet_sd, dict(unet.config)), strict=False)
+    vae.load_state_dict(convert_ldm_vae_checkpoint(vae_sd, dict(vae.config)), strict=False)
+    return unet, vae
+
+
+def unet_features(unet, latent, context, emb_override=None):
+    """Outputs of ldm output_blocks 1, 4, 7, 11 (strides 64, 32, 16, 8 of the image) and the
+    UNet output."""
+    blocks = [unet.up_blocks[0].resnets[1], unet.up_blocks[1].attentions[1], unet.up_blocks[2].attentions[1],
+              unet.up_blocks[3]]
+    feats = [None] * 4
+
+    def keep(i):
+        def hook(module, args, out):
+            feats[i] = out[0] if isinstance(out, tuple) else out
+        return hook
+
+    handles = [b.register_forward_hook(keep(i)) for i, b in enumerate(blocks)]
+    if emb_override is not None:
+        handles.append(unet.time_embedding.register_forward_hook(lambda m, a, o: emb_override.expand(o.shape[0], -1)))
+    out = unet(latent, torch.ones(latent.shape[0], dtype=torch.long), encoder_hidden_states=context).sample
+    for h in handles:
+        h.remove()
+    return feats, out
+
+
+def bn(x, r, name):
+    return F.batch_norm(x, r[name + ".running_mean"], r[name + ".running_var"], r[name + ".weight"],
+                        r[name + ".bias"], training=False, eps=1e-5)
+
+
+def gn(x, r, name):
+    return F.group_norm(x, GROUPS, r[name + ".weight"], r[name + ".bias"], eps=1e-5)
+
+
+def conv(x, r, name, **kw):
+    return F.conv2d(x, r[name + ".weight"], r.get(name + ".bias"), **kw)
+
+
+def depth_decoder(x, r, upsample, max_depth):
+    for i in (0, 3, 6):
+        x = F.relu(bn(F.conv_transpose2d(x, r[f"decoder.deconv_layers.{i}.weight"], stride=2), r,
+                      f"decoder.deconv_layers.{i + 1}"))
+    x = F.relu(bn(conv(x, r, "decoder.conv_layers.0", padding=1), r, "decoder.conv_layers.1"))
+    if upsample:
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    x = conv(F.relu(conv(x, r, "last_layer_depth.0", padding=1)), r, "last_layer_depth.2", padding=1)
+    return torch.sigmoid(x) * max_depth
+
+
+def vpd_depth_reference(r, unet, vae, window, scene_id):
+    """VPD depth of one window [1, 3, h, w] in [0, 1] -> [1, 1, h, w] metres."""
+    h, w = window.shape[-2:]
+    x = F.pad(window * 2 - 1, (0, (-w) % 64, 0, (-h) % 64))  # zero padding after the normalisation
+    latent = vae.quant_conv(vae.encoder(x))[:, :4]  # posterior mean, no latent scale
+    c = r["encoder.class_embeddings"][scene_id][None]
+    mlp = F.linear(F.gelu(F.linear(c, r["encoder.text_adapter.fc.0.weight"], r["encoder.text_adapter.fc.0.bias"])),
+                   r["encoder.text_adapter.fc.2.weight"], r["encoder.text_adapter.fc.2.bias"])
+    context = (c + r["encoder.gamma"] * mlp)[:, None]  # one token per image
+    (s64, s32, s16, s8), _ = unet_features(unet, latent, context)
+    x1 = conv(F.relu(gn(conv(s8, r, "encoder.layer1.0", stride=2, padding=1), r, "encoder.layer1.1")), r,
+              "encoder.layer1.3", stride=2, padding=1)
+    x2 = conv(s16, r, "encoder.layer2.0", stride=2, padding=1)
+    x = torch.cat([x1, x2, torch.cat([s32, F.interpolate(s64, scale_factor=2)], dim=1)], dim=1)
+    x = F.relu(gn(conv(x, r, "encoder.out_layer.0"), r, "encoder.out_layer.1"))
+    x = x[:, :, : math.ceil(h / 32), : math.ceil(w / 32)]  # 16 -> 15 for 480 padded to 512
+    return depth_decoder(x, r, upsample=True, max_depth=10.0)[..., :h, :w]
+
+
+def mp_upsample(x, r, name, times):
+    for j in range(times):
+        x = F.conv_transpose2d(x, r[f"{name}.deconv_layers.{3 * j}.weight"], stride=2, padding=1)
+        x = F.relu(bn(x, r, f"{name}.deconv_layers.{3 * j + 1}"))
+    return F.relu(bn(conv(x, r, f"{name}.conv_layers.0", padding=1), r, f"{name}.conv_layers.1"))
+
+
+def mp_depth_reference(r, unet, vae, window, resize_scale=1, max_depth=10.0):
+    """Meta-Prompts depth of one window [1, 3, h, w] in [0, 1] -> [1, 1, h, w] metres."""
+    h, w = window.shape[-2:]
+    x = window * 2 - 1
+    x = F.interpolate(x, size=((h // 64 + resize_scale) * 64, (w // 64 + resize_scale) * 64), mode="bilinear",
+                      align_corners=False)
+    latent = vae.quant_conv(vae.encoder(x))[:, :4]
+    u = "encoder.unet.unet.diffusion_model.out"
+    for i in (1, 2, 3):
+        if i > 1:  # the UNet's own output head maps the previous step's output to a latent
+            latent = F.conv2d(F.silu(F.group_norm(latent, GROUPS, r[u + ".0.weight"], r[u + ".0.bias"], eps=1e-5)),
+                              r[u + ".2.weight"], r[u + ".2.bias"], padding=1)
+        a = f"encoder.text_adapter{i}.fc"
+        prompts = F.linear(F.gelu(F.linear(r[f"encoder.meta_prompts{i}"], r[a + ".0.weight"], r[a + ".0.bias"])),
+                           r[a + ".2.weight"], r[a + ".2.bias"])[None]  # no residual, no gamma
+        feats, _ = unet_features(unet, latent, prompts, emb_override=r[f"encoder.t{i}"])
+        latent = feats[3]
+    s64, s32, s16, s8 = feats
+    x = torch.cat([F.relu(gn(conv(s8, r, "encoder.layer1.0", padding=1), r, "encoder.layer1.1")),
+                   mp_upsample(s16, r, "encoder.layer2", 1), mp_upsample(s32, r, "encoder.layer3", 2),
+                   mp_upsample(s64, r, "encoder.layer4", 3)], dim=1)
+    x = F.relu(gn(conv(x, r, "encoder.out_layer.0", padding=1), r, "encoder.out_layer.1"))
+    x = torch.einsum("bchw,bnc->bnhw", x, prompts)
+    x = F.interpolate(x, size=(h // 8, w // 8), mode="bilinear", align_corners=False)
+    return depth_decoder(x, r, upsample=False, max_depth=max_depth)
+
+
+def windows_with_flips(predict, image, size, starts):
+    """Mean over the windows (at x in ``starts``) of mean(pred, unflip(pred(flip)))."""
+    out = torch.zeros(1, 1, *image.shape[-2:])
+    count = torch.zeros_like(out)
+    for x0 in starts:
+        win = image[..., x0:x0 + size]
+        pred = 0.5 * (predict(win) + predict(win.flip(-1)).flip(-1))
+        out[..., x0:x0 + size] += pred
+        count[..., x0:x0 + size] += 1
+    return out / count
