@@ -123,7 +123,7 @@ class SceneClassPrompt(PromptModule):
         self.adapter = adapter
 
     @classmethod
-    def from_config(cls, cfg, text_encoder, time_embed_dim):
+    def from_config(cls, cfg, text_encoder, unet):
         p = cfg.MODEL.VPD.PROMPT
         if "{}" not in p.CLASS_TEMPLATE:
             raise ValueError(f"MODEL.VPD.PROMPT.CLASS_TEMPLATE {p.CLASS_TEMPLATE!r} has no '{{}}'")

@@ -12,7 +12,7 @@ import torch
 from detectron2.config import configurable
 from torch import nn
 
-from ..prompts import PROMPT_REGISTRY, PromptModule, PromptOutput
+from ..diffusion.prompts import PROMPT_REGISTRY, PromptModule, PromptOutput
 
 __all__ = ["StepMetaPrompts", "StepContexts"]
 
@@ -49,7 +49,7 @@ class StepMetaPrompts(PromptModule):
         )
 
     @classmethod
-    def from_config(cls, cfg, text_encoder, time_embed_dim):
+    def from_config(cls, cfg, text_encoder, unet):
         p = cfg.MODEL.VPD.PROMPT
         return {
             "steps": cfg.MODEL.VPD.REFINE.LOOPS,
