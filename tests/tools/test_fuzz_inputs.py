@@ -156,8 +156,10 @@ def test_predictor(make, expected, predictor, tmp_path):
 def demo(predictor, monkeypatch):
     import demo as demo_module
 
+    from odise_ext.odise.hooks import ODISEDemo
+
     vocab = predictor.model.test_vocabulary
-    monkeypatch.setattr(demo_module, "Predictor", lambda cfg: predictor)  # one model for all rows
+    monkeypatch.setattr(ODISEDemo, "build_predictor", lambda self: predictor)  # one model for all rows
     yield demo_module
     predictor.model.set_test_vocabulary(vocab)
 
@@ -187,8 +189,9 @@ def test_demo(make, extra, expected, demo, tmp_path):
     drawn = _assert_outcome(lambda: _demo_outcome(demo, tmp_path, make(tmp_path), extra), expected)
     if drawn is not None:
         assert drawn.shape == (24, 40, 3)
-        # a 16-bit value of 257 * 60 is gray 60, not white: the drawing stays dark
-        assert drawn.mean() < 160
+        # a 16-bit value of 257 * 60 is gray 60, not white: some pixel stays dark (a colour blended
+        # over a white image keeps every channel >= 127, whatever the random model predicts)
+        assert (drawn.max(axis=2) < 100).any()
 
 
 # ----------------------------------------------------------------------------- dataset loading
