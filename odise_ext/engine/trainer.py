@@ -4,19 +4,33 @@ It is detectron2's :class:`DefaultTrainer` with our pieces plugged in: the datas
 evaluators named by the config, our optimizer (trainable parameters only, lr multipliers,
 full-model clipping), atomic checkpoints, and a DDP wrapper that also works for CPU processes
 (gloo), so ``--num-gpus 2`` runs on a machine without GPUs.
+
+Resume is exact: each checkpoint also holds, per process, the training data stream's position
+(``data/resumable.py``) and the state of every random generator the loop draws from, and
+``resume_or_load`` puts both back, so a killed and resumed run continues with the same batches
+and random draws as an uninterrupted one. Evaluation during training runs with the generators
+saved and restored around it, so it does not shift the training's random streams.
 """
+import functools
 import logging
+import os
 import weakref
 
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.data import build_detection_test_loader
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
+from detectron2.utils.events import CommonMetricPrinter, TensorboardXWriter
+
 from ..data.build import build_dataset_mapper
+from ..data.resumable import build_resumable_train_loader
+from ..utils.atomic_io import remove_orphaned_tmp_files
+from ..utils.rng_state import capture_rng_state, restore_rng_state
 from .checkpoint import AtomicCheckpointer
 from .evaluators import build_evaluators
+from .metrics_writer import AtomicJSONWriter
 from .optimizer import build_optimizer
 
 __all__ = ["Trainer", "create_ddp_model"]
@@ -37,6 +51,18 @@ def create_ddp_model(model, **kwargs):
     return DistributedDataParallel(model, **kwargs)
 
 
+def _without_touching_rng(fn):
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        state = capture_rng_state()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            restore_rng_state(state)
+
+    return wrapped
+
+
 class Trainer(DefaultTrainer):
     def __init__(self, cfg):
         TrainerBase.__init__(self)
@@ -55,6 +81,49 @@ class Trainer(DefaultTrainer):
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
+    def rank_state(self):
+        """This process's data-stream position and random generators (gathered into checkpoints)."""
+        return {"rng": capture_rng_state(), "data": self._trainer.data_loader.state_dict()}
+
+    def resume_or_load(self, resume=True):
+        if comm.is_main_process():
+            remove_orphaned_tmp_files(self.cfg.OUTPUT_DIR)
+        comm.synchronize()
+        extra = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if not (resume and self.checkpointer.has_checkpoint()):
+            return
+        self.start_iter = self.iter + 1
+        states = extra.get("rank_states")
+        logger = logging.getLogger(__name__)
+        if not states:
+            logger.warning("The checkpoint holds no data-stream / RNG state (older format): the resumed run "
+                           "restarts the data stream and is not identical to an uninterrupted one.")
+            return
+        if len(states) != comm.get_world_size():
+            logger.warning(
+                f"The checkpoint was written by {len(states)} training processes, this run has "
+                f"{comm.get_world_size()}: the data stream restarts and the run is not identical to an "
+                f"uninterrupted one (exact resume needs the same number of processes)."
+            )
+            return
+        state = states[comm.get_rank()]
+        self._trainer.data_loader.load_state_dict(state["data"])
+        restore_rng_state(state["rng"])
+
+    def build_hooks(self):
+        ret = super().build_hooks()
+        for h in ret:
+            if isinstance(h, hooks.EvalHook):
+                h._func = _without_touching_rng(h._func)
+        return ret
+
+    def build_writers(self):
+        return [
+            CommonMetricPrinter(self.max_iter),
+            AtomicJSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json")),
+            TensorboardXWriter(self.cfg.OUTPUT_DIR),
+        ]
+
     @classmethod
     def build_model(cls, cfg):
         model = super().build_model(cfg)
@@ -69,7 +138,7 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=build_dataset_mapper(cfg, is_train=True))
+        return build_resumable_train_loader(cfg, mapper=build_dataset_mapper(cfg, is_train=True))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
