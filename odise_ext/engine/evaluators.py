@@ -3,16 +3,40 @@
 Each registered dataset declares its ``evaluator_type`` in its metadata (set once, where the
 dataset is registered). ``EVALUATOR_TABLE`` maps that type to the evaluators that can run on it,
 each with the config switch that turns it on (e.g. ``MODEL.MASK_FORMER.TEST.SEMANTIC_ON``).
+
+detectron2's evaluators write their outputs (``predictions.json``, ``sem_seg_predictions.json``,
+``coco_instances_results.json`` ...) through ``PathManager`` in place; while ours evaluate, those
+writes are atomic (``utils/atomic_io.py``): a full disk leaves no partial file and the error
+names the path.
 """
 import os
 
+import detectron2.evaluation.coco_evaluation
+import detectron2.evaluation.panoptic_evaluation
+import detectron2.evaluation.sem_seg_evaluation
 import numpy as np
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, COCOPanopticEvaluator, DatasetEvaluators, SemSegEvaluator
 from detectron2.utils.file_io import PathManager
 from PIL import Image
 
-__all__ = ["EVALUATOR_TABLE", "build_evaluators"]
+from ..utils.atomic_io import atomic_path_manager_in
+
+__all__ = ["EVALUATOR_TABLE", "AtomicOutputEvaluators", "build_evaluators"]
+
+_WRITING_MODULES = (
+    detectron2.evaluation.coco_evaluation,
+    detectron2.evaluation.panoptic_evaluation,
+    detectron2.evaluation.sem_seg_evaluation,
+)
+
+
+class AtomicOutputEvaluators(DatasetEvaluators):
+    """:class:`DatasetEvaluators` whose members' output files are written atomically."""
+
+    def evaluate(self):
+        with atomic_path_manager_in(*_WRITING_MODULES):
+            return super().evaluate()
 
 
 def _panoptic(cfg, name, out):
@@ -104,4 +128,4 @@ def build_evaluators(cfg, dataset_name, output_folder=None):
     evaluators = [build(cfg, dataset_name, output_folder) for build, enabled in EVALUATOR_TABLE[kind] if enabled(cfg)]
     if not evaluators:
         raise ValueError(f"no evaluator enabled for dataset '{dataset_name}' (type {kind}); check the *_ON switches")
-    return DatasetEvaluators(evaluators)
+    return AtomicOutputEvaluators(evaluators)

@@ -119,7 +119,7 @@ _RANDOM_BUILDERS = {"unet": build_unet, "vae": build_vae, "text_encoder": build_
 
 
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """Read a flat ``{name: tensor}`` dict from a ``.safetensors`` or torch pickle file.
+    """Read a flat ``{name: tensor}`` dict from a ``.safetensors`` or torch file (``weights_only``).
 
     Unwraps the ``"state_dict"`` / ``"model"`` nesting used by Lightning/ldm checkpoints.
     """
@@ -129,8 +129,12 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(path, device="cpu")
+    from ...utils.safe_load import UnsafeFileError, safe_torch_load
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = safe_torch_load(path)
+    except UnsafeFileError:
+        raise
     except Exception as e:  # noqa: BLE001 - re-raised with the path and the expected format
         raise ValueError(
             f"Could not read {path!r} as a torch checkpoint ({type(e).__name__}: {e}). "
