@@ -35,9 +35,10 @@ __all__ = [
 ALLOW_PICKLE_ENV = "ODISE_EXT_ALLOW_PICKLE"
 
 _CONVERT_HINT = (
-    "To convert a file you trust, load it once with full pickle and save only its tensors, e.g. "
-    "python -c \"import torch; torch.save(torch.load('IN', weights_only=False), 'OUT.pth')\" "
-    "(which keeps a state dict loadable with weights_only=True), or save it with safetensors. "
+    "To convert a file you trust, load it once with full pickle and keep only its tensors, e.g. "
+    "python -c \"import torch; c = torch.load('IN', weights_only=False); c = c.get('model', c); "
+    "torch.save({'model': {k: v for k, v in c.items() if torch.is_tensor(v)}}, 'OUT.pth')\", "
+    "or save them with safetensors. "
     f"Alternatively set {ALLOW_PICKLE_ENV}=1 to read such files with full pickle (only for files you trust)."
 )
 
@@ -86,6 +87,8 @@ _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),  # protocol 5
+    ("numpy._core.numeric", "_frombuffer"),
     ("_codecs", "encode"),  # how protocol-2 pickles of Python 3 write bytes
 }
 
