@@ -40,6 +40,16 @@ def _named(err: OSError, path: str) -> OSError:
     return type(err)(err.errno, f"could not write {path}: {err.strerror or err}", path)
 
 
+def _os_error_in_chain(e):
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode="w", **kwargs):
     """``with atomic_open(path, "w") as f: ...``: the file appears at ``path`` only complete.
@@ -65,8 +75,9 @@ def atomic_open(path, mode="w", **kwargs):
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        if isinstance(e, OSError):
-            raise _named(e, path) from e
+        cause = _os_error_in_chain(e)
+        if cause is not None:  # e.g. torch.save turns a failed write into a RuntimeError
+            raise _named(cause, path) from e
         raise
 
 
