@@ -80,6 +80,16 @@ def test_sigkill_and_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     results = json.loads((run / "eval_results.json").read_text())
     assert results == results_ref and "PQ" in json.dumps(results), kill_at
 
+    # the logged losses and lr of the last iteration (medians over the last 20 iterations, which
+    # span the kill) are those of the uninterrupted run
+    def last_metrics(out):
+        lines = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+        last = [m for m in lines if m["iteration"] == MAX_ITER - 1][-1]
+        return {k: v for k, v in last.items() if "time" not in k and k != "eta_seconds"}
+
+    logged = last_metrics(run)
+    assert logged == last_metrics(ref) and "total_loss" in logged and "lr" in logged, kill_at
+
     # files a user reads get the normal mode (umask 022), not mkstemp's 0600
     for name in ("model_final.pth", "last_checkpoint", "eval_results.json", "config.yaml"):
         assert stat.S_IMODE(os.stat(run / name).st_mode) == 0o644, name

@@ -31,6 +31,7 @@ from ..utils.rng_state import capture_rng_state, restore_rng_state
 from .checkpoint import AtomicCheckpointer
 from .evaluators import build_evaluators
 from .metrics_writer import AtomicJSONWriter
+from .storage_state import restore_storage, storage_state
 from .optimizer import build_optimizer
 
 __all__ = ["Trainer", "create_ddp_model"]
@@ -83,7 +84,10 @@ class Trainer(DefaultTrainer):
 
     def rank_state(self):
         """This process's data-stream position and random generators (gathered into checkpoints)."""
-        return {"rng": capture_rng_state(), "data": self._trainer.data_loader.state_dict()}
+        state = {"rng": capture_rng_state(), "data": self._trainer.data_loader.state_dict()}
+        if getattr(self, "storage", None) is not None:
+            state["storage"] = storage_state(self.storage)
+        return state
 
     def resume_or_load(self, resume=True):
         if comm.is_main_process():
@@ -109,6 +113,14 @@ class Trainer(DefaultTrainer):
         state = states[comm.get_rank()]
         self._trainer.data_loader.load_state_dict(state["data"])
         restore_rng_state(state["rng"])
+        self._resumed_storage = state.get("storage")
+
+    def before_train(self):
+        # the EventStorage exists from here on (TrainerBase.train creates it)
+        if getattr(self, "_resumed_storage", None):
+            restore_storage(self.storage, self._resumed_storage)
+            self._resumed_storage = None
+        super().before_train()
 
     def build_hooks(self):
         ret = super().build_hooks()
