@@ -42,7 +42,7 @@ import odise_ext  # noqa: E402,F401
 from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.modeling.open_vocab.vocabulary import parse_vocabulary  # noqa: E402
 from odise_ext.modeling.vpd.predictor import VPDPredictor  # noqa: E402
-from odise_ext.utils.atomic_io import atomic_open  # noqa: E402
+from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
 from odise_ext.utils import vpd_vis  # noqa: E402
 from odise_ext.utils.visualization import draw_panoptic, vocabulary_metadata  # noqa: E402
 
@@ -196,8 +196,7 @@ def main(argv=None):
             )
         drawn, summary = DRAWERS[key](np.ascontiguousarray(bgr[:, :, ::-1]), out, ctx)
         dst = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + ".png") if many else args.output
-        with atomic_open(dst, "wb") as f:  # never a half-written drawing
-            Image.fromarray(drawn).save(f, format=Image.registered_extensions().get(os.path.splitext(dst)[1].lower(), "PNG"))
+        atomic_save_image(Image.fromarray(drawn), dst)  # never a half-written drawing
         print(f"{path}: {summary} -> {dst}")
 
 

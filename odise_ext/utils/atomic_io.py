@@ -18,6 +18,7 @@ __all__ = [
     "atomic_open",
     "atomic_write",
     "atomic_write_bytes",
+    "atomic_save_image",
     "remove_orphaned_tmp_files",
     "AtomicPathManager",
     "atomic_path_manager_in",
@@ -90,6 +91,15 @@ def atomic_write(path, write_fn, mode="wb"):
 def atomic_write_bytes(path, data: bytes):
     """Write ``data`` to ``path`` atomically."""
     atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_save_image(image, path, **kwargs):
+    """``PIL.Image.save`` to ``path`` atomically; the format comes from the extension (PNG if unknown)."""
+    from PIL import Image
+
+    fmt = kwargs.pop("format", None) or Image.registered_extensions().get(os.path.splitext(str(path))[1].lower(), "PNG")
+    with atomic_open(path, "wb") as f:
+        image.save(f, format=fmt, **kwargs)
 
 
 def remove_orphaned_tmp_files(root) -> int:

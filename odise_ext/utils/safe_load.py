@@ -19,7 +19,6 @@ import pickle
 import zipfile
 from typing import Dict
 
-import numpy as np
 import torch
 
 __all__ = [
