@@ -106,3 +106,20 @@ def test_seeded_rng_draws_depend_on_seed_only():
     with seeded_rng(5):
         b = (random.random(), np.random.rand(), torch.rand(()))
     assert a == b
+
+
+def test_evaluation_during_training_leaves_the_generators_alone():
+    from odise_ext.engine.trainer import _without_touching_rng
+
+    def evaluate():  # draws from every generator, like a test loader's iterator and a model would
+        return random.random(), np.random.rand(), torch.rand(())
+
+    torch.manual_seed(4)
+    np.random.seed(4)
+    random.seed(4)
+    expected = (random.random(), np.random.rand(), torch.rand(()))
+    torch.manual_seed(4)
+    np.random.seed(4)
+    random.seed(4)
+    _without_touching_rng(evaluate)()
+    assert (random.random(), np.random.rand(), torch.rand(())) == expected

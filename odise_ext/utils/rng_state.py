@@ -1,7 +1,7 @@
 """The random-number generators a training process consumes, as checkpointable state.
 
 ``capture_rng_state`` / ``restore_rng_state`` cover Python's ``random``, numpy's global
-generator, torch's CPU generator and the CUDA generators of every visible device. The state is
+generator, torch's CPU generator and the CUDA generator of the process's device. The state is
 made of tensors, lists and numbers only, so checkpoints holding it load with
 ``torch.load(weights_only=True)``. ``seeded_rng`` runs a block with all three host generators
 seeded, then puts back their previous states (the training loop's streams are untouched).
@@ -25,7 +25,8 @@ def capture_rng_state() -> dict:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # this process's device (one per training process, as detectron2's launch sets it)
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -36,13 +37,7 @@ def restore_rng_state(state: dict) -> None:
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        cuda = state["cuda"]
-        if len(cuda) != torch.cuda.device_count():
-            raise ValueError(
-                f"the checkpoint holds CUDA generator states of {len(cuda)} devices, this process sees "
-                f"{torch.cuda.device_count()}: exact resume needs the same devices"
-            )
-        torch.cuda.set_rng_state_all(cuda)
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def sample_seed(base_seed: int, position: int, attempt: int = 0) -> int:
