@@ -183,3 +183,27 @@ def test_torchscript_tensors_read_without_loading_code(tmp_path):
     assert sorted(got) == sorted(expected)
     for k, v in expected.items():
         assert got[k].dtype == v.dtype and torch.equal(got[k], v), k
+
+
+@pytest.mark.parametrize("component", ["unet", "text_encoder"])
+def test_diffusers_folder_with_payload_weights(payload, tmp_path, component):
+    """MODEL.DIFFUSION.WEIGHTS as a diffusers folder: diffusers / transformers read .bin files
+    with weights_only=True, so the payload is refused there too."""
+    from detectron2.modeling import build_model
+
+    import odise_ext  # noqa: F401
+    from odise_ext.modeling.backbone.sd_loading import build_text_encoder, build_unet, build_vae
+
+    cfg = setup_cfg(TINY, [])
+    folder = tmp_path / "sd"
+    for name, build in (("unet", build_unet), ("vae", build_vae), ("text_encoder", build_text_encoder)):
+        build(cfg).save_pretrained(str(folder / name), safe_serialization=False)
+    # the pickle format (newer transformers save safetensors only: replace them)
+    names = {"unet": "diffusion_pytorch_model.bin", "text_encoder": "pytorch_model.bin"}
+    for f in os.listdir(folder / component):
+        if f.endswith((".bin", ".safetensors")):
+            os.remove(folder / component / f)
+    os.replace(payload(".bin", wrap=lambda p: {"w": p}), folder / component / names[component])
+    with pytest.raises(UnsafeFileError) as e:
+        build_model(setup_cfg(TINY, ["MODEL.DIFFUSION.WEIGHTS", str(folder)]))
+    _assert_refused(e, str(folder / component))

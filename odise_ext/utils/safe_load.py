@@ -24,6 +24,7 @@ import torch
 __all__ = [
     "ALLOW_PICKLE_ENV",
     "UnsafeFileError",
+    "unsafe_file_error",
     "pickle_allowed",
     "safe_torch_load",
     "safe_pickle_load",
@@ -49,6 +50,11 @@ class UnsafeFileError(ValueError):
 def pickle_allowed() -> bool:
     """Whether the user opted in to full pickle (``ODISE_EXT_ALLOW_PICKLE=1``)."""
     return os.environ.get(ALLOW_PICKLE_ENV, "") in ("1", "true", "True", "yes")
+
+
+def unsafe_file_error(path, why) -> UnsafeFileError:
+    """The error for a file (or folder) that needs code execution to read: says why and how to convert."""
+    return _refuse(path, why)
 
 
 def _refuse(path, why):
