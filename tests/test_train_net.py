@@ -1,6 +1,7 @@
 """tools/train_net.py end to end on the tiny config: 2 CPU processes (gloo), resume, eval-only."""
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -8,6 +9,13 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
+
+
+def _free_port():
+    # detectron2's default port is the same for every run of a user: concurrent test runs collide
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _run(args, env_extra=None, timeout=600):
@@ -27,7 +35,7 @@ def test_two_process_training_resume_and_eval(tmp_path):
                 "SOLVER.CHECKPOINT_PERIOD", "2", "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "0"]
 
     no_eval = ["DATASETS.TEST", "()"]  # training alone (detectron2 evaluates after training otherwise)
-    log = _run([*common, "--num-gpus", "2", *opts(2), *no_eval])
+    log = _run([*common, "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{_free_port()}", *opts(2), *no_eval])
     assert "world_size=2" in log.replace(" ", "") or "Rank of current process: 1" in log or os.path.exists(out / "log.txt.rank1")
     assert (out / "model_final.pth").exists() and (out / "last_checkpoint").read_text() == "model_final.pth"
     # no temporary files left behind by the atomic checkpointer

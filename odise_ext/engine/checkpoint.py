@@ -6,8 +6,11 @@ file is written through ``utils/atomic_io.py`` (temporary name in the same direc
 renamed over the target), so a reader sees either the old or the new file.
 
 When the checkpointer saves a trainer that offers ``rank_state()`` (our :class:`Trainer`), every
-process's data-stream position and RNG state are gathered into the checkpoint as
-``rank_states`` (a list indexed by rank), which ``Trainer.resume_or_load`` restores. Reading goes
+process's data-stream position and RNG state go into the checkpoint as ``rank_states`` (a list
+indexed by rank), which ``Trainer.resume_or_load`` restores. Only the main process saves
+(detectron2 registers the checkpoint hook there alone), so with several processes the states are
+gathered beforehand, at the scheduled checkpoint iterations, by a hook that runs on every process
+(``trainer.gathered_rank_states``). Reading goes
 through ``utils/safe_load.py`` (no code is executed from the file).
 """
 import os
@@ -26,7 +29,7 @@ _atomic_write = atomic_write
 
 class AtomicCheckpointer(DetectionCheckpointer):
     """A :class:`DetectionCheckpointer` whose ``save`` is atomic and records every process's
-    data-stream and RNG state. ``save`` must be called by every process (as detectron2's hooks do)."""
+    data-stream and RNG state."""
 
     def _is_local(self):
         return "://" not in str(self.save_dir)
@@ -35,13 +38,17 @@ class AtomicCheckpointer(DetectionCheckpointer):
         trainer = self.checkpointables.get("trainer")
         if trainer is None or not hasattr(trainer, "rank_state"):
             return None
-        state = trainer.rank_state()
-        return comm.all_gather(state) if comm.get_world_size() > 1 else [state]
+        gathered = getattr(trainer, "gathered_rank_states", None)  # by every process, this iteration
+        if gathered is not None and gathered[0] == trainer.iter:
+            return gathered[1]
+        if comm.get_world_size() == 1:
+            return [trainer.rank_state()]
+        return None  # a save outside the checkpoint schedule: resuming from it warns
 
     def save(self, name, **kwargs):
-        rank_states = self._rank_states()  # collective: before any process returns
         if not self.save_dir or not self.save_to_disk:
             return
+        rank_states = self._rank_states()
         if rank_states is not None:
             kwargs["rank_states"] = rank_states
         if not self._is_local():  # remote stores: keep detectron2's behaviour

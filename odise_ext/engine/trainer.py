@@ -64,6 +64,20 @@ def _without_touching_rng(fn):
     return wrapped
 
 
+class _GatherRankStates(hooks.HookBase):
+    """At the iterations the checkpointer saves, collect every process's ``rank_state()``
+    (on every process: ``all_gather`` is collective) for the main process's checkpoint."""
+
+    def __init__(self, period):
+        self._period = period
+
+    def after_step(self):
+        it, trainer = self.trainer.iter, self.trainer
+        if (it + 1) % self._period == 0 or it >= trainer.max_iter - 1:
+            state = trainer.rank_state()
+            trainer.gathered_rank_states = (it, comm.all_gather(state) if comm.get_world_size() > 1 else [state])
+
+
 class Trainer(DefaultTrainer):
     def __init__(self, cfg):
         TrainerBase.__init__(self)
@@ -127,6 +141,10 @@ class Trainer(DefaultTrainer):
         for h in ret:
             if isinstance(h, hooks.EvalHook):
                 h._func = _without_touching_rng(h._func)
+        # before the checkpointer (main process only) and the evaluation (a collective, like ours)
+        later = (hooks.PeriodicCheckpointer, hooks.EvalHook, hooks.PeriodicWriter)
+        at = next((i for i, h in enumerate(ret) if isinstance(h, later)), len(ret))
+        ret.insert(at, _GatherRankStates(self.cfg.SOLVER.CHECKPOINT_PERIOD))
         return ret
 
     def build_writers(self):
