@@ -70,11 +70,14 @@ def safe_torch_load(path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        detail = next((line for line in lines if "Unsupported global" in line or "Unsupported class" in line), None)
+        if detail is None:  # not refused for its content: not a (readable) pickle at all
+            raise ValueError(f"Could not read {path!r} as a torch checkpoint ({lines[-1] if lines else type(e).__name__})") from e
         if pickle_allowed():
             _warn_unsafe(path)
             return torch.load(path, map_location=map_location, weights_only=False)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise _refuse(path, f"it is not a plain tensor checkpoint ({first})") from None
+        raise _refuse(path, f"it is not a plain tensor checkpoint ({detail})") from None
 
 
 # Globals a plain weights/index pickle may name: builtin containers and numpy arrays. None of
