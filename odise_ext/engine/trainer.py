@@ -19,10 +19,9 @@ import weakref
 from detectron2.data import build_detection_test_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, TensorboardXWriter
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
-
-from detectron2.utils.events import CommonMetricPrinter, TensorboardXWriter
 
 from ..data.build import build_dataset_mapper
 from ..data.resumable import build_resumable_train_loader
@@ -31,8 +30,8 @@ from ..utils.rng_state import capture_rng_state, restore_rng_state
 from .checkpoint import AtomicCheckpointer
 from .evaluators import build_evaluators
 from .metrics_writer import AtomicJSONWriter
-from .storage_state import restore_storage, storage_state
 from .optimizer import build_optimizer
+from .storage_state import restore_storage, storage_state
 
 __all__ = ["Trainer", "create_ddp_model"]
 
