@@ -31,11 +31,11 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def _run(out, workers, *extra, kill_at=None):
+def _run(out, workers, *extra, kill_at=None, tail=()):
     args = ["--config-file", "configs/testing/odise_tiny.yaml", *extra,
             "OUTPUT_DIR", str(out), "SEED", "5", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", str(MAX_ITER),
             "SOLVER.CHECKPOINT_PERIOD", "2", "DATALOADER.NUM_WORKERS", str(workers),
-            "DATASETS.TEST", '("shapes_val_panoptic_with_sem_seg",)', "MODEL.MASK_FORMER.TEST.INSTANCE_ON", "False"]
+            "DATASETS.TEST", '("shapes_val_panoptic_with_sem_seg",)', "MODEL.MASK_FORMER.TEST.INSTANCE_ON", "False", *tail]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, TRAIN_NET, *args]
     if kill_at is not None:
@@ -93,3 +93,34 @@ def test_sigkill_and_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     # files a user reads get the normal mode (umask 022), not mkstemp's 0600
     for name in ("model_final.pth", "last_checkpoint", "eval_results.json", "config.yaml"):
         assert stat.S_IMODE(os.stat(run / name).st_mode) == 0o644, name
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(1200)
+def test_two_process_resume_from_an_intermediate_checkpoint(tmp_path):
+    """Every process's stream and generators are in the checkpoint (gathered; only rank 0 saves)."""
+    ref, run = tmp_path / "reference", tmp_path / "resumed"
+
+    def two(out, workers, *extra):
+        return _run(out, workers, "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{_free_port()}",
+                    *extra, tail=("DATASETS.TEST", "()"))
+
+    proc = two(ref, 0)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run.mkdir()
+    (run / "model_0000003.pth").write_bytes((ref / "model_0000003.pth").read_bytes())
+    (run / "last_checkpoint").write_text("model_0000003.pth")
+    assert len(torch.load(run / "model_0000003.pth", weights_only=True)["rank_states"]) == 2
+    proc = two(run, 1, "--resume")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Starting training from iteration 4" in proc.stdout + proc.stderr
+    a, b = _weights(ref / "model_final.pth"), _weights(run / "model_final.pth")
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
