@@ -22,7 +22,6 @@ Images whose two outputs exist are skipped unless ``--overwrite``. Usage::
 import argparse
 import functools
 import os
-import pickle
 import sys
 
 import numpy as np
@@ -40,6 +39,7 @@ from odise_ext.data.datasets.prepare_utils import (
     save_image,
 )
 from odise_ext.data.datasets.register_ade20k import ADE20K_SOURCES, ade20k_paths
+from odise_ext.utils.safe_load import safe_pickle_load
 
 VOID = 65535
 MAX_SHORT_SIDE = 512
@@ -105,8 +105,7 @@ def convert_image(item, image_dirs, label_dirs, overwrite: bool) -> None:
 
 def list_images(root: str, index_file: str):
     """[(split, image path)] from ``index_ade20k.pkl`` (its folders are relative to ade/)."""
-    with open(index_file, "rb") as f:
-        index = pickle.load(f)
+    index = safe_pickle_load(index_file)  # containers and numpy arrays only: no code runs from the file
     for key in ("folder", "filename"):
         if key not in index:
             raise KeyError(f"{index_file} has no '{key}' entry (keys: {sorted(index)})")

@@ -20,13 +20,13 @@ Usage: ``python datasets/prepare_refcoco.py [--root DIR] [--datasets refcoco ref
 import argparse
 import json
 import os
-import pickle
 import sys
 from collections import defaultdict
 
 from tqdm import tqdm
 
 from odise_ext.data.datasets.prepare_utils import report_problems, resolve_root, write_index
+from odise_ext.utils.safe_load import safe_pickle_load
 
 REFER_URL = "https://github.com/lichengunc/refer (data: refcoco.zip, refcoco+.zip, refcocog.zip)"
 SPLIT_BYS = {"refcoco": ("unc",), "refcoco+": ("unc",), "refcocog": ("umd", "google")}
@@ -81,8 +81,7 @@ def main(argv=None):
         with open(inst_path) as f:
             instances = json.load(f)
         for split_by, ref_path in ref_paths.items():
-            with open(ref_path, "rb") as f:
-                refs = pickle.load(f)
+            refs = safe_pickle_load(ref_path)  # lists and dicts only: no code runs from the file
             splits, problems = convert(refs, instances)
             if args.check_images:
                 image_root = os.path.join(args.root, "coco", "train2014")

@@ -17,8 +17,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from odise_ext.engine.checkpoint import _atomic_write  # noqa: E402
 from odise_ext.odise.checkpoint import convert_odise_state_dict  # noqa: E402
+from odise_ext.utils.atomic_io import atomic_write  # noqa: E402
+from odise_ext.utils.safe_load import UnsafeFileError, safe_torch_load  # noqa: E402
 
 
 def check_against_config(state_dict, config_file):
@@ -55,7 +56,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not os.path.isfile(args.input):
         raise SystemExit(f"no such checkpoint: {args.input}")
-    ckpt = torch.load(args.input, map_location="cpu", weights_only=False)
+    try:
+        ckpt = safe_torch_load(args.input)  # never runs code from the file (ODISE releases hold tensors only)
+    except UnsafeFileError as e:
+        raise SystemExit(str(e))
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
         raise SystemExit(f"{args.input}: expected an ODISE checkpoint ({{'model': state_dict}} or a state_dict)")
@@ -68,7 +72,7 @@ def main(argv=None):
             raise SystemExit("the converted checkpoint does not fit the model:\n  " + "\n  ".join(problems[:50]))
         print(f"all keys and shapes match the model of {args.config_file}")
     out = {"model": converted, "__author__": "converted from ODISE by tools/convert_odise_checkpoint.py"}
-    _atomic_write(args.output, lambda f: torch.save(out, f))
+    atomic_write(args.output, lambda f: torch.save(out, f))
     print(f"wrote {args.output}")
 
 

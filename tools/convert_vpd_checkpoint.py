@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from odise_ext.engine.checkpoint import _atomic_write  # noqa: E402
+from odise_ext.utils.atomic_io import atomic_write  # noqa: E402
 from odise_ext.utils.vpd_checkpoint import (  # noqa: E402
     RELEASE_FORMATS,
     check_against_model,
@@ -82,7 +82,7 @@ def main(argv=None):
             "release_dropped": dropped,
             "__author__": "converted by tools/convert_vpd_checkpoint.py",
         }
-    _atomic_write(args.output, lambda f: torch.save(out, f))
+    atomic_write(args.output, lambda f: torch.save(out, f))
     print(f"wrote {args.output}")
 
 

@@ -40,6 +40,7 @@ import odise_ext  # noqa: E402,F401  (registers models and their demo entries)
 from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.data.image_io import read_image  # noqa: E402
 from odise_ext.engine.demo import DEMO_REGISTRY  # noqa: E402
+from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
 from odise_ext.vpd.hooks import parse_boxes  # noqa: E402,F401  (part of this tool's interface)
 
 # Task flags: each model's demo entry (odise_ext/<task>/hooks.py) lists the ones it reads.
@@ -85,7 +86,7 @@ def main(argv=None):
         out = predictor(bgr, **task.inputs(bgr))
         drawn, summary = task.draw(np.ascontiguousarray(bgr[:, :, ::-1]), out, metadata)
         dst = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + ".png") if many else args.output
-        Image.fromarray(drawn).save(dst)
+        atomic_save_image(Image.fromarray(drawn), dst)  # never a half-written drawing
         print(f"{path}: {summary} -> {dst}")
 
 

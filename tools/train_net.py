@@ -6,7 +6,9 @@
     python tools/train_net.py --config-file configs/testing/odise_tiny.yaml --num-gpus 2 MODEL.DEVICE cpu
 
 Multi-GPU / multi-node runs use detectron2's ``launch`` (torch.distributed; gloo when there is no
-GPU). ``--resume`` continues from ``OUTPUT_DIR/last_checkpoint``.
+GPU). ``--resume`` continues from ``OUTPUT_DIR/last_checkpoint``, exactly: the same batches and
+random draws as if the run had not stopped. Every file written here (``config.yaml``,
+checkpoints, ``metrics.json``, evaluator outputs, ``eval_results.json``) appears only complete.
 """
 import json
 import os
@@ -15,6 +17,7 @@ import sys
 # Run from a source checkout without installing: make `import odise_ext` find this repository.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import detectron2.engine.defaults  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
 from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
@@ -23,13 +26,16 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 import odise_ext  # noqa: E402,F401  (registers datasets, models, mappers)
 from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.engine import AtomicCheckpointer, Trainer  # noqa: E402
-from odise_ext.engine.checkpoint import atomic_write_bytes  # noqa: E402
 from odise_ext.engine.weights_file import check_weights_file  # noqa: E402
+from odise_ext.utils.atomic_io import atomic_path_manager_in, atomic_write_bytes, remove_orphaned_tmp_files  # noqa: E402
 
 
 def setup(args):
     cfg = setup_cfg(args.config_file, args.opts, freeze=True)
-    default_setup(cfg, args)
+    if comm.is_main_process():
+        remove_orphaned_tmp_files(cfg.OUTPUT_DIR)  # left by writes a killed run did not finish
+    with atomic_path_manager_in(detectron2.engine.defaults):  # config.yaml appears only complete
+        default_setup(cfg, args)
     # default_setup only configures detectron2's and fvcore's loggers: ours (e.g. the PNG, depth
     # and referring evaluators' tables) go to the same console and log file
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="odise_ext")
@@ -46,12 +52,21 @@ def main(args):
         res = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)
-            # Machine-readable results next to the log (tools/summarize_demo.py reads them).
-            atomic_write_bytes(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), json.dumps(res, indent=2).encode())
+            write_results(cfg, res)
         return res
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    res = trainer.train()
+    # detectron2 returns the results only when checking TEST.EXPECTED_RESULTS
+    res = res or getattr(trainer, "_last_eval_results", None)
+    if res and comm.is_main_process():
+        write_results(cfg, res)
+    return res
+
+
+def write_results(cfg, res):
+    """Machine-readable results next to the log (tools/summarize_demo.py reads them)."""
+    atomic_write_bytes(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), json.dumps(res, indent=2).encode())
 
 
 def cli(argv=None):

@@ -29,6 +29,7 @@ import odise_ext.png.meta_arch  # noqa: E402,F401  (registers PNGDiffusion)
 from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.data.build import build_dataset_mapper  # noqa: E402
 from odise_ext.png.visualization import draw_png  # noqa: E402
+from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
 from odise_ext.utils.visualization import side_by_side  # noqa: E402
 
 
@@ -81,7 +82,7 @@ def main(argv=None):
             draw_png(rgb, d["caption"], spans, _resize_masks(pred, rgb.shape[:2]), alpha=args.alpha),
         )
         dst = os.path.join(args.output, f"{d['image_id']}_{d['annotator_id']}_{d['narrative_index']}.png")
-        Image.fromarray(panel).save(dst)
+        atomic_save_image(Image.fromarray(panel), dst)
         written.append(dst)
     print(f"wrote {len(written)} panels (ground truth | prediction) to {args.output}")
     return written

@@ -22,6 +22,7 @@ from tqdm import tqdm  # noqa: E402
 import odise_ext  # noqa: E402,F401
 from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.odise.open_vocab.vocabulary import Vocabulary  # noqa: E402
+from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
 from odise_ext.utils.visualization import draw_panoptic, side_by_side, vocabulary_metadata  # noqa: E402
 
 
@@ -50,7 +51,7 @@ def main(argv=None):
         seg, info = predictor(np.ascontiguousarray(rgb[:, :, ::-1]))["panoptic_seg"]
         panel = side_by_side(rgb, draw_panoptic(rgb, gt, gt_info, vis_meta), draw_panoptic(rgb, seg, info, vis_meta))
         dst = os.path.join(args.output, f"{d['image_id']}.png")
-        Image.fromarray(panel).save(dst)
+        atomic_save_image(Image.fromarray(panel), dst)
         written.append(dst)
     print(f"wrote {len(written)} panels (image | ground truth | prediction) to {args.output}")
 

@@ -14,6 +14,7 @@ Three sources, chosen by ``MODEL.DIFFUSION.WEIGHTS``:
 """
 import json
 import os
+import pickle
 from typing import Dict, Iterable
 
 import torch
@@ -119,7 +120,7 @@ _RANDOM_BUILDERS = {"unet": build_unet, "vae": build_vae, "text_encoder": build_
 
 
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """Read a flat ``{name: tensor}`` dict from a ``.safetensors`` or torch pickle file.
+    """Read a flat ``{name: tensor}`` dict from a ``.safetensors`` or torch file (``weights_only``).
 
     Unwraps the ``"state_dict"`` / ``"model"`` nesting used by Lightning/ldm checkpoints.
     """
@@ -129,8 +130,12 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(path, device="cpu")
+    from ..utils.safe_load import UnsafeFileError, safe_torch_load
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = safe_torch_load(path)
+    except UnsafeFileError:
+        raise
     except Exception as e:  # noqa: BLE001 - re-raised with the path and the expected format
         raise ValueError(
             f"Could not read {path!r} as a torch checkpoint ({type(e).__name__}: {e}). "
@@ -248,6 +253,21 @@ def load_sd_components(cfg, components: Iterable[str] = SD_COMPONENTS) -> Dict[s
     }
 
 
+def _unpickling_error_in(e):
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, pickle.UnpicklingError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _last_line(e):
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    return lines[-1].strip()[:200] if lines else type(e).__name__
+
+
 def _load_diffusers_folder(path: str, components) -> Dict[str, nn.Module]:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -263,7 +283,12 @@ def _load_diffusers_folder(path: str, components) -> Dict[str, nn.Module]:
             )
         try:
             modules[name] = classes[name].from_pretrained(sub, local_files_only=True)
-        except (OSError, ValueError, EnvironmentError) as e:
+        except (OSError, ValueError, EnvironmentError, pickle.UnpicklingError) as e:
+            refused = _unpickling_error_in(e)  # a .bin that weights_only=True refused
+            if refused is not None:
+                from ..utils.safe_load import unsafe_file_error
+
+                raise unsafe_file_error(sub, f"its weights are not plain tensors ({_last_line(refused)})") from None
             raise ValueError(
                 f"Could not load {classes[name].__name__} from {sub!r} ({e}). Expected a "
                 f"diffusers/transformers save_pretrained folder."

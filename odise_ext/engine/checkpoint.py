@@ -1,49 +1,53 @@
-"""Checkpointing that never leaves a half-written file behind.
+"""Checkpointing that never leaves a half-written file behind, and resumes exactly.
 
 detectron2's checkpointer writes ``model_XXXX.pth`` and ``last_checkpoint`` in place: a job killed
 while writing leaves a truncated file that ``--resume`` then tries (and fails) to load. Here every
-file is written to a temporary name in the same directory, flushed to disk, and renamed over the
-target (``os.replace`` is atomic on POSIX), so a reader sees either the old or the new file.
+file is written through ``utils/atomic_io.py`` (temporary name in the same directory, flushed,
+renamed over the target), so a reader sees either the old or the new file.
+
+When the checkpointer saves a trainer that offers ``rank_state()`` (our :class:`Trainer`), every
+process's data-stream position and RNG state go into the checkpoint as ``rank_states`` (a list
+indexed by rank), which ``Trainer.resume_or_load`` restores. Only the main process saves
+(detectron2 registers the checkpoint hook there alone), so with several processes the states are
+gathered beforehand, at the scheduled checkpoint iterations, by a hook that runs on every process
+(``trainer.gathered_rank_states``). Reading goes
+through ``utils/safe_load.py`` (no code is executed from the file).
 """
 import os
-import tempfile
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils import comm
+
+from ..utils.atomic_io import atomic_write, atomic_write_bytes
 
 __all__ = ["AtomicCheckpointer", "atomic_write_bytes"]
 
 
-def _atomic_write(path, write_fn, mode="wb"):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_bytes(path, data: bytes):
-    """Write ``data`` to ``path`` atomically."""
-    _atomic_write(path, lambda f: f.write(data))
-
-
 class AtomicCheckpointer(DetectionCheckpointer):
-    """A :class:`DetectionCheckpointer` whose ``save`` is atomic (same file names and contents)."""
+    """A :class:`DetectionCheckpointer` whose ``save`` is atomic and records every process's
+    data-stream and RNG state."""
 
     def _is_local(self):
         return "://" not in str(self.save_dir)
 
+    def _rank_states(self):
+        trainer = self.checkpointables.get("trainer")
+        if trainer is None or not hasattr(trainer, "rank_state"):
+            return None
+        gathered = getattr(trainer, "gathered_rank_states", None)  # by every process, this iteration
+        if gathered is not None and gathered[0] == trainer.iter:
+            return gathered[1]
+        if comm.get_world_size() == 1:
+            return [trainer.rank_state()]
+        return None  # a save outside the checkpoint schedule: resuming from it warns
+
     def save(self, name, **kwargs):
         if not self.save_dir or not self.save_to_disk:
             return
+        rank_states = self._rank_states()
+        if rank_states is not None:
+            kwargs["rank_states"] = rank_states
         if not self._is_local():  # remote stores: keep detectron2's behaviour
             return super().save(name, **kwargs)
         data = {"model": self.model.state_dict()}
@@ -53,11 +57,11 @@ class AtomicCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        _atomic_write(save_file, lambda f: torch.save(data, f))
+        atomic_write(save_file, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename):
         if not self._is_local():
             return super().tag_last_checkpoint(last_filename_basename)
         path = os.path.join(self.save_dir, "last_checkpoint")
-        _atomic_write(path, lambda f: f.write(last_filename_basename), mode="w")
+        atomic_write(path, lambda f: f.write(last_filename_basename), mode="w")

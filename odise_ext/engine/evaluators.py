@@ -8,9 +8,17 @@ config switches on (e.g. ODISE's ``MODEL.MASK_FORMER.TEST.*_ON``); the shared ty
 ``SomeEvaluator(cfg, dataset_name=..., output_dir=...)``, or detectron2's own ones below.
 An open-vocabulary model's test vocabulary is matched with the dataset's classes here, before
 any inference (``odise_ext.odise.vocabulary_remap``).
+
+detectron2's evaluators write their outputs (``predictions.json``, ``sem_seg_predictions.json``,
+``coco_instances_results.json`` ...) through ``PathManager`` in place; while ours evaluate, those
+writes are atomic (``utils/atomic_io.py``): a full disk leaves no partial file and the error
+names the path.
 """
 import os
 
+import detectron2.evaluation.coco_evaluation
+import detectron2.evaluation.panoptic_evaluation
+import detectron2.evaluation.sem_seg_evaluation
 import numpy as np
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, COCOPanopticEvaluator, DatasetEvaluators, SemSegEvaluator
@@ -21,8 +29,10 @@ from PIL import Image
 
 from ..odise.open_vocab.vocabulary import dataset_vocabulary
 from ..odise.vocabulary_remap import VocabularyRemapEvaluator, vocabulary_to_dataset
+from ..utils.atomic_io import atomic_path_manager_in
 
 __all__ = [
+    "AtomicOutputEvaluators",
     "EVALUATOR_REGISTRY",
     "build_evaluators",
     "instance_evaluator",
@@ -36,6 +46,20 @@ EVALUATOR_REGISTRY.__doc__ = """
 ``evaluator_type`` (dataset metadata) -> ``fn(cfg, dataset_name, output_dir)`` returning the
 list of enabled evaluators (register with :func:`register_evaluators`).
 """
+
+_WRITING_MODULES = (
+    detectron2.evaluation.coco_evaluation,
+    detectron2.evaluation.panoptic_evaluation,
+    detectron2.evaluation.sem_seg_evaluation,
+)
+
+
+class AtomicOutputEvaluators(DatasetEvaluators):
+    """:class:`DatasetEvaluators` whose members' output files are written atomically."""
+
+    def evaluate(self):
+        with atomic_path_manager_in(*_WRITING_MODULES):
+            return super().evaluate()
 
 
 def register_evaluators(evaluator_type: str):
@@ -114,4 +138,4 @@ def build_evaluators(cfg, dataset_name, output_folder=None, *, vocabulary=None):
         if to_dataset is not None:
             things = dataset_vocabulary(meta).thing_ids
             evaluators = [VocabularyRemapEvaluator(e, to_dataset, things) for e in evaluators]
-    return DatasetEvaluators(evaluators)
+    return AtomicOutputEvaluators(evaluators)

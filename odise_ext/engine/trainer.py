@@ -4,21 +4,35 @@ It is detectron2's :class:`DefaultTrainer` with our pieces plugged in: the datas
 evaluators named by the config, our optimizer (trainable parameters only, lr multipliers,
 full-model clipping), atomic checkpoints, and a DDP wrapper that also works for CPU processes
 (gloo), so ``--num-gpus 2`` runs on a machine without GPUs.
+
+Resume is exact: each checkpoint also holds, per process, the training data stream's position
+(``data/resumable.py``) and the state of every random generator the loop draws from, and
+``resume_or_load`` puts both back, so a killed and resumed run continues with the same batches
+and random draws as an uninterrupted one. Evaluation during training runs with the generators
+saved and restored around it, so it does not shift the training's random streams.
 """
+import functools
 import logging
+import os
 import weakref
 
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.data import build_detection_test_loader
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, TensorboardXWriter
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.build import build_dataset_mapper
+from ..data.resumable import build_resumable_train_loader
 from ..data.validation import checked_dataset_dicts
+from ..utils.atomic_io import remove_orphaned_tmp_files
+from ..utils.rng_state import capture_rng_state, restore_rng_state
 from .checkpoint import AtomicCheckpointer
 from .evaluators import build_evaluators
+from .metrics_writer import AtomicJSONWriter
 from .optimizer import build_optimizer
+from .storage_state import restore_storage, storage_state
 
 __all__ = ["Trainer", "create_ddp_model"]
 
@@ -36,6 +50,32 @@ def create_ddp_model(model, **kwargs):
     kwargs.setdefault("device_ids", [comm.get_local_rank()] if on_gpu else None)
     kwargs.setdefault("find_unused_parameters", True)
     return DistributedDataParallel(model, **kwargs)
+
+
+def _without_touching_rng(fn):
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        state = capture_rng_state()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            restore_rng_state(state)
+
+    return wrapped
+
+
+class _GatherRankStates(hooks.HookBase):
+    """At the iterations the checkpointer saves, collect every process's ``rank_state()``
+    (on every process: ``all_gather`` is collective) for the main process's checkpoint."""
+
+    def __init__(self, period):
+        self._period = period
+
+    def after_step(self):
+        it, trainer = self.trainer.iter, self.trainer
+        if (it + 1) % self._period == 0 or it >= trainer.max_iter - 1:
+            state = trainer.rank_state()
+            trainer.gathered_rank_states = (it, comm.all_gather(state) if comm.get_world_size() > 1 else [state])
 
 
 class Trainer(DefaultTrainer):
@@ -56,6 +96,64 @@ class Trainer(DefaultTrainer):
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
+    def rank_state(self):
+        """This process's data-stream position and random generators (gathered into checkpoints)."""
+        state = {"rng": capture_rng_state(), "data": self._trainer.data_loader.state_dict()}
+        if getattr(self, "storage", None) is not None:
+            state["storage"] = storage_state(self.storage)
+        return state
+
+    def resume_or_load(self, resume=True):
+        if comm.is_main_process():
+            remove_orphaned_tmp_files(self.cfg.OUTPUT_DIR)
+        comm.synchronize()
+        extra = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if not (resume and self.checkpointer.has_checkpoint()):
+            return
+        self.start_iter = self.iter + 1
+        states = extra.get("rank_states")
+        logger = logging.getLogger(__name__)
+        if not states:
+            logger.warning("The checkpoint holds no data-stream / RNG state (older format): the resumed run "
+                           "restarts the data stream and is not identical to an uninterrupted one.")
+            return
+        if len(states) != comm.get_world_size():
+            logger.warning(
+                f"The checkpoint was written by {len(states)} training processes, this run has "
+                f"{comm.get_world_size()}: the data stream restarts and the run is not identical to an "
+                f"uninterrupted one (exact resume needs the same number of processes)."
+            )
+            return
+        state = states[comm.get_rank()]
+        self._trainer.data_loader.load_state_dict(state["data"])
+        restore_rng_state(state["rng"])
+        self._resumed_storage = state.get("storage")
+
+    def before_train(self):
+        # the EventStorage exists from here on (TrainerBase.train creates it)
+        if getattr(self, "_resumed_storage", None):
+            restore_storage(self.storage, self._resumed_storage)
+            self._resumed_storage = None
+        super().before_train()
+
+    def build_hooks(self):
+        ret = super().build_hooks()
+        for h in ret:
+            if isinstance(h, hooks.EvalHook):
+                h._func = _without_touching_rng(h._func)
+        # before the checkpointer (main process only) and the evaluation (a collective, like ours)
+        later = (hooks.PeriodicCheckpointer, hooks.EvalHook, hooks.PeriodicWriter)
+        at = next((i for i, h in enumerate(ret) if isinstance(h, later)), len(ret))
+        ret.insert(at, _GatherRankStates(self.cfg.SOLVER.CHECKPOINT_PERIOD))
+        return ret
+
+    def build_writers(self):
+        return [
+            CommonMetricPrinter(self.max_iter),
+            AtomicJSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json")),
+            TensorboardXWriter(self.cfg.OUTPUT_DIR),
+        ]
+
     @classmethod
     def build_model(cls, cfg):
         model = super().build_model(cfg)
@@ -71,7 +169,7 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         dataset = checked_dataset_dicts(cfg, cfg.DATASETS.TRAIN, is_train=True)
-        return build_detection_train_loader(cfg, dataset=dataset, mapper=build_dataset_mapper(cfg, is_train=True))
+        return build_resumable_train_loader(cfg, mapper=build_dataset_mapper(cfg, is_train=True), dataset=dataset)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

@@ -40,7 +40,12 @@ class PanopticLSJMapper:
         self.image_format = image_format
         self.num_phrases = num_phrases
         # Without a seed, numpy's global RNG: detectron2 re-seeds it in every data-loader worker.
-        self.rng = np.random.RandomState(seed) if seed is not None else np.random
+        # (None: numpy's global RNG, looked up when used: a module cannot be pickled to spawned workers)
+        self._own_rng = np.random.RandomState(seed) if seed is not None else None
+
+    @property
+    def rng(self):
+        return self._own_rng if self._own_rng is not None else np.random
 
     @classmethod
     def from_config(cls, cfg, is_train=True):

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .safe_load import safe_torch_load
 from .vpd_release_formats import RELEASE_FORMATS, ReleaseFormat, release_format, release_key_shapes
 
 __all__ = [
@@ -44,20 +45,14 @@ __all__ = [
 
 # ---- reading ----------------------------------------------------------------------------------
 def load_release_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], dict]:
-    """Read a released checkpoint with ``weights_only=True``.
+    """Read a released checkpoint with ``weights_only=True`` (``odise_ext.utils.safe_load``).
 
     Returns:
         (state dict without a ``module.`` prefix, the other top-level entries).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such checkpoint: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError (or RuntimeError) for unsafe payloads
-        raise ValueError(
-            f"{path}: cannot be read with weights_only=True ({type(e).__name__}: {str(e)[:300]}); "
-            "refusing to unpickle arbitrary objects from a checkpoint"
-        ) from e
+    obj = safe_torch_load(path)  # weights_only=True: a pickle payload is refused, never run
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: holds a {type(obj).__name__}, expected a dict checkpoint")
     for container in ("model", "state_dict"):

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..utils.atomic_io import atomic_save_image
 from ..utils.visualization import side_by_side
 
 __all__ = ["colorize_depth", "save_depth_png", "depth_comparison"]
@@ -53,7 +54,7 @@ def colorize_depth(depth, valid=None, *, vmin=None, vmax=None, cmap="magma_r"):
 
 def save_depth_png(path, depth, valid=None, **kwargs):
     """Write :func:`colorize_depth` of ``depth`` to ``path`` as an RGB PNG; kwargs as there."""
-    Image.fromarray(colorize_depth(depth, valid, **kwargs)).save(path, format="PNG")
+    atomic_save_image(Image.fromarray(colorize_depth(depth, valid, **kwargs)), path, format="PNG")
 
 
 def depth_comparison(pred, gt, valid=None, *, gap=4, cmap="magma_r"):

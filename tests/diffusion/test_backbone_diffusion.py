@@ -169,7 +169,7 @@ def test_checkpoint_round_trip_without_frozen_weights(backbone, tmp_path):
     with torch.no_grad():
         assert not torch.allclose(other(x)["res3"], backbone(x)["res3"])
         incompatible = DetectionCheckpointer(other)._load_model(
-            torch.load(tmp_path / "model_final.pth", weights_only=False)
+            torch.load(tmp_path / "model_final.pth", weights_only=True)
         )
         assert incompatible.missing_keys == [] and incompatible.unexpected_keys == []
         torch.testing.assert_close(other(x)["res3"], backbone(x)["res3"])

@@ -18,6 +18,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ...utils.atomic_io import atomic_open
+
 from .catalog_utils import default_datasets_root
 
 __all__ = [
@@ -96,35 +98,25 @@ def read_split_list(path: str) -> List[str]:
     return ids
 
 
-def _tmp_path(path: str) -> str:
-    # Keep the extension last: PIL picks the format from it.
-    stem, ext = os.path.splitext(path)
-    return f"{stem}.tmp{os.getpid()}{ext}"
-
-
 def save_image(array: np.ndarray, path: str, **kwargs) -> None:
     """Write ``array`` with PIL (format from the extension), atomically."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = _tmp_path(path)
-    Image.fromarray(array).save(tmp, **kwargs)
-    os.replace(tmp, path)
+    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower())
+    if fmt is None:
+        raise ValueError(f"{path}: PIL has no image format for this extension")
+    with atomic_open(path, "wb") as f:
+        Image.fromarray(array).save(f, format=fmt, **kwargs)
 
 
 def copy_file(src: str, dst: str) -> None:
     """Copy ``src`` to ``dst`` (bytes unchanged), atomically."""
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    tmp = _tmp_path(dst)
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with open(src, "rb") as fin, atomic_open(dst, "wb") as fout:
+        shutil.copyfileobj(fin, fout)
 
 
 def save_json(obj, path: str) -> None:
     """Write ``obj`` as json, atomically."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = _tmp_path(path)
-    with open(tmp, "w") as f:
+    with atomic_open(path, "w") as f:
         json.dump(obj, f)
-    os.replace(tmp, path)
 
 
 def read_bts_split_file(path: str) -> List[Tuple[str, Optional[str]]]:

@@ -85,6 +85,25 @@ def build_open_clip_model(cfg) -> nn.Module:
     )
 
 
+def _read_torch_or_torchscript(path: str) -> dict:
+    # OpenAI ships TorchScript archives: their tensors are read without loading their code.
+    import zipfile
+
+    from ...utils.safe_load import UnsafeFileError, read_torchscript_tensors, safe_torch_load
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            is_script = any(n.endswith("/code/") or "/code/" in n for n in zf.namelist())
+    except (zipfile.BadZipFile, OSError):
+        is_script = False
+    try:
+        return read_torchscript_tensors(path) if is_script else safe_torch_load(path)
+    except UnsafeFileError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"Could not read {path!r} ({type(e).__name__}: {e}): expected {_EXPECTED}.") from e
+
+
 def _read_clip_state_dict(path: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -95,13 +114,7 @@ def _read_clip_state_dict(path: str) -> dict:
 
         state = load_file(path, device="cpu")
     else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - OpenAI ships TorchScript archives; try that next
-            try:
-                state = torch.jit.load(path, map_location="cpu").state_dict()
-            except Exception as e:  # noqa: BLE001
-                raise ValueError(f"Could not read {path!r}: expected {_EXPECTED}.") from e
+        state = _read_torch_or_torchscript(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -66,7 +66,12 @@ class VPDReferMapper:
         self.eval_at_input_size = eval_at_input_size
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
-        self.rng = np.random.RandomState(seed) if seed is not None else np.random
+        # (None: numpy's global RNG, looked up when used: a module cannot be pickled to spawned workers)
+        self._own_rng = np.random.RandomState(seed) if seed is not None else None
+
+    @property
+    def rng(self):
+        return self._own_rng if self._own_rng is not None else np.random
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):

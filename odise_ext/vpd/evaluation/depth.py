@@ -28,6 +28,8 @@ from detectron2.config import configurable
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
+from ...utils.atomic_io import atomic_save_image
+
 __all__ = ["depth_metrics", "depth_eval_mask", "DepthEvaluator", "DEPTH_METRIC_NAMES"]
 
 DEPTH_METRIC_NAMES = ("d1", "d2", "d3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog")
@@ -215,7 +217,7 @@ class DepthEvaluator(DatasetEvaluator):
         stem = os.path.splitext(os.path.basename(str(name)))[0] or "image"
         stem = f"{comm.get_rank()}_{len(self._per_image) - 1:04d}_{stem}"
         image = Image.fromarray(depth_comparison(pred, gt, valid))
-        image.save(os.path.join(self._vis_dir, f"{stem}.png"))
+        atomic_save_image(image, os.path.join(self._vis_dir, f"{stem}.png"))
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):

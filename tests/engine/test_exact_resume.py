@@ -1,0 +1,126 @@
+"""tools/train_net.py --resume after a SIGKILL ends with the weights and metrics of a run that was
+never interrupted (tiny ODISE config, embedded shapes data)."""
+import json
+import os
+import random
+import stat
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
+MAX_ITER = 7
+
+# train_net with a hook that SIGKILLs the process when iteration KILL_AT starts
+_KILLING_LAUNCHER = """
+import os, runpy, signal, sys
+from detectron2.engine import HookBase
+from odise_ext.engine import trainer as T
+kill_at = int(os.environ["KILL_AT"])
+class _Kill(HookBase):
+    def before_step(self):
+        if self.trainer.iter == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+build_hooks = T.Trainer.build_hooks
+T.Trainer.build_hooks = lambda self: build_hooks(self) + [_Kill()]
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _run(out, workers, *extra, kill_at=None, tail=()):
+    args = ["--config-file", "configs/testing/odise_tiny.yaml", *extra,
+            "OUTPUT_DIR", str(out), "SEED", "5", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", str(MAX_ITER),
+            "SOLVER.CHECKPOINT_PERIOD", "2", "DATALOADER.NUM_WORKERS", str(workers),
+            "DATASETS.TEST", '("shapes_val_panoptic_with_sem_seg",)', "MODEL.MASK_FORMER.TEST.INSTANCE_ON", "False", *tail]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, TRAIN_NET, *args]
+    if kill_at is not None:
+        env["KILL_AT"] = str(kill_at)
+        cmd = [sys.executable, "-c", _KILLING_LAUNCHER, TRAIN_NET, *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+                          preexec_fn=lambda: os.umask(0o022))
+    return proc
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+@pytest.mark.timeout(1200)
+def test_sigkill_and_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    kill_at = random.Random().randint(2, MAX_ITER - 1)  # a checkpoint (iteration 1) exists by then
+    ref, run = tmp_path / "reference", tmp_path / "killed"
+
+    proc = _run(ref, 0)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    # the interrupted run uses 2 data-loader workers, the resumed one 1: the stream does not depend on it
+    proc = _run(run, 2, kill_at=kill_at)
+    assert proc.returncode == -9, f"kill_at={kill_at}: {proc.stderr[-3000:]}"
+    assert not (run / "model_final.pth").exists()
+    orphan = run / ".model_0000003.pth.k1lled00.tmp"  # as left by a write that was killed
+    orphan.write_bytes(b"half a checkpoint")
+
+    proc = _run(run, 1, "--resume")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    last = (run / "last_checkpoint").read_text()
+    assert f"Starting training from iteration {2 * ((kill_at - 2) // 2) + 2}" in proc.stdout + proc.stderr, kill_at
+    assert last == "model_final.pth"
+    assert not orphan.exists()
+
+    a, b = _weights(ref / "model_final.pth"), _weights(run / "model_final.pth")
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"kill_at={kill_at}: {len(different)} tensors differ, e.g. {different[:3]}"
+    results_ref = json.loads((ref / "eval_results.json").read_text())
+    results = json.loads((run / "eval_results.json").read_text())
+    assert results == results_ref and "PQ" in json.dumps(results), kill_at
+
+    # the logged losses and lr of the last iteration (medians over the last 20 iterations, which
+    # span the kill) are those of the uninterrupted run
+    def last_metrics(out):
+        lines = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+        last = [m for m in lines if m["iteration"] == MAX_ITER - 1][-1]
+        return {k: v for k, v in last.items() if "time" not in k and k != "eta_seconds"}
+
+    logged = last_metrics(run)
+    assert logged == last_metrics(ref) and "total_loss" in logged and "lr" in logged, kill_at
+
+    # files a user reads get the normal mode (umask 022), not mkstemp's 0600
+    for name in ("model_final.pth", "last_checkpoint", "eval_results.json", "config.yaml"):
+        assert stat.S_IMODE(os.stat(run / name).st_mode) == 0o644, name
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(1200)
+def test_two_process_resume_from_an_intermediate_checkpoint(tmp_path):
+    """Every process's stream and generators are in the checkpoint (gathered; only rank 0 saves)."""
+    ref, run = tmp_path / "reference", tmp_path / "resumed"
+
+    def two(out, workers, *extra):
+        return _run(out, workers, "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{_free_port()}",
+                    *extra, tail=("DATASETS.TEST", "()"))
+
+    proc = two(ref, 0)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run.mkdir()
+    (run / "model_0000003.pth").write_bytes((ref / "model_0000003.pth").read_bytes())
+    (run / "last_checkpoint").write_text("model_0000003.pth")
+    assert len(torch.load(run / "model_0000003.pth", weights_only=True)["rank_states"]) == 2
+    proc = two(run, 1, "--resume")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Starting training from iteration 4" in proc.stdout + proc.stderr
+    a, b = _weights(ref / "model_final.pth"), _weights(run / "model_final.pth")
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
