@@ -11,6 +11,7 @@ from .mask_former import add_mask_former_config
 from .odise import add_odise_head_config
 from .png import add_png_config
 from .solver import add_solver_config
+from .speed import add_speed_config
 from .vpd import add_vpd_config
 
 __all__ = ["add_odise_config", "get_odise_cfg", "setup_cfg"]
@@ -27,6 +28,7 @@ def add_odise_config(cfg):
     add_png_config(cfg)
     add_vpd_config(cfg)
     add_solver_config(cfg)
+    add_speed_config(cfg)
     return cfg
 
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from ..frozen import FrozenModule, freeze, parse_dtype
 from ..prompts import PromptModule, PromptOutput, build_prompt_module
+from ..speed import apply_speed_options
 from .sd_loading import load_sd_components
 
 __all__ = ["Tap", "parse_taps", "DiffusionFeatureExtractor", "fixed_noise", "alphas_cumprod"]
@@ -217,6 +218,9 @@ class DiffusionFeatureExtractor(nn.Module):
         unet, unet_source = sd["unet"]
         vae, vae_source = sd["vae"]
         text_encoder, _ = sd["text_encoder"]
+        for module in (unet, vae):
+            apply_speed_options(module, cfg.MODEL.SPEED)
+        apply_speed_options(text_encoder, cfg.MODEL.SPEED, convolutional=False)
         if d.TIMESTEP < 0 or d.TIMESTEP >= d.NUM_TRAIN_TIMESTEPS:
             raise ValueError(
                 f"MODEL.DIFFUSION.TIMESTEP={d.TIMESTEP} outside [0, {d.NUM_TRAIN_TIMESTEPS})."

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..frozen import freeze, parse_dtype
+from ..speed import apply_speed_options
 
 __all__ = ["ClipWrapper", "build_clip", "build_open_clip_model", "load_clip_weights"]
 
@@ -255,4 +256,5 @@ def build_clip(cfg) -> ClipWrapper:
             )
         model = build_open_clip_model(cfg)
         load_clip_weights(model, c.WEIGHTS)
+    apply_speed_options(model, cfg.MODEL.SPEED, convolutional=False)
     return ClipWrapper(model, _describe(cfg), parse_dtype(c.DTYPE))

@@ -63,6 +63,7 @@ class ODISE(nn.Module):
         clip_template: str,
         caption_loss_weight: float,
         reference_preprocessing: bool,
+        mask_clip_sdpa: bool = True,
     ):
         super().__init__()
         self.backbone = backbone
@@ -80,6 +81,7 @@ class ODISE(nn.Module):
         self.label_template, self.clip_template = label_template, clip_template
         self.caption_loss_weight = caption_loss_weight
         self.reference_preprocessing = reference_preprocessing
+        self.mask_clip_sdpa = mask_clip_sdpa
         self.text_cache = TextEmbeddingCache(clip.encode_text)
         self.set_test_vocabulary(test_vocabulary)
 
@@ -130,6 +132,7 @@ class ODISE(nn.Module):
             "clip_template": cfg.MODEL.ODISE.CLIP_TEMPLATE,
             "caption_loss_weight": cfg.MODEL.ODISE.CAPTION.LOSS_WEIGHT if cfg.MODEL.ODISE.CAPTION.ENABLED else 0.0,
             "reference_preprocessing": cfg.MODEL.ODISE.REFERENCE_PREPROCESSING,
+            "mask_clip_sdpa": cfg.MODEL.SPEED.SDPA,
         }
 
     @staticmethod
@@ -225,7 +228,9 @@ class ODISE(nn.Module):
     # ---------------------------------------------------------------- inference
     def clip_logits(self, image, mask_logits, clip_text, owner, num_classes):
         """Per-mask CLIP classification of one image: [3,h,w] in [0,1], [Q,h',w'] -> [Q, K]."""
-        embed = mask_clip_embed(self.clip.visual, image[None], mask_logits[None], CLIP_MEAN, CLIP_STD)[0]
+        embed = mask_clip_embed(
+            self.clip.visual, image[None], mask_logits[None], CLIP_MEAN, CLIP_STD, sdpa=self.mask_clip_sdpa
+        )[0]
         sim = F.normalize(embed, dim=-1) @ F.normalize(clip_text, dim=-1).t()
         # CLIP's own temperature, clamped at 100 as in CLIP's training
         scale = self.clip.clip.logit_scale.exp().clamp(max=100)

@@ -33,6 +33,7 @@ from ..png.diffusion_mask_head import DiffusionMaskHead, phrase_cross_entropy
 from ..png.dynamic_prompt import DynamicPhrasePrompt, PhrasePromptTrace
 from ..png.losses import build_phrase_criterion, fixed_indices, phrase_targets, weighted_losses
 from ..png.mlma import MultiLevelMutualAggregation
+from ..precision import float32_loss
 from ..transformer_decoder.class_head import LinearClassHead
 from ..transformer_decoder.mask2former_decoder import MultiScaleMaskedTransformerDecoder
 
@@ -251,6 +252,7 @@ class PNGDiffusion(nn.Module):
         )
 
     # ---- training --------------------------------------------------------------------------
+    @float32_loss
     def losses(self, predictions, batched_inputs, canvas) -> Dict[str, torch.Tensor]:
         """Diffusion-head CE + each adapter's and the decoder's mask-classification losses."""
         targets = phrase_targets(batched_inputs, canvas, self.device)

@@ -142,7 +142,12 @@ class DynamicPhrasePrompt(PromptModule):
             context [N, L, D] float32 (phrases then zeros) and the per-call state.
         """
         n = images.shape[0]
-        if len(caption_tokens) != n or not torch.equal(image_index.cpu(), torch.arange(n)):
+        # The backbone numbers windows image-major, so n windows for n captions means one window
+        # per image; the index itself is compared only where that costs no device sync.
+        one_per_image = len(caption_tokens) == n and image_index.shape == (n,)
+        if one_per_image and image_index.device.type == "cpu":
+            one_per_image = torch.equal(image_index, torch.arange(n))
+        if not one_per_image:
             raise ValueError(
                 f"PNG needs exactly one diffusion window per image (got {n} windows for {len(caption_tokens)} "
                 f"captions): use square images no larger than MODEL.DIFFUSION.WINDOW_SIZE"
