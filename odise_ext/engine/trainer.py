@@ -8,6 +8,8 @@ full-model clipping), atomic checkpoints, and a DDP wrapper that also works for 
 import logging
 import weakref
 
+import torch
+
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.utils import comm
@@ -19,7 +21,7 @@ from .checkpoint import AtomicCheckpointer
 from .evaluators import build_evaluators
 from .optimizer import build_optimizer
 
-__all__ = ["Trainer", "create_ddp_model"]
+__all__ = ["Trainer", "amp_precision", "create_ddp_model"]
 
 
 def create_ddp_model(model, **kwargs):
@@ -37,6 +39,13 @@ def create_ddp_model(model, **kwargs):
     return DistributedDataParallel(model, **kwargs)
 
 
+def amp_precision() -> torch.dtype:
+    """Autocast dtype of ``SOLVER.AMP.ENABLED``: bf16 where the GPU has it (the dtype the frozen
+    SD/CLIP weights run in, so autocast does not re-cast them op by op; no overflow), else fp16.
+    Losses run in float32 either way (``odise_ext.modeling.precision``)."""
+    return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
+
+
 class Trainer(DefaultTrainer):
     def __init__(self, cfg):
         TrainerBase.__init__(self)
@@ -47,7 +56,10 @@ class Trainer(DefaultTrainer):
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
         model = create_ddp_model(model, broadcast_buffers=False)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        if cfg.SOLVER.AMP.ENABLED:
+            self._trainer = AMPTrainer(model, data_loader, optimizer, precision=amp_precision())
+        else:
+            self._trainer = SimpleTrainer(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
