@@ -84,7 +84,7 @@ say "cuda tests exit code $TESTS_RC"
 
 # ---- 3. the benchmark suite ----------------------------------------------------------------
 if [ "$DRY" = 1 ]; then
-  SUITE=(--config-file configs/testing/odise_tiny.yaml --device cpu --sizes 128 --batch-sizes 1 2
+  SUITE=(--config-file configs/testing/odise_tiny.yaml --device cpu --sizes 128 --batch-sizes 1
          --train-size 128 --train-batch 2 --train-runs 1 --runs 1 --warmup 0 --compile-backend eager)
 else
   SUITE=(--config-file configs/odise_coco.yaml --device cuda --sizes 512 1024 --batch-sizes 1 4
