@@ -214,7 +214,8 @@ class DiffusionFeatureExtractor(nn.Module):
         """``clip``: optional frozen ``ClipWrapper`` shared with the prompt module."""
         d = cfg.MODEL.DIFFUSION
         dtype = parse_dtype(d.DTYPE)
-        sd = load_sd_components(cfg)
+        # UNet and VAE are built in their frozen dtype; the text encoder's users choose its dtype.
+        sd = load_sd_components(cfg, dtypes={"unet": dtype, "vae": dtype})
         unet, unet_source = sd["unet"]
         vae, vae_source = sd["vae"]
         text_encoder, _ = sd["text_encoder"]

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..frozen import freeze, parse_dtype
+from ..lean_build import assign_state_dict, default_dtype, parameters_on_meta, read_mmap
 from ..speed import apply_speed_options
 
 __all__ = ["ClipWrapper", "build_clip", "build_open_clip_model", "load_clip_weights"]
@@ -97,7 +98,7 @@ def _read_clip_state_dict(path: str) -> dict:
         state = load_file(path, device="cpu")
     else:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = read_mmap(path)
         except Exception:  # noqa: BLE001 - OpenAI ships TorchScript archives; try that next
             try:
                 state = torch.jit.load(path, map_location="cpu").state_dict()
@@ -113,8 +114,11 @@ def _read_clip_state_dict(path: str) -> dict:
     return state
 
 
-def load_clip_weights(model: nn.Module, path: str) -> None:
-    """Strictly load a local CLIP checkpoint into ``model``; mismatches raise ``ValueError``."""
+def load_clip_weights(model: nn.Module, path: str, dtype: torch.dtype = None) -> None:
+    """Strictly load a local CLIP checkpoint into ``model``; mismatches raise ``ValueError``.
+
+    The file's tensors become the model's parameters (``assign``; converted to ``dtype``, default
+    the model's own), so ``model`` may hold meta placeholders (see ``lean_build``)."""
     state = _read_clip_state_dict(path)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -130,7 +134,7 @@ def load_clip_weights(model: nn.Module, path: str) -> None:
             f"({len(missing)}), unexpected {unexpected[:3]} ({len(unexpected)}), wrong shapes "
             f"(key, file, model) {bad[:3]}. Expected {_EXPECTED}."
         )
-    model.load_state_dict(state, strict=True)
+    assign_state_dict(model, state, dtype)
 
 
 class ClipWrapper(nn.Module):
@@ -245,8 +249,10 @@ def build_clip(cfg) -> ClipWrapper:
         raise ValueError(
             f"MODEL.CLIP.WEIGHTS is empty. Set it to {_EXPECTED}, or 'random' (tests/benchmarks)."
         )
+    dtype = parse_dtype(c.DTYPE)
     if c.WEIGHTS == "random":
-        with torch.random.fork_rng(devices=[]):
+        # initialised in its final dtype: no float32 copy to cast
+        with torch.random.fork_rng(devices=[]), default_dtype(dtype):
             torch.manual_seed(c.RANDOM_INIT_SEED)
             model = build_open_clip_model(cfg)
     else:
@@ -254,7 +260,8 @@ def build_clip(cfg) -> ClipWrapper:
             raise FileNotFoundError(
                 f"MODEL.CLIP.WEIGHTS={c.WEIGHTS!r} does not exist. Expected {_EXPECTED}."
             )
-        model = build_open_clip_model(cfg)
-        load_clip_weights(model, c.WEIGHTS)
+        with parameters_on_meta():
+            model = build_open_clip_model(cfg)
+        load_clip_weights(model, c.WEIGHTS, dtype)
     apply_speed_options(model, cfg.MODEL.SPEED, convolutional=False)
-    return ClipWrapper(model, _describe(cfg), parse_dtype(c.DTYPE))
+    return ClipWrapper(model, _describe(cfg), dtype)

@@ -1,0 +1,78 @@
+"""Build big frozen networks without a second copy of their weights in memory.
+
+- :func:`default_dtype`: random initialisation directly in a 16-bit dtype (no float32 copy that
+  is cast afterwards);
+- :func:`parameters_on_meta`: a network whose parameters are placeholders on the ``meta`` device
+  (buffers stay real, e.g. position ids and causal masks that files do not hold), to be filled by
+  :func:`assign_state_dict` with the tensors of a (memory-mapped) file, converted to the
+  network's dtype on the way, so the only copy is the one the network keeps;
+- :func:`read_mmap`: a torch checkpoint read memory-mapped where its format allows.
+"""
+from contextlib import contextmanager
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+__all__ = ["default_dtype", "parameters_on_meta", "assign_state_dict", "read_mmap"]
+
+
+@contextmanager
+def default_dtype(dtype: Optional[torch.dtype]):
+    """Create floating-point tensors in ``dtype`` inside the block (None: unchanged)."""
+    if dtype is None or dtype == torch.get_default_dtype():
+        yield
+        return
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+@contextmanager
+def parameters_on_meta():
+    """Every ``nn.Parameter`` registered inside the block lives on the meta device (no memory,
+    and initialisers become no-ops); buffers are untouched."""
+    original = nn.Module.register_parameter
+
+    def register(module, name, param):
+        original(module, name, param)
+        if param is not None and param.device.type != "meta":
+            module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    nn.Module.register_parameter = register
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = original
+
+
+def assign_state_dict(model: nn.Module, state: Dict[str, torch.Tensor], dtype: Optional[torch.dtype] = None):
+    """``model.load_state_dict(state, strict=True, assign=True)`` with every floating-point tensor
+    converted to ``dtype`` (default: the dtype of the model's own entry); tensors that already
+    match are taken as they are (memory-mapped ones stay mapped)."""
+    expected = model.state_dict(keep_vars=True)
+    ready = {}
+    for key, value in state.items():
+        target = expected[key]
+        want = dtype if dtype is not None and target.is_floating_point() else target.dtype
+        ready[key] = value.to(dtype=want) if value.dtype != want else value
+    # assign=True keeps requires_grad of the placeholders (frozen callers clear it afterwards).
+    model.load_state_dict(ready, strict=True, assign=True)
+    left = [n for n, p in model.named_parameters() if p.device.type == "meta"]
+    if left:
+        raise ValueError(f"{len(left)} parameters were not in the state dict (e.g. {left[:3]}).")
+    return model
+
+
+def read_mmap(path: str):
+    """``torch.load(path, weights_only=True)``, memory-mapped when the file is a zip archive
+    (torch.save's format since 1.6); the tensors then read their bytes from the file on demand."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e) and "zip" not in str(e):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
