@@ -9,6 +9,7 @@ from odise_ext.config import setup_cfg
 from odise_ext.modeling.clip.open_clip_wrapper import build_open_clip_model
 from odise_ext.modeling.input_checks import check_all
 from odise_ext.modeling.losses.lovasz import lovasz_softmax
+from odise_ext.modeling.open_vocab import mask_clip as mask_clip_module
 from odise_ext.modeling.open_vocab.mask_clip import mask_attention_allowed, mask_attention_bias, mask_clip_embed
 from odise_ext.modeling.precision import float32_loss
 
@@ -33,7 +34,7 @@ def _backbone_features(device, *opts):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_mask_clip_sdpa_equals_float_bias_reference(device):
+def test_mask_clip_sdpa_equals_float_bias_reference(device, monkeypatch):
     cfg = setup_cfg(TINY, [])
     torch.manual_seed(0)
     visual = build_open_clip_model(cfg).visual.to(device).eval()
@@ -41,9 +42,21 @@ def test_mask_clip_sdpa_equals_float_bias_reference(device):
     images = torch.rand(2, 3, 48, 40, generator=gen).to(device)
     logits = (4 * torch.randn(2, 5, 12, 10, generator=gen)).to(device)
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    masks = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording_sdpa(*args, attn_mask=None, **kwargs):
+        masks.append(attn_mask)
+        return sdpa(*args, attn_mask=attn_mask, **kwargs)
+
     with torch.no_grad():
+        monkeypatch.setattr(mask_clip_module.F, "scaled_dot_product_attention", recording_sdpa)
         fast = mask_clip_embed(visual, images, logits, mean, std, sdpa=True)
+        monkeypatch.undo()
         ref = mask_clip_embed(visual, images, logits, mean, std, sdpa=False)
+    # the fast path ran: one SDPA call per block, each with the boolean [B, 1, L, L] mask
+    assert len(masks) == len(visual.transformer.resblocks)
+    assert all(m.dtype == torch.bool and m.shape[:2] == (2, 1) for m in masks)
     assert fast.shape == (2, 5, visual.proj.shape[1])
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 
