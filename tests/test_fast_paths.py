@@ -140,3 +140,15 @@ def test_float32_loss_runs_in_float32_under_autocast():
     assert out.dtype == torch.float32
     out.backward()
     assert x.grad.dtype == torch.bfloat16 and torch.equal(x.grad, torch.ones_like(x.grad))
+
+
+def test_text_encoding_in_chunks_equals_one_pass():
+    from odise_ext.modeling.clip.open_clip_wrapper import _TEXT_CHUNK, build_clip
+
+    clip = build_clip(setup_cfg(TINY, []))
+    texts = [f"a photo of thing number {i}" for i in range(2 * _TEXT_CHUNK + 5)]
+    with torch.no_grad():
+        chunked = clip.encode_text(texts)
+        whole = clip.clip.encode_text(clip.tokenize(texts), normalize=False).float()
+    assert chunked.shape == (len(texts), clip.embed_dim)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)

@@ -29,6 +29,8 @@ _EXPECTED = (
     "'visual.conv1.weight', 'token_embedding.weight') or OpenAI's TorchScript CLIP file, for the "
     "architecture given by MODEL.CLIP.NAME / MODEL.CLIP.CUSTOM"
 )
+# Prompts per forward pass of the text tower (bounds its activation memory).
+_TEXT_CHUNK = 32
 # Non-tensor entries of OpenAI's TorchScript state dicts.
 _OPENAI_META_KEYS = ("input_resolution", "context_length", "vocab_size")
 
@@ -227,7 +229,12 @@ class ClipWrapper(nn.Module):
             [N, embed_dim] float32.
         """
         tokens = self.tokenize(texts).to(self.clip.token_embedding.weight.device)
-        return self.clip.encode_text(tokens, normalize=False).float()
+        # Chunks: a whole vocabulary (hundreds of prompts) at once holds its [N, 77, 4 * width]
+        # MLP activations in memory at the same time; rows are independent, so chunking is exact.
+        chunks = [
+            self.clip.encode_text(t, normalize=False).float() for t in tokens.split(_TEXT_CHUNK)
+        ]
+        return torch.cat(chunks) if chunks else tokens.new_zeros(0, self.embed_dim).float()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.encode_image_prefix(images)
