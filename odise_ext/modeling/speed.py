@@ -35,12 +35,13 @@ def compile_blocks(module: nn.Module, backend: str) -> int:
     """
     import torch._dynamo
 
-    limit = max(torch._dynamo.config.cache_size_limit, _RECOMPILE_LIMIT)
-    torch._dynamo.config.cache_size_limit = limit
-    if hasattr(torch._dynamo.config, "accumulated_cache_size_limit"):
-        torch._dynamo.config.accumulated_cache_size_limit = max(
-            torch._dynamo.config.accumulated_cache_size_limit, 4 * limit
-        )
+    config = torch._dynamo.config
+    # the name changed across releases (cache_size_limit -> recompile_limit); raise whichever exist
+    for name, floor in (("recompile_limit", _RECOMPILE_LIMIT), ("cache_size_limit", _RECOMPILE_LIMIT),
+                        ("accumulated_recompile_limit", 4 * _RECOMPILE_LIMIT),
+                        ("accumulated_cache_size_limit", 4 * _RECOMPILE_LIMIT)):
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), floor))
     count = 0
     done = set()
     for name, sub in module.named_modules():
