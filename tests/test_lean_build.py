@@ -3,7 +3,7 @@ filled by assignment (with dtype conversion) from memory-mapped files, 16-bit ra
 import torch
 from torch import nn
 
-from odise_ext.modeling.lean_build import assign_state_dict, default_dtype, parameters_on_meta, read_mmap
+from odise_ext.modeling.lean_build import assign_state_dict, cast_while_building, parameters_on_meta, read_mmap
 
 
 class _Net(nn.Module):
@@ -57,8 +57,14 @@ def test_missing_parameters_are_an_error(tmp_path):
         raise AssertionError("a partial state dict must not load")
 
 
-def test_default_dtype_builds_in_16_bit_and_restores():
-    with default_dtype(torch.bfloat16):
+def test_cast_while_building_rounds_the_float32_init_and_restores():
+    torch.manual_seed(0)
+    ref = _Net()
+    torch.manual_seed(0)
+    with cast_while_building(torch.bfloat16):
         net = _Net()
     assert net.conv.weight.dtype == torch.bfloat16 and net.ids.dtype == torch.int64
-    assert torch.get_default_dtype() == torch.float32
+    # the same random stream as a float32 build: every weight is its float32 value, rounded
+    for (name, a), b in zip(net.state_dict().items(), ref.state_dict().values()):
+        assert torch.equal(a, b.to(a.dtype)), name
+    assert nn.Conv2d(1, 1, 1).weight.dtype == torch.float32  # patches removed

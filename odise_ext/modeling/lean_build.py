@@ -1,7 +1,7 @@
 """Build big frozen networks without a second copy of their weights in memory.
 
-- :func:`default_dtype`: random initialisation directly in a 16-bit dtype (no float32 copy that
-  is cast afterwards);
+- :func:`cast_while_building`: a 16-bit network whose layers are initialised in float32 and
+  cast one by one (no float32 copy of the whole network);
 - :func:`parameters_on_meta`: a network whose parameters are placeholders on the ``meta`` device
   (buffers stay real, e.g. position ids and causal masks that files do not hold), to be filled by
   :func:`assign_state_dict` with the tensors of a (memory-mapped) file, converted to the
@@ -14,21 +14,39 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-__all__ = ["default_dtype", "parameters_on_meta", "assign_state_dict", "read_mmap"]
+__all__ = ["cast_while_building", "parameters_on_meta", "assign_state_dict", "read_mmap"]
 
 
 @contextmanager
-def default_dtype(dtype: Optional[torch.dtype]):
-    """Create floating-point tensors in ``dtype`` inside the block (None: unchanged)."""
-    if dtype is None or dtype == torch.get_default_dtype():
+def cast_while_building(dtype: Optional[torch.dtype]):
+    """Cast every sub-module to ``dtype`` as soon as it is attached to its parent.
+
+    A layer initialises its parameters in float32 inside its own constructor, before it is
+    attached, so the random values (and the RNG stream) are those of a float32 build and each
+    weight is exactly its float32 value rounded; only one layer exists in float32 at a time.
+    For networks whose constructors do not re-initialise children afterwards (diffusers' UNet and
+    VAE; not open_clip or transformers, which do). ``None`` / float32: no effect.
+    """
+    if dtype is None or dtype == torch.float32:
         yield
         return
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
+    set_attr, add_module = nn.Module.__setattr__, nn.Module.add_module
+
+    def cast_set_attr(module, name, value):
+        set_attr(module, name, value)
+        if isinstance(value, nn.Module):
+            value.to(dtype)
+
+    def cast_add_module(module, name, value):
+        add_module(module, name, value)
+        if isinstance(value, nn.Module):
+            value.to(dtype)
+
+    nn.Module.__setattr__, nn.Module.add_module = cast_set_attr, cast_add_module
     try:
         yield
     finally:
-        torch.set_default_dtype(old)
+        nn.Module.__setattr__, nn.Module.add_module = set_attr, add_module
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from typing import Dict, Iterable, Optional
 import torch
 from torch import nn
 
-from ..lean_build import assign_state_dict, default_dtype, parameters_on_meta, read_mmap
+from ..lean_build import assign_state_dict, cast_while_building, parameters_on_meta, read_mmap
 
 __all__ = [
     "SD_COMPONENTS",
@@ -120,6 +120,14 @@ def build_text_encoder(cfg) -> nn.Module:
 _RANDOM_BUILDERS = {"unet": build_unet, "vae": build_vae, "text_encoder": build_text_encoder}
 
 
+def _random_component(cfg, name: str, dtype: Optional[torch.dtype]) -> nn.Module:
+    if name == "text_encoder":  # transformers re-initialises every layer after building it
+        module = _RANDOM_BUILDERS[name](cfg)
+        return module.to(dtype) if dtype is not None else module
+    with cast_while_building(dtype):
+        return _RANDOM_BUILDERS[name](cfg)
+
+
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """Read a flat ``{name: tensor}`` dict from a ``.safetensors`` or torch pickle file.
 
@@ -210,8 +218,9 @@ def load_sd_components(
 ) -> Dict[str, tuple]:
     """Build the requested SD components from ``cfg.MODEL.DIFFUSION.WEIGHTS``.
 
-    Every component is created in its final dtype with one copy of its weights: random weights
-    are initialised in that dtype; files are read memory-mapped into a network whose parameters
+    Every component is created in its final dtype with one copy of its weights: random UNet and
+    VAE layers are cast one by one as they are built (same values as a float32 build, rounded);
+    files are read memory-mapped into a network whose parameters
     are meta placeholders, converting each tensor as it is assigned.
 
     Args:
@@ -242,8 +251,7 @@ def load_sd_components(
         with torch.random.fork_rng(devices=[]):
             for name in components:
                 torch.manual_seed(cfg.MODEL.DIFFUSION.RANDOM_INIT_SEED + SD_COMPONENTS.index(name))
-                with default_dtype(dtypes.get(name)):
-                    modules[name] = _RANDOM_BUILDERS[name](cfg)
+                modules[name] = _random_component(cfg, name, dtypes.get(name))
     elif os.path.isdir(weights):
         modules = _load_diffusers_folder(weights, components, dtypes)
     elif os.path.isfile(weights):

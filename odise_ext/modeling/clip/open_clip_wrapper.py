@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..frozen import freeze, parse_dtype
-from ..lean_build import assign_state_dict, default_dtype, parameters_on_meta, read_mmap
+from ..lean_build import assign_state_dict, parameters_on_meta, read_mmap
 from ..speed import apply_speed_options
 
 __all__ = ["ClipWrapper", "build_clip", "build_open_clip_model", "load_clip_weights"]
@@ -258,8 +258,9 @@ def build_clip(cfg) -> ClipWrapper:
         )
     dtype = parse_dtype(c.DTYPE)
     if c.WEIGHTS == "random":
-        # initialised in its final dtype: no float32 copy to cast
-        with torch.random.fork_rng(devices=[]), default_dtype(dtype):
+        # float32 init, cast by the wrapper (open_clip re-initialises its layers after building
+        # them, so they cannot be cast one by one; the float32 CLIP exists before the SD parts)
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.RANDOM_INIT_SEED)
             model = build_open_clip_model(cfg)
     else:
