@@ -53,3 +53,24 @@ def shapes_root():
     from odise_ext.data.datasets.shapes_world import ensure_shapes_world
 
     return ensure_shapes_world()
+
+
+# ---- the `cuda` marker ---------------------------------------------------------------------
+# Tests (or parameters, see DEVICES) marked `cuda` need a GPU: they are skipped without one, and
+# `pytest -m cuda` runs exactly them (scripts/device_check.sh does that on the GPU machine).
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+# Parametrise a test over devices with `@pytest.mark.parametrize("device", DEVICES)`: the CPU
+# variant always runs, so the code path is tested on machines without a GPU too.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]

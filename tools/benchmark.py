@@ -8,6 +8,13 @@ Example (the full SD v1 + ViT-L-14-336 backbone at 512x512 on CPU)::
 
     python tools/benchmark.py --entry backbone --config-file configs/base/sd_v1.yaml \\
         --size 512 --runs 3 --warmup 1 --device cpu --dtype float32
+
+``--suite OUT.json`` measures the whole model of the config instead (fp32 / bf16 / bf16+compile
+inference over ``--sizes`` x ``--batch-sizes``, training steps at ``--train-size``) within
+``--budget-s`` seconds; see ``tools/benchmark_suite.py`` (scripts/device_check.sh runs it)::
+
+    python tools/benchmark.py --suite out.json --table out.md --config-file configs/odise_coco.yaml \\
+        --device cuda --sizes 512 1024 --batch-sizes 1 4 --budget-s 300
 """
 import argparse
 import json
@@ -132,6 +139,18 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                         help="dtype of the frozen modules")
+    suite = parser.add_argument_group("suite mode")
+    suite.add_argument("--suite", metavar="JSON", help="run the suite, write its JSON here")
+    suite.add_argument("--table", metavar="MD", help="suite: also write a markdown table here")
+    suite.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    suite.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
+    suite.add_argument("--train-size", type=int, default=1024, help="suite: training crop side")
+    suite.add_argument("--train-batch", type=int, default=2, help="suite: images per training step")
+    suite.add_argument("--train-runs", type=int, default=2, help="suite: timed training steps")
+    suite.add_argument("--compile-backend", default="inductor",
+                       help="suite: torch.compile backend of the compiled cells ('' = none)")
+    suite.add_argument("--budget-s", type=float, default=300.0,
+                       help="suite: cells that would end after this many seconds are skipped")
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ..."
     )
@@ -139,6 +158,11 @@ def main(argv=None):
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be >= 1 and --warmup >= 0")
 
+    if args.suite:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from benchmark_suite import run_suite  # noqa: E402  (tools/benchmark_suite.py)
+
+        return run_suite(args, setup_cfg, args.suite, args.table)
     entry = BENCHMARK_REGISTRY.get(args.entry)
     cfg = setup_cfg(args)
     run, description = entry(cfg, args)

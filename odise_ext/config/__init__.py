@@ -13,6 +13,7 @@ from ..odise.config import add_odise_head_config
 from ..png.config import add_png_config
 from .solver import add_solver_config
 from ..vpd.config import add_vpd_config
+from .speed import add_speed_config
 
 __all__ = ["add_odise_config", "get_odise_cfg", "setup_cfg"]
 
@@ -28,6 +29,7 @@ def add_odise_config(cfg):
     add_png_config(cfg)
     add_vpd_config(cfg)
     add_solver_config(cfg)
+    add_speed_config(cfg)
     return cfg
 
 

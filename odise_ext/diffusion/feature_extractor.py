@@ -36,6 +36,7 @@ from .cross_attention import AttentionMap, CrossAttentionRecorder
 from .frozen import FrozenModule, freeze, parse_dtype
 from .prompts import PromptModule, PromptOutput, build_prompt_module
 from .schedule import alphas_cumprod, fixed_noise
+from .speed import apply_speed_options
 from .sd_loading import load_sd_components
 from .taps import Tap, parse_taps, tap_channels
 
@@ -156,10 +157,14 @@ class DiffusionFeatureExtractor(nn.Module):
         """``clip``: optional frozen ``ClipWrapper`` shared with the prompt module."""
         d = cfg.MODEL.DIFFUSION
         dtype = parse_dtype(d.DTYPE)
-        sd = load_sd_components(cfg)
+        # UNet and VAE are built in their frozen dtype; the text encoder's users choose its dtype.
+        sd = load_sd_components(cfg, dtypes={"unet": dtype, "vae": dtype})
         unet, unet_source = sd["unet"]
         vae, vae_source = sd["vae"]
         text_encoder, _ = sd["text_encoder"]
+        for module in (unet, vae):
+            apply_speed_options(module, cfg.MODEL.SPEED)
+        apply_speed_options(text_encoder, cfg.MODEL.SPEED, convolutional=False)
         if d.TIMESTEP < 0 or d.TIMESTEP >= d.NUM_TRAIN_TIMESTEPS:
             raise ValueError(
                 f"MODEL.DIFFUSION.TIMESTEP={d.TIMESTEP} outside [0, {d.NUM_TRAIN_TIMESTEPS})."

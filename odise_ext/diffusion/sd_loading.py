@@ -15,10 +15,12 @@ Three sources, chosen by ``MODEL.DIFFUSION.WEIGHTS``:
 import json
 import os
 import pickle
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional
 
 import torch
 from torch import nn
+
+from .lean_build import assign_state_dict, cast_while_building, parameters_on_meta
 
 __all__ = [
     "SD_COMPONENTS",
@@ -119,6 +121,14 @@ def build_text_encoder(cfg) -> nn.Module:
 _RANDOM_BUILDERS = {"unet": build_unet, "vae": build_vae, "text_encoder": build_text_encoder}
 
 
+def _random_component(cfg, name: str, dtype: Optional[torch.dtype]) -> nn.Module:
+    if name == "text_encoder":  # transformers re-initialises every layer after building it
+        module = _RANDOM_BUILDERS[name](cfg)
+        return module.to(dtype) if dtype is not None else module
+    with cast_while_building(dtype):
+        return _RANDOM_BUILDERS[name](cfg)
+
+
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """Read a flat ``{name: tensor}`` dict from a ``.safetensors`` or torch file (``weights_only``).
 
@@ -133,7 +143,7 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     from ..utils.safe_load import UnsafeFileError, safe_torch_load
 
     try:
-        obj = safe_torch_load(path)
+        obj = safe_torch_load(path, mmap=True)  # one copy: tensors read from the file on demand
     except UnsafeFileError:
         raise
     except Exception as e:  # noqa: BLE001 - re-raised with the path and the expected format
@@ -148,7 +158,7 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     return obj
 
 
-def _load_strict(model: nn.Module, state_dict: Dict[str, torch.Tensor], what: str, path: str):
+def _load_strict(model: nn.Module, state_dict: Dict[str, torch.Tensor], what: str, path: str, dtype=None):
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     if missing:
@@ -168,7 +178,7 @@ def _load_strict(model: nn.Module, state_dict: Dict[str, torch.Tensor], what: st
             f"{path!r}: the {what} weights do not match the configured architecture "
             f"(key, file shape, model shape): {bad[:3]}. Check MODEL.DIFFUSION.*_CONFIG."
         )
-    model.load_state_dict({k: state_dict[k] for k in expected}, strict=True)
+    assign_state_dict(model, {k: state_dict[k] for k in expected}, dtype)
 
 
 def _convert_single_file(component: str, checkpoint: dict, model: nn.Module) -> dict:
@@ -208,17 +218,26 @@ def _describe(cfg, component: str, weights: str) -> dict:
     return {"weights": os.path.abspath(weights), "component": component}
 
 
-def load_sd_components(cfg, components: Iterable[str] = SD_COMPONENTS) -> Dict[str, tuple]:
+def load_sd_components(
+    cfg, components: Iterable[str] = SD_COMPONENTS, dtypes: Optional[Dict[str, torch.dtype]] = None
+) -> Dict[str, tuple]:
     """Build the requested SD components from ``cfg.MODEL.DIFFUSION.WEIGHTS``.
+
+    Every component is created in its final dtype with one copy of its weights: random UNet and
+    VAE layers are cast one by one as they are built (same values as a float32 build, rounded);
+    files are read memory-mapped into a network whose parameters
+    are meta placeholders, converting each tensor as it is assigned.
 
     Args:
         cfg: config with ``MODEL.DIFFUSION``.
         components: subset of ``("unet", "vae", "text_encoder")``.
+        dtypes: ``{component: dtype}``; components not named are float32.
 
     Returns:
-        ``{name: (module, source)}``: fp32 modules in eval mode, and a JSON-able description of
+        ``{name: (module, source)}``: modules in eval mode, and a JSON-able description of
         the source (what :class:`~odise_ext.diffusion.frozen.FrozenModule` records).
     """
+    dtypes = dict(dtypes or {})
     components = tuple(components)
     unknown = set(components) - set(SD_COMPONENTS)
     if unknown:
@@ -237,13 +256,13 @@ def load_sd_components(cfg, components: Iterable[str] = SD_COMPONENTS) -> Dict[s
         with torch.random.fork_rng(devices=[]):
             for name in components:
                 torch.manual_seed(cfg.MODEL.DIFFUSION.RANDOM_INIT_SEED + SD_COMPONENTS.index(name))
-                modules[name] = _RANDOM_BUILDERS[name](cfg)
+                modules[name] = _random_component(cfg, name, dtypes.get(name))
     elif os.path.isdir(weights):
-        modules = _load_diffusers_folder(weights, components)
+        modules = _load_diffusers_folder(weights, components, dtypes)
     elif os.path.isfile(weights):
         if not weights.endswith(_SINGLE_FILE_SUFFIXES):
             raise ValueError(f"MODEL.DIFFUSION.WEIGHTS={weights!r}: expected {_EXPECTED_FORMATS}.")
-        modules = _load_single_file(cfg, weights, components)
+        modules = _load_single_file(cfg, weights, components, dtypes)
     else:
         raise FileNotFoundError(
             f"MODEL.DIFFUSION.WEIGHTS={weights!r} does not exist. Expected {_EXPECTED_FORMATS}."
@@ -268,7 +287,7 @@ def _last_line(e):
     return lines[-1].strip()[:200] if lines else type(e).__name__
 
 
-def _load_diffusers_folder(path: str, components) -> Dict[str, nn.Module]:
+def _load_diffusers_folder(path: str, components, dtypes) -> Dict[str, nn.Module]:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
 
@@ -282,7 +301,8 @@ def _load_diffusers_folder(path: str, components) -> Dict[str, nn.Module]:
                 f"unet/, vae/ and text_encoder/ sub-folders, each with config.json and weights."
             )
         try:
-            modules[name] = classes[name].from_pretrained(sub, local_files_only=True)
+            kwargs = {"torch_dtype": dtypes[name]} if name in dtypes else {}
+            modules[name] = classes[name].from_pretrained(sub, local_files_only=True, **kwargs)
         except (OSError, ValueError, EnvironmentError, pickle.UnpicklingError) as e:
             refused = _unpickling_error_in(e)  # a .bin that weights_only=True refused
             if refused is not None:
@@ -296,7 +316,7 @@ def _load_diffusers_folder(path: str, components) -> Dict[str, nn.Module]:
     return modules
 
 
-def _load_single_file(cfg, path: str, components) -> Dict[str, nn.Module]:
+def _load_single_file(cfg, path: str, components, dtypes) -> Dict[str, nn.Module]:
     checkpoint = read_state_dict(path)
     modules = {}
     what = {
@@ -305,9 +325,10 @@ def _load_single_file(cfg, path: str, components) -> Dict[str, nn.Module]:
         "text_encoder": "text encoder (cond_stage_model.transformer.*)",
     }
     for name in components:
-        # Random init is overwritten entirely by the strict load below.
-        model = _RANDOM_BUILDERS[name](cfg)
+        # Placeholders only: the strict load below assigns every parameter from the file.
+        with parameters_on_meta():
+            model = _RANDOM_BUILDERS[name](cfg)
         converted = _convert_single_file(name, checkpoint, model)
-        _load_strict(model, converted, what[name], path)
+        _load_strict(model, converted, what[name], path, dtypes.get(name, torch.float32))
         modules[name] = model
     return modules

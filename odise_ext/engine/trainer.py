@@ -16,6 +16,7 @@ import logging
 import os
 import weakref
 
+import torch
 from detectron2.data import build_detection_test_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.utils import comm
@@ -34,7 +35,7 @@ from .metrics_writer import AtomicJSONWriter
 from .optimizer import build_optimizer
 from .storage_state import restore_storage, storage_state
 
-__all__ = ["Trainer", "create_ddp_model"]
+__all__ = ["Trainer", "amp_precision", "create_ddp_model"]
 
 
 def create_ddp_model(model, **kwargs):
@@ -64,6 +65,13 @@ def _without_touching_rng(fn):
     return wrapped
 
 
+def amp_precision() -> torch.dtype:
+    """Autocast dtype of ``SOLVER.AMP.ENABLED``: bf16 where the GPU has it (the dtype the frozen
+    SD/CLIP weights run in, so autocast does not re-cast them op by op; no overflow), else fp16.
+    Losses run in float32 either way (``odise_ext.utils.precision``)."""
+    return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
+
+
 class _GatherRankStates(hooks.HookBase):
     """At the iterations the checkpointer saves, collect every process's ``rank_state()``
     (on every process: ``all_gather`` is collective) for the main process's checkpoint."""
@@ -88,7 +96,10 @@ class Trainer(DefaultTrainer):
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
         model = create_ddp_model(model, broadcast_buffers=False)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        if cfg.SOLVER.AMP.ENABLED:
+            self._trainer = AMPTrainer(model, data_loader, optimizer, precision=amp_precision())
+        else:
+            self._trainer = SimpleTrainer(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0

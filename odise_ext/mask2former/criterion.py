@@ -23,6 +23,8 @@ from detectron2.utils.registry import Registry
 from torch import nn
 
 from .matcher import HungarianMatcher, sample_target_points
+from ..utils.input_checks import check_all
+from ..utils.precision import float32_loss
 from .point_features import (
     calculate_uncertainty,
     get_uncertain_point_coords_with_randomness,
@@ -81,10 +83,11 @@ def dice_loss(inputs: torch.Tensor, targets: torch.Tensor, num_masks: float) -> 
 def average_num_masks(num_local: int, device: torch.device) -> float:
     """Loss normaliser: the number of target masks per process, averaged over all processes
     (so every process divides by the same number), at least 1."""
-    num = torch.as_tensor([float(num_local)], device=device)
     world_size = comm.get_world_size()
-    if world_size > 1:
-        dist.all_reduce(num)
+    if world_size == 1:
+        return max(float(num_local), 1.0)  # no device round trip for a single process
+    num = torch.as_tensor([float(num_local)], device=device)
+    dist.all_reduce(num)
     return torch.clamp(num / world_size, min=1).item()
 
 
@@ -131,10 +134,10 @@ class ClassLoss(nn.Module):
             )
         batch_idx, src_idx = _src_permutation(indices)
         matched = torch.cat([t["labels"][tgt] for t, (_, tgt) in zip(targets, indices)]).to(logits.device)
-        if matched.numel() and (matched.min() < 0 or matched.max() >= self.num_classes):
-            raise ValueError(
-                f"target labels must be in [0, {self.num_classes}), got {sorted(set(matched.tolist()))}"
-            )
+        check_all(
+            (matched >= 0) & (matched < self.num_classes),
+            f"target labels must be in [0, {self.num_classes})",
+        )
         target_classes = torch.full(
             logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device
         )
@@ -282,6 +285,7 @@ class SetCriterion(nn.Module):
             "num_aux_outputs": mf.NUM_DECODER_LAYERS,
         }
 
+    @float32_loss
     def forward(
         self, outputs: Dict, targets: List[Dict], indices: Optional[Sequence] = None
     ) -> Dict[str, torch.Tensor]:

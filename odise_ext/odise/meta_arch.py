@@ -68,6 +68,7 @@ class ODISE(nn.Module):
         reference_preprocessing: bool,
         pixel_mean,
         pixel_std,
+        mask_clip_sdpa: bool = True,
     ):
         super().__init__()
         self.backbone = backbone
@@ -88,6 +89,7 @@ class ODISE(nn.Module):
         # ODISE's backbone and CLIP branch take RGB in [0, 1]: PIXEL_MEAN 0, PIXEL_STD 255.
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
+        self.mask_clip_sdpa = mask_clip_sdpa
         self.text_cache = TextEmbeddingCache(clip.encode_text)
         self.set_test_vocabulary(test_vocabulary)
 
@@ -148,6 +150,7 @@ class ODISE(nn.Module):
             "reference_preprocessing": cfg.MODEL.ODISE.REFERENCE_PREPROCESSING,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
+            "mask_clip_sdpa": cfg.MODEL.SPEED.SDPA,
         }
 
     @staticmethod
@@ -250,7 +253,9 @@ class ODISE(nn.Module):
     # ---------------------------------------------------------------- inference
     def clip_logits(self, image, mask_logits, clip_text, owner, num_classes):
         """Per-mask CLIP classification of one image: [3,h,w] in [0,1], [Q,h',w'] -> [Q, K]."""
-        embed = mask_clip_embed(self.clip.visual, image[None], mask_logits[None], CLIP_MEAN, CLIP_STD)[0]
+        embed = mask_clip_embed(
+            self.clip.visual, image[None], mask_logits[None], CLIP_MEAN, CLIP_STD, sdpa=self.mask_clip_sdpa
+        )[0]
         sim = F.normalize(embed, dim=-1) @ F.normalize(clip_text, dim=-1).t()
         # CLIP's own temperature, clamped at 100 as in CLIP's training
         scale = self.clip.clip.logit_scale.exp().clamp(max=100)

@@ -29,12 +29,13 @@ from detectron2.structures import ImageList
 from torch import nn
 
 from ..diffusion.backbone import DiffusionBackbone, WindowedDiffusionBackbone
+from ..mask2former.transformer_decoder.class_head import LinearClassHead
+from ..mask2former.transformer_decoder.mask2former_decoder import MultiScaleMaskedTransformerDecoder
+from ..utils.precision import float32_loss
 from .diffusion_mask_head import DiffusionMaskHead, phrase_cross_entropy
 from .dynamic_prompt import DynamicPhrasePrompt, PhrasePromptState
 from .losses import build_phrase_criterion, fixed_indices, phrase_targets, weighted_losses
 from .mlma import MultiLevelMutualAggregation
-from ..mask2former.transformer_decoder.class_head import LinearClassHead
-from ..mask2former.transformer_decoder.mask2former_decoder import MultiScaleMaskedTransformerDecoder
 
 __all__ = ["PNGDiffusion"]
 
@@ -249,6 +250,7 @@ class PNGDiffusion(nn.Module):
         )
 
     # ---- training --------------------------------------------------------------------------
+    @float32_loss
     def losses(self, predictions, batched_inputs, canvas) -> Dict[str, torch.Tensor]:
         """Diffusion-head CE + each adapter's and the decoder's mask-classification losses."""
         targets = phrase_targets(batched_inputs, canvas, self.device)

@@ -65,9 +65,17 @@ def _warn_unsafe(path):
     logging.getLogger(__name__).warning(f"{ALLOW_PICKLE_ENV} is set: reading {path!r} with full pickle (it may run code)")
 
 
-def safe_torch_load(path, map_location="cpu"):
-    """``torch.load(path, weights_only=True)``; a file that needs more is refused (or opted in)."""
+def safe_torch_load(path, map_location="cpu", mmap: bool = False):
+    """``torch.load(path, weights_only=True)``; a file that needs more is refused (or opted in).
+    ``mmap``: memory-map a zip archive (torch.save's format since 1.6), so that tensors read their
+    bytes from the file on demand instead of holding a second copy (legacy files load normally)."""
     try:
+        if mmap:
+            try:
+                return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if "mmap" not in str(e) and "zip" not in str(e):
+                    raise
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]

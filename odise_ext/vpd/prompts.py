@@ -20,8 +20,9 @@ from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from torch import nn
 
-from ..diffusion.frozen import FrozenModule, freeze
+from ..diffusion.frozen import FrozenModule, freeze, parse_dtype
 from ..diffusion.prompts import PROMPT_REGISTRY, PromptModule, PromptOutput
+from ..utils.input_checks import check_all
 from .adapter import TextAdapter
 from .text import encode_pooled_text, encode_text_tokens
 
@@ -200,7 +201,7 @@ class SentencePrompt(PromptModule):
     def from_config(cls, cfg, text_encoder, unet):
         source = {"weights": cfg.MODEL.DIFFUSION.WEIGHTS, "component": "text_encoder"}
         return {
-            "text_encoder": freeze(text_encoder, source),
+            "text_encoder": freeze(text_encoder, source, parse_dtype(cfg.MODEL.DIFFUSION.DTYPE)),
             "length": cfg.MODEL.VPD.PROMPT.SENTENCE_LENGTH,
             "adapter": _adapter(cfg, text_encoder.config.hidden_size),
         }
@@ -225,10 +226,9 @@ class SentencePrompt(PromptModule):
         """
         if sentences is None or isinstance(sentences, str):
             raise ValueError("SentencePrompt needs prompt input 'sentences': one string per image")
-        if len(sentences) <= int(image_index.max()):
-            raise ValueError(f"{len(sentences)} sentences for images up to index {int(image_index.max())}")
+        check_all(image_index < len(sentences), f"{len(sentences)} sentences for more batch images")
         tokens, mask = encode_text_tokens(self.text_encoder.module, sentences, self.length)
-        tokens = self.adapter(tokens.to(images.device))
+        tokens = self.adapter(tokens.to(images.device, torch.float32))
         return PromptOutput(
             context=tokens[image_index], state=SentenceTokens(tokens, mask.to(images.device))
         )

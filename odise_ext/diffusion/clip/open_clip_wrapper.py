@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..frozen import freeze, parse_dtype
+from ..lean_build import assign_state_dict, parameters_on_meta
+from ..speed import apply_speed_options
 
 __all__ = ["ClipWrapper", "build_clip", "build_open_clip_model", "load_clip_weights"]
 
@@ -27,6 +29,8 @@ _EXPECTED = (
     "'visual.conv1.weight', 'token_embedding.weight') or OpenAI's TorchScript CLIP file, for the "
     "architecture given by MODEL.CLIP.NAME / MODEL.CLIP.CUSTOM"
 )
+# Prompts per forward pass of the text tower (bounds its activation memory).
+_TEXT_CHUNK = 32
 # Non-tensor entries of OpenAI's TorchScript state dicts.
 _OPENAI_META_KEYS = ("input_resolution", "context_length", "vocab_size")
 
@@ -97,7 +101,7 @@ def _read_torch_or_torchscript(path: str) -> dict:
     except (zipfile.BadZipFile, OSError):
         is_script = False
     try:
-        return read_torchscript_tensors(path) if is_script else safe_torch_load(path)
+        return read_torchscript_tensors(path) if is_script else safe_torch_load(path, mmap=True)
     except UnsafeFileError:
         raise
     except Exception as e:  # noqa: BLE001
@@ -125,8 +129,11 @@ def _read_clip_state_dict(path: str) -> dict:
     return state
 
 
-def load_clip_weights(model: nn.Module, path: str) -> None:
-    """Strictly load a local CLIP checkpoint into ``model``; mismatches raise ``ValueError``."""
+def load_clip_weights(model: nn.Module, path: str, dtype: torch.dtype = None) -> None:
+    """Strictly load a local CLIP checkpoint into ``model``; mismatches raise ``ValueError``.
+
+    The file's tensors become the model's parameters (``assign``; converted to ``dtype``, default
+    the model's own), so ``model`` may hold meta placeholders (see ``lean_build``)."""
     state = _read_clip_state_dict(path)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -142,7 +149,7 @@ def load_clip_weights(model: nn.Module, path: str) -> None:
             f"({len(missing)}), unexpected {unexpected[:3]} ({len(unexpected)}), wrong shapes "
             f"(key, file, model) {bad[:3]}. Expected {_EXPECTED}."
         )
-    model.load_state_dict(state, strict=True)
+    assign_state_dict(model, state, dtype)
 
 
 class ClipWrapper(nn.Module):
@@ -235,7 +242,12 @@ class ClipWrapper(nn.Module):
             [N, embed_dim] float32.
         """
         tokens = self.tokenize(texts).to(self.clip.token_embedding.weight.device)
-        return self.clip.encode_text(tokens, normalize=False).float()
+        # Chunks: a whole vocabulary (hundreds of prompts) at once holds its [N, 77, 4 * width]
+        # MLP activations in memory at the same time; rows are independent, so chunking is exact.
+        chunks = [
+            self.clip.encode_text(t, normalize=False).float() for t in tokens.split(_TEXT_CHUNK)
+        ]
+        return torch.cat(chunks) if chunks else tokens.new_zeros(0, self.embed_dim).float()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.encode_image_prefix(images)
@@ -257,7 +269,10 @@ def build_clip(cfg) -> ClipWrapper:
         raise ValueError(
             f"MODEL.CLIP.WEIGHTS is empty. Set it to {_EXPECTED}, or 'random' (tests/benchmarks)."
         )
+    dtype = parse_dtype(c.DTYPE)
     if c.WEIGHTS == "random":
+        # float32 init, cast by the wrapper (open_clip re-initialises its layers after building
+        # them, so they cannot be cast one by one; the float32 CLIP exists before the SD parts)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.RANDOM_INIT_SEED)
             model = build_open_clip_model(cfg)
@@ -266,6 +281,8 @@ def build_clip(cfg) -> ClipWrapper:
             raise FileNotFoundError(
                 f"MODEL.CLIP.WEIGHTS={c.WEIGHTS!r} does not exist. Expected {_EXPECTED}."
             )
-        model = build_open_clip_model(cfg)
-        load_clip_weights(model, c.WEIGHTS)
-    return ClipWrapper(model, _describe(cfg), parse_dtype(c.DTYPE))
+        with parameters_on_meta():
+            model = build_open_clip_model(cfg)
+        load_clip_weights(model, c.WEIGHTS, dtype)
+    apply_speed_options(model, cfg.MODEL.SPEED, convolutional=False)
+    return ClipWrapper(model, _describe(cfg), dtype)

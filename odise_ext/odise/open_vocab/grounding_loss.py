@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from detectron2.utils import comm
 
+from ...utils.precision import float32_loss
+
 __all__ = ["grounding_scores", "caption_grounding_loss"]
 
 
@@ -40,6 +42,7 @@ def _gather_with_grad(x):
     return torch.cat(dist_fn.all_gather(x.contiguous()), dim=0)
 
 
+@float32_loss
 def caption_grounding_loss(mask_embed, phrase_embed, logit_scale):
     """Symmetric InfoNCE over the (global) batch; image i is paired with caption i.
 

@@ -9,6 +9,7 @@ from torch import nn
 from detectron2.config import configurable
 
 from .build import HEAD_REGISTRY
+from ...utils.precision import float32_loss
 from .deconv import make_deconv_layers
 
 __all__ = ["TopDownHeatmapHead", "decode_heatmaps", "flip_heatmaps", "flip_test_average"]
@@ -198,6 +199,7 @@ class TopDownHeatmapHead(nn.Module):
         return heatmaps, losses
 
     @staticmethod
+    @float32_loss
     def heatmap_loss(heatmaps, targets, target_weights=None):
         """0.5 · mean((w·(pred − gt))²) over batch, keypoints and pixels; shapes as forward."""
         if heatmaps.shape != targets.shape:

@@ -21,6 +21,8 @@ from detectron2.config import configurable
 from detectron2.layers import Conv2d, get_norm
 
 from .build import HEAD_REGISTRY
+from ...utils.input_checks import check_all
+from ...utils.precision import float32_loss
 
 __all__ = ["LAVTReferDecoder"]
 
@@ -155,8 +157,7 @@ class LAVTReferDecoder(nn.Module):
             )
         m = lang_mask.to(lang_feats.dtype).unsqueeze(-1)
         count = m.sum(dim=1)
-        if bool((count == 0).any()):
-            raise ValueError("a sentence has no valid tokens in its language mask")
+        check_all(count > 0, "a sentence has no valid tokens in its language mask")
         return (lang_feats * m).sum(dim=1) / count
 
     def _gate(self, x, stage, sentence):
@@ -207,9 +208,8 @@ class LAVTReferDecoder(nn.Module):
                     f"{tuple(logits.shape)}"
                 )
             targets = targets.long()
-            if bool(((targets < 0) | (targets > 1)).any()):
-                raise ValueError("refer targets must be binary masks (0/1)")
-            losses["loss_refer"] = self.loss_weight * F.cross_entropy(
-                logits, targets, weight=self.class_weights.to(logits.dtype)
+            check_all((targets >= 0) & (targets <= 1), "refer targets must be binary masks (0/1)")
+            losses["loss_refer"] = self.loss_weight * float32_loss(F.cross_entropy)(
+                logits, targets, weight=self.class_weights
             )
         return logits, losses

@@ -18,6 +18,7 @@ from detectron2.layers import Conv2d, get_norm
 from detectron2.modeling.meta_arch.semantic_seg import SEM_SEG_HEADS_REGISTRY
 
 from ..losses.lovasz import lovasz_softmax
+from ...utils.precision import float32_loss
 
 __all__ = ["UPerHead", "FCNAuxHead"]
 
@@ -241,6 +242,7 @@ class UPerHead(nn.Module):
             raise ValueError("UPerHead: targets are required in training mode")
         return None, self.losses(logits, features, targets)
 
+    @float32_loss
     def losses(self, logits, features, targets):
         logits = self._upsample(logits, targets)
         losses = {

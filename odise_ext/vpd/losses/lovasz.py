@@ -12,6 +12,8 @@ equals the mean of 1 - IoU_c.
 """
 import torch
 
+from ...utils.input_checks import check_all
+
 __all__ = ["lovasz_softmax"]
 
 
@@ -68,24 +70,25 @@ def lovasz_softmax(probs, labels, *, ignore_index=255, classes="present"):
         raise ValueError(f"Lovász: probabilities must be [B,C,H,W] or [N,C], got {probs.dim()}-D")
 
     valid = labels != ignore_index
-    if not bool(valid.any()):
-        raise ValueError("Lovász: every pixel carries the ignore label")
-    probs, labels = probs[valid], labels[valid].long()
-    if bool(((labels < 0) | (labels >= num_classes)).any()):
-        raise ValueError(
-            f"Lovász: labels outside [0, {num_classes}) that are not the ignore label "
-            f"{ignore_index}"
-        )
-
-    fg = torch.nn.functional.one_hot(labels, num_classes).to(probs.dtype)  # [N, C]
-    errors = (fg - probs).abs()
+    check_all(valid.any(), "Lovász: every pixel carries the ignore label")
+    labels = labels.long()
+    check_all(
+        ~valid | ((labels >= 0) & (labels < num_classes)),
+        f"Lovász: labels outside [0, {num_classes}) that are not the ignore label {ignore_index}",
+    )
+    # Ignored pixels are kept (no boolean indexing, which would sync with an accelerator) with
+    # zero error and no class: they sort behind every pixel with a non-zero error, so they only
+    # extend prefixes whose terms are multiplied by a zero error, and the sum is unchanged.
+    classes_row = torch.arange(num_classes, device=labels.device)
+    fg = ((labels[:, None] == classes_row) & valid[:, None]).to(probs.dtype)  # [N, C]
+    errors = (fg - probs).abs() * valid[:, None].to(probs.dtype)
     errors_sorted, order = errors.sort(dim=0, descending=True)
     steps = _jaccard_steps(fg.gather(0, order))
     per_class = (errors_sorted * steps).sum(dim=0)  # [C]
 
     if classes == "present":
-        selected = fg.sum(dim=0) > 0
-        return per_class[selected].mean()
+        selected = (fg.sum(dim=0) > 0).to(per_class.dtype)  # at least one: a valid pixel exists
+        return (per_class * selected).sum() / selected.sum()
     if classes == "all":
         return per_class.mean()
     if isinstance(classes, str):

@@ -14,6 +14,8 @@ from torch import nn
 
 from detectron2.config import configurable
 
+from ...utils.precision import float32_loss
+
 __all__ = ["silog_loss", "SiLogLoss"]
 
 # Variance floor under the square root. The reference takes sqrt of the raw variance, whose
@@ -22,6 +24,7 @@ __all__ = ["silog_loss", "SiLogLoss"]
 _VAR_FLOOR = 1e-12
 
 
+@float32_loss
 def silog_loss(pred, target, valid=None, *, lambd=0.5):
     """SiLog loss averaged over the valid pixels of the whole batch.
 

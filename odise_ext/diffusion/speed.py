@@ -1,0 +1,77 @@
+"""The fast paths of ``MODEL.SPEED`` applied to frozen networks (diffusers UNet / VAE, CLIP).
+
+- ``SDPA``: diffusers' ``AttnProcessor2_0`` (``F.scaled_dot_product_attention``) or the explicit
+  ``AttnProcessor`` reference on every attention layer of a diffusers model.
+- ``CHANNELS_LAST``: weights of 4-D convolutions in channels_last memory format.
+- ``COMPILE``: ``torch.compile`` of the ``forward`` of each resnet / transformer block. Blocks,
+  not whole networks: the feature taps are forward hooks installed per call, and hooks run
+  outside a block's compiled ``forward``, so taps, early stops and prompt callbacks keep working
+  and no call recompiles.
+"""
+import torch
+from torch import nn
+
+__all__ = ["apply_speed_options", "compile_blocks"]
+
+# Block classes whose forward is compiled: the repeated units of SD's UNet/VAE and of CLIP.
+_COMPILED_BLOCKS = (
+    "ResnetBlock2D",
+    "Transformer2DModel",
+    "Attention",
+    "ResidualAttentionBlock",
+    "CLIPEncoderLayer",
+)
+# Every distinct block configuration (channels, resolution) is one compiled graph of the same
+# code object; SD's UNet + VAE have a few dozen, more than dynamo's default of 8.
+_RECOMPILE_LIMIT = 128
+
+
+def compile_blocks(module: nn.Module, backend: str) -> int:
+    """Replace the ``forward`` of every block of ``module`` (see ``_COMPILED_BLOCKS``) by its
+    ``torch.compile``-d version; nested blocks are compiled with their outermost block.
+
+    Returns:
+        The number of compiled blocks.
+    """
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    # the name changed across releases (cache_size_limit -> recompile_limit); raise whichever exist
+    for name, floor in (("recompile_limit", _RECOMPILE_LIMIT), ("cache_size_limit", _RECOMPILE_LIMIT),
+                        ("accumulated_recompile_limit", 4 * _RECOMPILE_LIMIT),
+                        ("accumulated_cache_size_limit", 4 * _RECOMPILE_LIMIT)):
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), floor))
+    count = 0
+    done = set()
+    for name, sub in module.named_modules():
+        if type(sub).__name__ not in _COMPILED_BLOCKS:
+            continue
+        if any(name.startswith(p + ".") for p in done):
+            continue
+        sub.forward = torch.compile(sub.forward, backend=backend, dynamic=False)
+        done.add(name)
+        count += 1
+    return count
+
+
+def apply_speed_options(module: nn.Module, speed, *, convolutional: bool = True) -> nn.Module:
+    """Apply ``cfg.MODEL.SPEED`` to a frozen network, in place.
+
+    Args:
+        module: a diffusers ``UNet2DConditionModel`` / ``AutoencoderKL``, an open_clip ``CLIP``,
+            or a transformers text encoder.
+        speed: the ``MODEL.SPEED`` config node.
+        convolutional: whether CHANNELS_LAST applies (UNet, VAE).
+    Returns:
+        ``module``.
+    """
+    if hasattr(module, "set_attn_processor"):
+        from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+        module.set_attn_processor(AttnProcessor2_0() if speed.SDPA else AttnProcessor())
+    if speed.CHANNELS_LAST and convolutional:
+        module.to(memory_format=torch.channels_last)
+    if speed.COMPILE:
+        compile_blocks(module, speed.COMPILE)
+    return module
