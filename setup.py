@@ -7,7 +7,7 @@ setup(
     "(ODISE, panoptic narrative grounding, VPD / Meta-Prompts)",
     packages=find_packages(include=["odise_ext", "odise_ext.*"]),
     # key lists of the released VPD / Meta-Prompts checkpoints (tools/convert_vpd_checkpoint.py)
-    package_data={"odise_ext.utils": ["vpd_release_keys/*.tsv.gz"]},
+    package_data={"odise_ext.vpd": ["release_keys/*.tsv.gz"]},
     python_requires=">=3.9",
     install_requires=[
         # torch/torchvision and detectron2 are installed by scripts/setup_env.sh (see README):

@@ -15,7 +15,7 @@ def test_device_check_dry_run_writes_the_suite(tmp_path):
         OUT=str(tmp_path),
         PYTHON=sys.executable,
         # the same pytest step on one file (the full suite is what the GPU run collects)
-        CUDA_TESTS="tests/test_fast_paths.py",
+        CUDA_TESTS="tests/diffusion/test_fast_paths.py",
         OMP_NUM_THREADS="1",
     )
     proc = subprocess.run(

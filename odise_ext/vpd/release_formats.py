@@ -1,7 +1,7 @@
 """The released VPD / Meta-Prompts checkpoint formats: their key lists and how each key maps onto
-our model (used by :mod:`odise_ext.utils.vpd_checkpoint`).
+our model (used by :mod:`odise_ext.vpd.checkpoint`).
 
-The key lists (``vpd_release_keys/*.tsv.gz``: key, shape, dtype, numel of every tensor) were
+The key lists (``release_keys/*.tsv.gz``: key, shape, dtype, numel of every tensor) were
 read off the released checkpoints.
 """
 import gzip
@@ -13,7 +13,7 @@ from typing import Dict, Tuple
 
 __all__ = ["RELEASE_FORMATS", "ReleaseFormat", "release_format", "release_key_shapes"]
 
-_KEY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vpd_release_keys")
+_KEY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "release_keys")
 _EX = "backbone.feature_extractor."
 _EXS = "backbone.bottom_up.feature_extractor."  # inside the FPN of the segmentation backbone
 # VPD refer's decoder levels (conv*_4 / _3 / _2) = our fusion blocks at strides 32 / 16 / 8.
@@ -24,7 +24,7 @@ _REFER_STRIDE = {"4": 32, "3": 16, "2": 8}
 class ReleaseFormat:
     """How one released format maps onto our model.
 
-    name: format id. key_file: its key list in ``vpd_release_keys/``. container: top-level key
+    name: format id. key_file: its key list in ``release_keys/``. container: top-level key
     of the state dict. unet_prefix / vae_prefix: where the ldm UNet / VAE live in the release.
     rules: (release regex, our replacement) for every other key, tried in order.
     duplicates: {release key: release key it must equal} (stored twice, mapped once).

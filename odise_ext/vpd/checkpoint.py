@@ -1,7 +1,7 @@
 """Released VPD / Meta-Prompts checkpoints <-> odise-ext state dicts.
 
-Released formats (defined in :mod:`odise_ext.utils.vpd_release_formats`; the key names and
-shapes of each ship in ``vpd_release_keys/*.tsv.gz``):
+Released formats (defined in :mod:`odise_ext.vpd.release_formats`; the key names and
+shapes of each ship in ``release_keys/*.tsv.gz``):
 
 ===========  ===========================  ===============================================
 format       container                    model
@@ -28,8 +28,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .safe_load import safe_torch_load
-from .vpd_release_formats import RELEASE_FORMATS, ReleaseFormat, release_format, release_key_shapes
+from ..utils.safe_load import safe_torch_load
+from .release_formats import RELEASE_FORMATS, ReleaseFormat, release_format, release_key_shapes
 
 __all__ = [
     "RELEASE_FORMATS",
