@@ -62,3 +62,12 @@ def test_add_odise_config_is_idempotent():
     before = cfg.dump()
     odise_ext.add_odise_config(cfg)
     assert cfg.dump() == before
+
+
+def test_replaced_png_eval_key_names_its_replacement(tmp_path):
+    with pytest.raises(KeyError, match="MODEL.PNG.EVAL_PROTOCOL"):
+        setup_cfg(os.path.join(ROOT, "configs", "testing", "png_tiny.yaml"), ["MODEL.PNG.EVAL_RESOLUTION", "0"])
+    old = tmp_path / "old.yaml"
+    old.write_text(f"_BASE_: {os.path.join(ROOT, 'configs', 'testing', 'png_tiny.yaml')}\nMODEL:\n  PNG:\n    EVAL_RESOLUTION: 512\n")
+    with pytest.raises(KeyError, match="MODEL.PNG.EVAL_PROTOCOL"):
+        setup_cfg(str(old))
