@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from odise_ext.engine.checkpoint import state_dict_problems  # noqa: E402
 from odise_ext.odise.checkpoint import convert_odise_state_dict  # noqa: E402
 from odise_ext.utils.atomic_io import atomic_write  # noqa: E402
 from odise_ext.utils.safe_load import UnsafeFileError, safe_torch_load  # noqa: E402
@@ -38,14 +39,7 @@ def check_against_config(state_dict, config_file):
         k: v for k, v in model.state_dict().items()
         if torch.is_tensor(v) and not k.startswith("criterion.") and not k.endswith("._extra_state")
     }
-    problems = [f"missing in the checkpoint: {k}" for k in ours if k not in state_dict]
-    problems += [f"not in the model: {k}" for k in state_dict if k not in ours]
-    problems += [
-        f"shape of {k}: checkpoint {tuple(v.shape)} vs model {tuple(ours[k].shape)}"
-        for k, v in state_dict.items()
-        if k in ours and tuple(v.shape) != tuple(ours[k].shape)
-    ]
-    return problems
+    return state_dict_problems(state_dict, ours)
 
 
 def main(argv=None):

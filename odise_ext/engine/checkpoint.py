@@ -14,6 +14,7 @@ gathered beforehand, at the scheduled checkpoint iterations, by a hook that runs
 through ``utils/safe_load.py`` (no code is executed from the file).
 """
 import os
+from typing import List
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -21,7 +22,7 @@ from detectron2.utils import comm
 
 from ..utils.atomic_io import atomic_write, atomic_write_bytes
 
-__all__ = ["AtomicCheckpointer", "atomic_write_bytes"]
+__all__ = ["AtomicCheckpointer", "atomic_write_bytes", "state_dict_problems"]
 
 
 class AtomicCheckpointer(DetectionCheckpointer):
@@ -65,3 +66,18 @@ class AtomicCheckpointer(DetectionCheckpointer):
             return super().tag_last_checkpoint(last_filename_basename)
         path = os.path.join(self.save_dir, "last_checkpoint")
         atomic_write(path, lambda f: f.write(last_filename_basename), mode="w")
+
+
+def state_dict_problems(checkpoint, expected, optional=()) -> List[str]:
+    """Keys missing from ``checkpoint``, keys ``expected`` does not have, and shape mismatches, as
+    messages naming each key (what the checkpoint converters report). Keys of ``expected`` that
+    start with a prefix in ``optional`` may be missing."""
+    optional = tuple(optional)
+    problems = [f"missing in the checkpoint: {k}" for k in expected if k not in checkpoint and not k.startswith(optional)]
+    problems += [f"not in the model: {k}" for k in checkpoint if k not in expected]
+    problems += [
+        f"shape of {k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in checkpoint.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    return problems

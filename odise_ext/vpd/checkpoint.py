@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from ..engine.checkpoint import state_dict_problems
 from ..utils.safe_load import safe_torch_load
 from .release_formats import RELEASE_FORMATS, ReleaseFormat, release_format, release_key_shapes
 
@@ -247,11 +248,4 @@ def check_against_model(state: Dict[str, torch.Tensor], model: torch.nn.Module, 
     vae_prefix = f.ours_prefix + "vae.module."
     vae = dict(model.get_submodule(f.ours_prefix + "vae.module").state_dict(prefix=vae_prefix).items())
     ours.update({k: v for k, v in vae.items() if k in state})
-    problems = [f"missing in the checkpoint: {k}" for k in ours if k not in state and not k.startswith(f.unused)]
-    problems += [f"not in the model: {k}" for k in state if k not in ours]
-    problems += [
-        f"shape of {k}: checkpoint {tuple(v.shape)} vs model {tuple(ours[k].shape)}"
-        for k, v in state.items()
-        if k in ours and tuple(v.shape) != tuple(ours[k].shape)
-    ]
-    return problems
+    return state_dict_problems(state, ours, optional=f.unused)
