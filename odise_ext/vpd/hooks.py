@@ -1,11 +1,11 @@
 """VPD / Meta-Prompts entries in the shared registries: the depth and referring evaluators, and
 the demo of each of the four meta-architectures (predictor, task inputs, drawing)."""
-import numpy as np
 
 from ..engine.demo import TaskDemo, register_demo
 from ..engine.evaluators import register_evaluators
 from . import visualization as vpd_vis
 from .evaluation import DepthEvaluator, ReferEvaluator
+from .person_crops import parse_boxes as parse_person_boxes
 from .predictor import VPDPredictor
 
 __all__ = ["parse_boxes"]
@@ -21,20 +21,13 @@ def _refer_evaluators(cfg, dataset_name, output_dir):
     return [ReferEvaluator(cfg, dataset_name=dataset_name, output_dir=output_dir)]
 
 
-def parse_boxes(text):
-    """'x0,y0,x1,y1;...' -> [M, 4] float32 (empty text -> None)."""
-    if not text.strip():
-        return None
-    boxes = []
-    for part in filter(None, (s.strip() for s in text.split(";"))):
-        try:
-            box = [float(v) for v in part.split(",")]
-        except ValueError:
-            raise SystemExit(f"--boxes: '{part}' is not four comma-separated numbers")
-        if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
-            raise SystemExit(f"--boxes: '{part}' must be x0,y0,x1,y1 with x1 > x0 and y1 > y0")
-        boxes.append(box)
-    return np.asarray(boxes, dtype=np.float32)
+def parse_boxes(text, width, height):
+    """--boxes 'x0,y0,x1,y1;...' -> [M, 4] float32 (empty: the whole image); bad boxes exit with
+    the message of :func:`~odise_ext.vpd.person_crops.parse_boxes`."""
+    try:
+        return parse_person_boxes(text, width, height)
+    except ValueError as e:
+        raise SystemExit(f"--boxes: {e}") from None
 
 
 class _VPDDemo(TaskDemo):
@@ -89,11 +82,8 @@ class PoseDemo(_VPDDemo):
     flags = ("boxes",)
 
     def inputs(self, bgr):
-        boxes = parse_boxes(self.args.boxes)
-        if boxes is None:  # the whole image is one person box
-            h, w = bgr.shape[:2]
-            boxes = np.array([[0.0, 0.0, w, h]], dtype=np.float32)
-        return {"boxes": boxes}
+        h, w = bgr.shape[:2]
+        return {"boxes": parse_boxes(self.args.boxes, w, h)}  # none given: the whole image
 
     def draw(self, rgb, output, metadata):
         inst = output["instances"]

@@ -13,10 +13,11 @@ position u lies at heatmap position u / stride - 0.5 (heatmap pixel centres at i
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CropGeometry", "crop_geometry", "crop_images", "image_to_crop", "crop_to_image", "gaussian_heatmaps"]
+__all__ = ["CropGeometry", "parse_boxes", "crop_geometry", "crop_images", "image_to_crop", "crop_to_image", "gaussian_heatmaps"]
 
 
 @dataclass
@@ -119,3 +120,29 @@ def gaussian_heatmaps(points: torch.Tensor, visible: torch.Tensor, size: Sequenc
     weights = (visible & inside).to(points.dtype)
     return heatmaps * weights[..., None, None], weights
 
+
+def parse_boxes(text: str, width: int, height: int) -> np.ndarray:
+    """Person boxes typed as 'x0,y0,x1,y1;...' in image pixels -> [M, 4] float32 XYXY; empty
+    text -> one box covering the whole ``width`` x ``height`` image.
+
+    Raises:
+        ValueError: naming a box that is not four finite numbers, is empty, or lies outside the image.
+    """
+    parts = [p.strip() for p in (text or "").split(";") if p.strip()]
+    if not parts:
+        return np.array([[0.0, 0.0, width, height]], dtype=np.float32)
+    boxes = []
+    for part in parts:
+        try:
+            box = [float(v) for v in part.split(",")]
+        except ValueError:
+            raise ValueError(f"Box '{part}' is not four comma-separated numbers x0,y0,x1,y1.") from None
+        if len(box) != 4 or not np.all(np.isfinite(box)):
+            raise ValueError(f"Box '{part}' must be four numbers x0,y0,x1,y1.")
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"Box '{part}' is empty: it needs x1 > x0 and y1 > y0.")
+        if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+            raise ValueError(f"Box '{part}' lies outside the {width}x{height} image.")
+        boxes.append(box)
+    return np.asarray(boxes, dtype=np.float32)

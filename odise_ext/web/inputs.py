@@ -8,6 +8,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..vpd.person_crops import parse_boxes as parse_person_boxes
+
 __all__ = ["InputError", "MIN_IMAGE_SIDE", "load_image", "to_rgb", "parse_boxes"]
 
 # Smaller images hold too little to segment (the tiny configs' model input is 64-128 px).
@@ -79,26 +81,12 @@ def load_image(path: Optional[str]) -> np.ndarray:
 
 
 def parse_boxes(text: str, width: int, height: int) -> np.ndarray:
-    """'x0,y0,x1,y1;...' in image pixels -> [M, 4] float32 XYXY; empty text -> the whole image.
+    """:func:`odise_ext.vpd.person_crops.parse_boxes`, its errors shown in the page.
 
     Raises:
         InputError: a box that is not four numbers, is empty, or lies outside the image.
     """
-    parts = [p.strip() for p in (text or "").split(";") if p.strip()]
-    if not parts:
-        return np.array([[0.0, 0.0, width, height]], dtype=np.float32)
-    boxes = []
-    for part in parts:
-        try:
-            box = [float(v) for v in part.split(",")]
-        except ValueError:
-            raise InputError(f"Box '{part}' is not four comma-separated numbers x0,y0,x1,y1.")
-        if len(box) != 4 or not np.all(np.isfinite(box)):
-            raise InputError(f"Box '{part}' must be four numbers x0,y0,x1,y1.")
-        x0, y0, x1, y1 = box
-        if x1 <= x0 or y1 <= y0:
-            raise InputError(f"Box '{part}' is empty: it needs x1 > x0 and y1 > y0.")
-        if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
-            raise InputError(f"Box '{part}' lies outside the {width}x{height} image.")
-        boxes.append(box)
-    return np.asarray(boxes, dtype=np.float32)
+    try:
+        return parse_person_boxes(text, width, height)
+    except ValueError as e:
+        raise InputError(str(e)) from None

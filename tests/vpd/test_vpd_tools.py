@@ -91,8 +91,8 @@ def test_demo_draws_keypoints_for_boxes_or_whole_image(image_path, tmp_path):
     assert np.abs(given.astype(int) - whole).sum() > 0  # the boxes decide what is drawn
     for bad in ("1,2,3", "5,5,1,1", "a,b,c,d"):
         with pytest.raises(SystemExit, match="--boxes"):
-            demo.parse_boxes(bad)
-    assert demo.parse_boxes("1,2,3,4; 5,6,7,8;").shape == (2, 4)
+            demo.parse_boxes(bad, 200, 200)
+    assert demo.parse_boxes("1,2,3,4; 5,6,7,8;", 200, 200).shape == (2, 4)
 
 
 def test_demo_rejects_flags_of_other_tasks(image_path, tmp_path):
