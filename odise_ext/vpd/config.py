@@ -7,13 +7,14 @@ Feature names default to the detectron2 convention res3/res4/res5/res6 = stride 
 """
 from detectron2.config import CfgNode as CN
 
-# NYUv2's 27 scene types, sorted (the row order of VPD's stored ``class_embeddings``).
+# NYUv2's 27 scene types in the row order of VPD's stored ``class_embeddings``
+# (VPD depth/nyu_class_list.json: the order its dump script globbed the training folders in).
 NYU_SCENE_CLASSES = (
-    "basement", "bathroom", "bedroom", "bookstore", "cafe", "classroom", "computer_lab",
-    "conference_room", "dinette", "dining_room", "excercise_room", "foyer", "furniture_store",
-    "home_office", "home_storage", "indoor_balcony", "kitchen", "laundry_room", "living_room",
-    "office", "office_kitchen", "playroom", "printer_room", "reception_room", "student_lounge",
-    "study", "study_room",
+    "printer_room", "bathroom", "living_room", "study", "conference_room", "study_room",
+    "kitchen", "home_office", "bedroom", "dinette", "playroom", "indoor_balcony", "laundry_room",
+    "basement", "excercise_room", "foyer", "home_storage", "cafe", "furniture_store",
+    "office_kitchen", "student_lounge", "dining_room", "reception_room", "computer_lab",
+    "classroom", "office", "bookstore",
 )
 _COCO_FLIP_PAIRS = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16]]
 
@@ -202,8 +203,12 @@ def _add_prompts(cfg):
     p.SENTENCE_LENGTH = 40
     # Scene classes of :class:`SceneClassPrompt` (VPD depth: one context token per image, the
     # adapted CLIP embedding of the image's scene class); the index in this list is the row of the
-    # checkpoint's ``class_embeddings``. Default: NYUv2's 27 scene types in VPD's (sorted) order.
+    # checkpoint's ``class_embeddings``. Default: NYUv2's 27 scene types in VPD's order.
     p.SCENE_CLASSES = list(NYU_SCENE_CLASSES)
+    # How an image's scene name picks its row: "first_substring" (VPD's NYU loader: the first of
+    # SCENE_CLASSES, in order, that occurs in the name, so study_room -> study and office_kitchen
+    # -> kitchen, as VPD's released model was trained and tested) or "exact".
+    p.SCENE_MATCH = "first_substring"
     # Number of learnable meta prompts (Meta-Prompts: 150 segmentation, 50 depth).
     p.NUM_META_PROMPTS = 150
     # Pass the meta prompts through an MLP (Linear-GELU-Linear) before use (Meta-Prompts depth).

@@ -104,12 +104,21 @@ class SceneClassPrompt(PromptModule):
     """
 
     @configurable
-    def __init__(self, *, scene_classes: Sequence[str], class_embeddings: torch.Tensor, adapter: TextAdapter):
+    def __init__(
+        self,
+        *,
+        scene_classes: Sequence[str],
+        class_embeddings: torch.Tensor,
+        adapter: TextAdapter,
+        scene_match: str = "first_substring",
+    ):
         """
         Args:
             scene_classes: the K scene names, in the row order of ``class_embeddings``.
             class_embeddings: [K, D] pooled text embeddings of the scene prompts.
             adapter: the text adapter (trainable).
+            scene_match: "exact" (a scene name must be one of ``scene_classes``) or
+                "first_substring" (the first of ``scene_classes`` occurring in the name).
         """
         super().__init__()
         if class_embeddings.dim() != 2 or class_embeddings.shape[0] != len(scene_classes):
@@ -117,7 +126,10 @@ class SceneClassPrompt(PromptModule):
                 f"class_embeddings {tuple(class_embeddings.shape)} must be [K, D] for the "
                 f"K={len(scene_classes)} scene classes"
             )
+        if scene_match not in ("exact", "first_substring"):
+            raise ValueError(f"MODEL.VPD.PROMPT.SCENE_MATCH must be 'exact' or 'first_substring', got {scene_match!r}")
         self.scene_classes = list(scene_classes)
+        self.scene_match = scene_match
         self._index = {name: i for i, name in enumerate(self.scene_classes)}
         # Persistent: VPD's released checkpoints store the embeddings they were trained with.
         self.register_buffer("class_embeddings", class_embeddings.detach().float())
@@ -133,20 +145,38 @@ class SceneClassPrompt(PromptModule):
             raise ValueError(f"MODEL.VPD.PROMPT.SCENE_CLASSES must be non-empty and unique, got {names}")
         texts = [p.CLASS_TEMPLATE.format(n.replace("_", " ")) for n in names]
         embeddings = encode_pooled_text(text_encoder, texts)
-        return {"scene_classes": names, "class_embeddings": embeddings, "adapter": _adapter(cfg, embeddings.shape[1])}
+        return {
+            "scene_classes": names,
+            "class_embeddings": embeddings,
+            "adapter": _adapter(cfg, embeddings.shape[1]),
+            "scene_match": p.SCENE_MATCH,
+        }
 
     @property
     def num_tokens(self) -> int:
         return 1
+
+    def scene_row(self, name: str) -> int:
+        """Row of ``class_embeddings`` for a scene name, by ``scene_match``."""
+        if self.scene_match == "first_substring":
+            # VPD's NYU loader scans its class list in order and takes the first name contained in
+            # "<folder>_<file>"; a class can only match through the folder, i.e. the scene name.
+            row = next((i for i, c in enumerate(self.scene_classes) if c in name), None)
+        else:
+            row = self._index.get(name)
+        if row is None:
+            raise ValueError(
+                f"unknown scene class {name!r} (MODEL.VPD.PROMPT.SCENE_MATCH {self.scene_match!r}); "
+                f"MODEL.VPD.PROMPT.SCENE_CLASSES has {self.scene_classes}"
+            )
+        return row
 
     def scene_ids(self, scenes: Sequence, device) -> torch.Tensor:
         """Scene names (or int indices) -> [B] int64 row indices."""
         ids = []
         for s in scenes:
             if isinstance(s, str):
-                if s not in self._index:
-                    raise ValueError(f"unknown scene class {s!r}; MODEL.VPD.PROMPT.SCENE_CLASSES has {self.scene_classes}")
-                ids.append(self._index[s])
+                ids.append(self.scene_row(s))
             elif isinstance(s, int) and 0 <= s < len(self.scene_classes):
                 ids.append(s)
             else:
