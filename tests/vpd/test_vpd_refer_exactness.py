@@ -2,7 +2,8 @@
 
 A checkpoint in the released layout (``vpd_refer``: every key of the released key list, SD and the
 decoder scaled down by 8, the 77 attention channels kept, random values) is converted and loaded
-into ``configs/vpd/vpd_refcoco.yaml`` with no override but the scaled-down SD, and the 2-class
+into ``configs/vpd/vpd_refcoco.yaml`` with no override but the scale-down (SD widths, decoder
+width 80, 128 x 128 input), and the 2-class
 logits and the final mask are compared with an independent forward of ``VPDRefer`` written here
 from the public definition (fp32, <= 1e-5). The test-time data path (resize to 512 x 512, mask by
 nearest neighbour) and the sentence tokenisation are compared with the reference's too.
@@ -51,8 +52,8 @@ def refer_config(*opts):
 
 
 def reference_tokenizer():
-    """transformers' ``CLIPTokenizer`` (what VPD's dataset uses) on CLIP's BPE vocabulary, built
-    from the vocabulary file open_clip ships, as the openai/clip-vit-large-patch14 files are."""
+    """transformers' ``CLIPTokenizer`` (what VPD's dataset uses) on CLIP's 49408-token BPE
+    vocabulary (that of the openai/clip-vit-large-patch14 files), built from the copy open_clip ships."""
     import open_clip
     from open_clip.tokenizer import bytes_to_unicode
     from transformers import CLIPTokenizer
@@ -184,12 +185,18 @@ def test_vpd_refer_release_converts_loads_and_reproduces_the_reference():
 
 def test_sentence_tokens_are_the_reference_tokenizer_ids():
     """VPD tokenises with transformers' CLIPTokenizer (truncation to 77, padding with
-    <|endoftext|>); our SD tokenizer gives the same ids."""
+    <|endoftext|>); our SD tokenizer gives the same ids. The CLIPTokenizer of VPD's time cleaned
+    the text with ftfy (in VPD's requirements) first; today's has no ftfy step, so the sentences
+    that cleaning changes (HTML entities, curly quotes, full-width letters) are compared cleaned."""
+    import ftfy
+
     from odise_ext.diffusion.prompts.sd_text import sd_tokenize
 
     sentences = ["The man on the LEFT, wearing a red shirt!", "guy in blue   jeans", "left-most giraffe (partly hidden)",
                  "2nd cup's handle", " ".join(["zebra"] * 100), ""]
     assert torch.equal(sd_tokenize(sentences, TOKENS), reference_ids(sentences))
+    unclean = ["fish &amp; chips", "naïve guy’s hat", "the “big” one", "ｆｕｌｌ width"]
+    assert torch.equal(sd_tokenize(unclean, TOKENS), reference_ids([ftfy.fix_text(s) for s in unclean]))
 
 
 def test_test_time_resize_and_mask_follow_the_reference(tmp_path):
