@@ -10,8 +10,7 @@ vpd_depth    ``{'model': state_dict}``    VPD NYUv2 depth (``configs/vpd/vpd_nyu
 mp_depth     ``{'model': state_dict}``    Meta-Prompts NYUv2 / KITTI depth (``metaprompts_*_depth``)
 vpd_seg      ``{'state_dict': ..., ...}`` VPD ADE20K (mmcv runner), keys only: ``vpd_ade20k_semseg``
                                           with SEM_SEG_HEAD.NORM "BN"
-vpd_refer    ``{'model': state_dict}``    VPD RefCOCO, keys only: ``vpd_refcoco`` with
-                                          REFER.LANG_GATE False, PROMPT.SENTENCE_LENGTH 77
+vpd_refer    ``{'model': state_dict}``    VPD RefCOCO (``configs/vpd/vpd_refcoco.yaml``)
 ===========  ===========================  ===============================================
 
 The SD parts are stored in ldm (CompVis) layout: the UNet (tuned by VPD, so the checkpoint's UNet

@@ -101,8 +101,8 @@ def _add_refer(cfg):
     r.HIDDEN_DIM = 640
     # Normalisation inside the fusion blocks ("BN", "SyncBN", "GN", "").
     r.NORM = "BN"
-    # Gate each fused scale channel-wise by the pooled sentence feature.
-    r.LANG_GATE = True
+    # Gate each fused scale channel-wise by the pooled sentence feature (ours; VPD has no gates).
+    r.LANG_GATE = False
     # Width of the language token features used by the gates. 0 = the width of the backbone's
     # sentence tokens (the SD text encoder's hidden size, 768 for SD v1); a non-zero value is
     # checked against it.
@@ -199,8 +199,9 @@ def _add_prompts(cfg):
     p.ADAPTER_HIDDEN_DIM = 0
     # Initial value of the adapter's learnable per-channel scale gamma (VPD: 1e-4).
     p.ADAPTER_GAMMA_INIT = 1e-4
-    # Tokens per sentence of the sentence prompts (VPD: 40 for RefCOCO/+, 77 for G-Ref).
-    p.SENTENCE_LENGTH = 40
+    # Tokens per sentence of the sentence prompts, padded with <|endoftext|> (VPD: 77, the default
+    # --token_length of its referring code).
+    p.SENTENCE_LENGTH = 77
     # Scene classes of :class:`SceneClassPrompt` (VPD depth: one context token per image, the
     # adapted CLIP embedding of the image's scene class); the index in this list is the row of the
     # checkpoint's ``class_embeddings``. Default: NYUv2's 27 scene types in VPD's order.
@@ -235,7 +236,7 @@ def _add_task_inputs(cfg):
     d.MAX_DEPTH = 10.0
     # Depth mapper: KITTI benchmark crop (352 x 1216, bottom-centred) of image and depth.
     d.KB_CROP = False
-    # Referring mapper: resize every image to this [h, w] (LAVT/VPD: 480 x 480; [] keeps size).
+    # Referring mapper: resize every image to this [h, w] (VPD: 512 x 512; [] keeps size).
     d.REFER_SIZE = []
     # Semantic-seg mapper: random rescale range of the crop side (mmseg ratio_range 0.5-2.0).
     d.SEM_SEG_SCALE_RANGE = [0.5, 2.0]

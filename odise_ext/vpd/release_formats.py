@@ -118,6 +118,7 @@ RELEASE_FORMATS = {
             # ClassNamePrompt recomputes from CLIP.
             dropped=("sd_model.", "class_embeddings"),
         ),
+        # VPD RefCOCO: the public model exactly, with configs/vpd/vpd_refcoco.yaml.
         ReleaseFormat(
             name="vpd_refer",
             key_file="vpd_refer_state_dict_keys.tsv.gz",
