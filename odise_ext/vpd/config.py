@@ -198,6 +198,10 @@ def _add_prompts(cfg):
     p.ADAPTER_HIDDEN_DIM = 0
     # Initial value of the adapter's learnable per-channel scale gamma (VPD: 1e-4).
     p.ADAPTER_GAMMA_INIT = 1e-4
+    # ClassNamePrompt: save the class embeddings in checkpoints and use the loaded ones (VPD's
+    # released segmentation model stores the embeddings it was trained with); False recomputes
+    # them from CLIP at build time and never checkpoints them (our earlier design).
+    p.CHECKPOINT_CLASS_EMBEDDINGS = False
     # Tokens per sentence of the sentence prompts (VPD: 40 for RefCOCO/+, 77 for G-Ref).
     p.SENTENCE_LENGTH = 40
     # Scene classes of :class:`SceneClassPrompt` (VPD depth: one context token per image, the
