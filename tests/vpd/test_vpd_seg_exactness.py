@@ -149,6 +149,7 @@ def test_vpd_seg_release_converts_loads_and_reproduces_the_reference():
     assert set(dropped) == {k for k in release if k.startswith("sd_model.")}
     prompt = model.backbone.bottom_up.feature_extractor.prompt
     assert torch.equal(prompt.class_embeddings, release["class_embeddings"])  # the stored ones, not CLIP's
+    assert type(model.sem_seg_head).__name__ == "VPDFPNHead"
     assert isinstance(model.sem_seg_head.p4[0].norm, torch.nn.SyncBatchNorm)
 
     torch.manual_seed(2)
@@ -192,3 +193,44 @@ def test_vpd_seg_test_mapper_is_mmsegs_pipeline(tmp_path):
     assert out["image"].dtype == torch.uint8 and out["image"].shape == (3, 32, 48)
     assert torch.equal(out["image"], torch.as_tensor(expected.transpose(2, 0, 1).copy()))
     assert (out["height"], out["width"]) == (50, 75) and "sem_seg_file_name" not in out
+
+
+def test_vpd_fpn_head_trains_as_mmsegs_fpn_head():
+    """Training: Dropout2d(0.1) before the classifier, batch-statistics BN, the logits resized to
+    the labels, cross-entropy summed over labelled pixels / all pixels (mmseg's default)."""
+    from detectron2.layers import ShapeSpec
+
+    from odise_ext.vpd.heads import VPDFPNHead
+
+    shapes = {f"p{k}": ShapeSpec(channels=6, stride=2 ** k) for k in (3, 4, 5, 6)}
+    torch.manual_seed(0)
+    head = VPDFPNHead(shapes, num_classes=5, conv_dims=8, common_stride=8, norm="BN", ignore_value=255,
+                      dropout=0.1, avg_non_ignore=False).train()
+    assert float(head.predictor.weight.detach().std()) < 0.02 and not head.predictor.bias.detach().any()  # N(0, 0.01), 0
+    feats = {f"p{k}": torch.randn(2, 6, 128 // 2 ** k, 128 // 2 ** k) for k in (3, 4, 5, 6)}
+    targets = torch.randint(0, 5, (2, 128, 128))
+    targets[:, :40] = 255
+    r = {k: v for k, v in head.state_dict().items()}
+
+    def reference(avg_non_ignore):
+        x = None
+        for i, k in enumerate((3, 4, 5, 6)):
+            f = feats[f"p{k}"]
+            for j in range(max(1, i)):
+                n = f"p{k}.{2 * j}"
+                f = F.conv2d(f, r[n + ".weight"], padding=1)
+                f = F.relu(F.batch_norm(f, None, None, r[n + ".norm.weight"], r[n + ".norm.bias"], training=True))
+                if i > 0:
+                    f = F.interpolate(f, scale_factor=2, mode="bilinear", align_corners=False)
+            x = f if x is None else x + f
+        x = F.conv2d(F.dropout2d(x, 0.1, training=True), r["predictor.weight"], r["predictor.bias"])
+        x = F.interpolate(x, size=targets.shape[-2:], mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(x, targets, reduction="none", ignore_index=255)
+        return loss.sum() / (targets != 255).sum() if avg_non_ignore else loss.mean()
+
+    for avg_non_ignore in (False, True):
+        head.avg_non_ignore = avg_non_ignore
+        torch.manual_seed(5)
+        _, ours = head(feats, targets)
+        torch.manual_seed(5)  # the same dropout mask
+        torch.testing.assert_close(ours["loss_sem_seg"], reference(avg_non_ignore), rtol=1e-5, atol=1e-6)
