@@ -6,8 +6,7 @@
 
 then ``tools/train_net.py --config-file configs/vpd/vpd_nyu_depth.yaml --eval-only
 MODEL.WEIGHTS vpd_nyu_depth.pth MODEL.DIFFUSION.WEIGHTS v1-5-pruned-emaonly.ckpt``. The format
-(vpd_depth, mp_depth, vpd_refer; vpd_seg as a key mapping only, its architecture not yet being
-the public one) is detected from the keys, or given with ``--format``. Every released key
+(vpd_depth, mp_depth, vpd_seg, vpd_refer) is detected from the keys, or given with ``--format``. Every released key
 and shape is checked (``--no-release-shapes`` skips the shape check, for scaled-down test
 models); with ``--config-file`` every converted key and shape is also checked against the
 config's model (built on the meta device). ``--to-release`` converts one of our checkpoints back

@@ -8,8 +8,7 @@ format       container                    model
 ===========  ===========================  ===============================================
 vpd_depth    ``{'model': state_dict}``    VPD NYUv2 depth (``configs/vpd/vpd_nyu_depth.yaml``)
 mp_depth     ``{'model': state_dict}``    Meta-Prompts NYUv2 / KITTI depth (``metaprompts_*_depth``)
-vpd_seg      ``{'state_dict': ..., ...}`` VPD ADE20K (mmcv runner), keys only: ``vpd_ade20k_semseg``
-                                          with SEM_SEG_HEAD.NORM "BN"
+vpd_seg      ``{'state_dict': ..., ...}`` VPD ADE20K (mmcv runner): ``vpd_ade20k_semseg``
 vpd_refer    ``{'model': state_dict}``    VPD RefCOCO (``configs/vpd/vpd_refcoco.yaml``)
 ===========  ===========================  ===============================================
 

@@ -1,8 +1,8 @@
 """Config keys of the VPD / Meta-Prompts task heads, losses and evaluators (``MODEL.VPD.*``).
 
 Semantic segmentation heads are chosen with detectron2's ``MODEL.SEM_SEG_HEAD.NAME``
-("SemSegFPNHead" for VPD's Semantic-FPN, "UPerHead" for Meta-Prompts) and share its generic keys
-(IN_FEATURES, NUM_CLASSES, IGNORE_VALUE, NORM, LOSS_WEIGHT); only UPerNet's own keys live here.
+("VPDFPNHead" for VPD's Semantic-FPN, "UPerHead" for Meta-Prompts) and share its generic keys
+(IN_FEATURES, NUM_CLASSES, IGNORE_VALUE, NORM, LOSS_WEIGHT); only their own keys live here.
 Feature names default to the detectron2 convention res3/res4/res5/res6 = stride 8/16/32/64.
 """
 from detectron2.config import CfgNode as CN
@@ -89,6 +89,15 @@ def _add_uper(cfg):
     u.AUX_CONCAT_INPUT = True
     # Weight of the auxiliary head's cross-entropy (Meta-Prompts: 0.4).
     u.AUX_WEIGHT = 0.4
+
+
+def _add_fpn_head(cfg):
+    f = cfg.MODEL.VPD.FPN_HEAD = CN()
+    # VPDFPNHead (mmseg FPNHead): Dropout2d probability before the classifier (VPD: 0.1).
+    f.DROPOUT = 0.1
+    # VPDFPNHead cross-entropy: False = the sum over labelled pixels / all pixels of the padded
+    # batch (mmseg's avg_non_ignore=False, VPD); True = the mean over labelled pixels.
+    f.LOSS_AVG_NON_IGNORE = False
 
 
 def _add_refer(cfg):
@@ -199,6 +208,10 @@ def _add_prompts(cfg):
     p.ADAPTER_HIDDEN_DIM = 0
     # Initial value of the adapter's learnable per-channel scale gamma (VPD: 1e-4).
     p.ADAPTER_GAMMA_INIT = 1e-4
+    # ClassNamePrompt: save the class embeddings in checkpoints and use the loaded ones (VPD's
+    # released segmentation model stores the embeddings it was trained with); False recomputes
+    # them from CLIP at build time and never checkpoints them (our earlier design).
+    p.CHECKPOINT_CLASS_EMBEDDINGS = False
     # Tokens per sentence of the sentence prompts, padded with <|endoftext|> (VPD: 77, the default
     # --token_length of its referring code).
     p.SENTENCE_LENGTH = 77
@@ -263,6 +276,7 @@ def add_vpd_config(cfg):
     cfg.MODEL.VPD = CN()
     _add_depth(cfg)
     _add_uper(cfg)
+    _add_fpn_head(cfg)
     _add_refer(cfg)
     _add_pose(cfg)
     # engineer H
