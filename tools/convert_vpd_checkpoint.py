@@ -6,8 +6,9 @@
 
 then ``tools/train_net.py --config-file configs/vpd/vpd_nyu_depth.yaml --eval-only
 MODEL.WEIGHTS vpd_nyu_depth.pth MODEL.DIFFUSION.WEIGHTS v1-5-pruned-emaonly.ckpt``. The format
-(vpd_depth, mp_depth; vpd_seg and vpd_refer as key mappings only, their architectures not yet being
-the public ones) is detected from the keys, or given with ``--format``. Every released key
+(vpd_depth, mp_depth, mp_seg_ade20k, mp_seg_cityscapes; vpd_seg and vpd_refer as key mappings
+only, their architectures not yet being the public ones) is detected from the keys (and, between
+the two Meta-Prompts segmentation formats, the classifier's shape), or given with ``--format``. Every released key
 and shape is checked (``--no-release-shapes`` skips the shape check, for scaled-down test
 models); with ``--config-file`` every converted key and shape is also checked against the
 config's model (built on the meta device). ``--to-release`` converts one of our checkpoints back
@@ -61,7 +62,8 @@ def main(argv=None):
         if fmt not in RELEASE_FORMATS:
             raise SystemExit(f"{args.input}: no 'release_format' recorded; pass --format")
         try:
-            out = {"model": convert_ours_to_release(state, fmt, rest.get("release_dropped"))}
+            # The released container: 'model', or 'state_dict' for the mmcv runner's files.
+            out = {RELEASE_FORMATS[fmt].container: convert_ours_to_release(state, fmt, rest.get("release_dropped"))}
         except ValueError as e:
             raise SystemExit(str(e))
     else:

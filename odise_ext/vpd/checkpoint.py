@@ -12,6 +12,9 @@ vpd_seg      ``{'state_dict': ..., ...}`` VPD ADE20K (mmcv runner), keys only: `
                                           with SEM_SEG_HEAD.NORM "BN"
 vpd_refer    ``{'model': state_dict}``    VPD RefCOCO, keys only: ``vpd_refcoco`` with
                                           REFER.LANG_GATE False, PROMPT.SENTENCE_LENGTH 77
+mp_seg_*     ``{'state_dict': ..., ...}`` Meta-Prompts ADE20K / Cityscapes (mmcv runner):
+                                          ``metaprompts_{ade20k,cityscapes}_semseg``; key
+                                          lists DERIVED from the public code, not a file
 ===========  ===========================  ===============================================
 
 The SD parts are stored in ldm (CompVis) layout: the UNet (tuned by VPD, so the checkpoint's UNet
@@ -71,7 +74,12 @@ def load_release_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], dict]:
 
 
 def detect_release_format(keys: Sequence[str]) -> str:
-    """The released format whose key list equals ``keys`` best (ties and misses are errors)."""
+    """The released format whose key list equals ``keys`` best (ties and misses are errors).
+
+    ``keys`` may be the state dict itself: formats with the same keys (Meta-Prompts ADE20K /
+    Cityscapes, which differ in the number of classes) are then told apart by the shapes of the
+    keys whose released shapes differ between them."""
+    state = keys if isinstance(keys, dict) else None
     keys = set(keys)
     scores = {}
     for name in RELEASE_FORMATS:
@@ -83,6 +91,18 @@ def detect_release_format(keys: Sequence[str]) -> str:
             f"the checkpoint matches no released VPD / Meta-Prompts format (key overlap {scores}); "
             "pass the format explicitly"
         )
+    tied = [name for name in scores if scores[name] == scores[best]]
+    if len(tied) > 1:
+        shapes = {name: release_key_shapes(name) for name in tied}
+        differing = [k for k in shapes[tied[0]] if len({shapes[n].get(k) for n in tied}) > 1]
+        fits = [n for n in tied if state is not None
+                and all(k in state and tuple(state[k].shape) == shapes[n][k] for k in differing)]
+        if len(fits) != 1:
+            raise ValueError(
+                f"the checkpoint's keys fit the formats {tied} equally and the shapes of {differing[:4]} "
+                "tell none of them apart; pass the format explicitly"
+            )
+        best = fits[0]
     return best
 
 
