@@ -6,13 +6,15 @@
 
 then ``tools/train_net.py --config-file configs/vpd/vpd_nyu_depth.yaml --eval-only
 MODEL.WEIGHTS vpd_nyu_depth.pth MODEL.DIFFUSION.WEIGHTS v1-5-pruned-emaonly.ckpt``. The format
-(vpd_depth, mp_depth, mp_seg_ade20k, mp_seg_cityscapes; vpd_seg and vpd_refer as key mappings
-only, their architectures not yet being the public ones) is detected from the keys (and, between
-the two Meta-Prompts segmentation formats, the classifier's shape), or given with ``--format``. Every released key
+(vpd_depth, mp_depth; vpd_seg and vpd_refer as key mappings only, their architectures not yet being
+the public ones) is detected from the keys, or given with ``--format``. Every released key
 and shape is checked (``--no-release-shapes`` skips the shape check, for scaled-down test
 models); with ``--config-file`` every converted key and shape is also checked against the
 config's model (built on the meta device). ``--to-release`` converts one of our checkpoints back
 into the released layout. Files are read with ``torch.load(weights_only=True)`` only.
+
+Meta-Prompts segmentation (formats mp_seg_ade20k / mp_seg_cityscapes, key lists DERIVED from the
+public code): both have the same keys; auto-detection tells them apart by the classifier's shape.
 """
 import argparse
 import os

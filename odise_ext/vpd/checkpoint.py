@@ -12,9 +12,6 @@ vpd_seg      ``{'state_dict': ..., ...}`` VPD ADE20K (mmcv runner), keys only: `
                                           with SEM_SEG_HEAD.NORM "BN"
 vpd_refer    ``{'model': state_dict}``    VPD RefCOCO, keys only: ``vpd_refcoco`` with
                                           REFER.LANG_GATE False, PROMPT.SENTENCE_LENGTH 77
-mp_seg_*     ``{'state_dict': ..., ...}`` Meta-Prompts ADE20K / Cityscapes (mmcv runner):
-                                          ``metaprompts_{ade20k,cityscapes}_semseg``; key
-                                          lists DERIVED from the public code, not a file
 ===========  ===========================  ===============================================
 
 The SD parts are stored in ldm (CompVis) layout: the UNet (tuned by VPD, so the checkpoint's UNet
@@ -23,6 +20,11 @@ mapped to diffusers' by diffusers' own single-file converter, run once on placeh
 (one value per key), so every released key has exactly one of ours and back. Everything else is
 renamed by the per-format rules below. Tensors are read with ``torch.load(weights_only=True)``
 only: a checkpoint that needs arbitrary unpickling is refused.
+
+Meta-Prompts segmentation: formats ``mp_seg_ade20k`` / ``mp_seg_cityscapes`` (mmcv runner,
+``{'state_dict': ..., ...}``) for ``configs/vpd/metaprompts_{ade20k,cityscapes}_semseg.yaml``; the
+same keys, told apart by the classifier's shape. Their key lists are DERIVED from the public code
+(``tools/derive_mp_seg_release_keys.py``), not read off a released file.
 """
 import os
 import re

@@ -157,9 +157,6 @@ RELEASE_FORMATS = {
             # ClassNamePrompt recomputes from CLIP.
             dropped=("sd_model.", "class_embeddings"),
         ),
-        # Key lists DERIVED from the public code (tools/derive_mp_seg_release_keys.py).
-        _mp_seg("mp_seg_ade20k", "mp_seg_ade20k_state_dict_keys.tsv.gz"),
-        _mp_seg("mp_seg_cityscapes", "mp_seg_cityscapes_state_dict_keys.tsv.gz"),
         ReleaseFormat(
             name="vpd_refer",
             key_file="vpd_refer_state_dict_keys.tsv.gz",
@@ -176,6 +173,9 @@ RELEASE_FORMATS = {
                 (r"^classifier\.conv1_1\.", "refer_decoder.predictor."),
             ),
         ),
+        # Key lists DERIVED from the public code (tools/derive_mp_seg_release_keys.py).
+        _mp_seg("mp_seg_ade20k", "mp_seg_ade20k_state_dict_keys.tsv.gz"),
+        _mp_seg("mp_seg_cityscapes", "mp_seg_cityscapes_state_dict_keys.tsv.gz"),
     )
 }
 
