@@ -11,6 +11,7 @@ public definition (fudan-zvg/meta-prompts ``MetaPromptsSeg.extract_feat`` / ``en
 import os
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -191,7 +192,9 @@ def test_tool_round_trip_writes_the_mmcv_container(tmp_path):
     finally:
         sys.path.pop(0)
     src = tmp_path / "mp_cityscapes.pth"
-    torch.save({"meta": {"iter": 80000, "CLASSES": ("road", "sidewalk")}, "state_dict": release}, src)
+    # mmcv's runner keeps the best score as a numpy float: allowed, it runs no code when read
+    meta = {"iter": 80000, "CLASSES": ("road", "sidewalk"), "hook_msgs": {"best_score": np.float64(0.8438)}}
+    torch.save({"meta": meta, "state_dict": release}, src)
     convert_vpd_checkpoint.main([str(src), str(tmp_path / "ours.pth"), "--no-release-shapes", "--format", fmt])
     ours = torch.load(tmp_path / "ours.pth", weights_only=True)
     assert ours["release_format"] == fmt and "sem_seg_head.ppm.stages.0.1.norm.running_var" in ours["model"]
