@@ -13,8 +13,9 @@ models); with ``--config-file`` every converted key and shape is also checked ag
 config's model (built on the meta device). ``--to-release`` converts one of our checkpoints back
 into the released layout. Files are read with ``torch.load(weights_only=True)`` only.
 
-Meta-Prompts segmentation (formats mp_seg_ade20k / mp_seg_cityscapes, key lists DERIVED from the
-public code): both have the same keys; auto-detection tells them apart by the classifier's shape.
+Meta-Prompts segmentation (formats mp_seg_ade20k / mp_seg_cityscapes / mp_seg_cityscapes_extra,
+key lists DERIVED from the public code): ADE20K and Cityscapes have the same keys; auto-detection
+tells them apart by the classifier's shape.
 """
 import argparse
 import os

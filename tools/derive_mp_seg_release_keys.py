@@ -16,7 +16,9 @@ shapes and order follow from the module definitions (fudan-zvg/meta-prompts at a
 - ``decode_head`` = mmseg ``UPerHead`` and ``auxiliary_head`` = mmseg ``FCNHead`` built from the
   configs the README names (``configs/.ipynb_checkpoints/ade-checkpoint.py`` and
   ``cityscapes-checkpoint.py``: refine_step 3, num_prompt 150, channels 512, pool scales
-  1/2/3/6, 150 / 19 classes, FCN in_index 2 with one conv) over ``_base_/models/upernet_r50.py``
+  1/2/3/6, 150 / 19 classes, FCN in_index 2 with one conv; ``configs/cityscapes_extra.py``, the
+  Mapillary-pretrained Cityscapes model: the same with refine_step 1) over
+  ``_base_/models/upernet_r50.py``
   (SyncBN, so ConvModules hold ``conv`` without bias + ``bn``; FCN concat_input False);
   BaseDecodeHead registers ``conv_seg`` first.
 
@@ -30,13 +32,15 @@ import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY_DIR = os.path.join(ROOT, "odise_ext", "vpd", "release_keys")
-# (file, dataset, config, number of classes)
+# (file, dataset, config, number of classes, refinement steps)
 VARIANTS = (
-    ("mp_seg_ade20k_state_dict_keys.tsv.gz", "ADE20K", "configs/.ipynb_checkpoints/ade-checkpoint.py", 150),
+    ("mp_seg_ade20k_state_dict_keys.tsv.gz", "ADE20K", "configs/.ipynb_checkpoints/ade-checkpoint.py", 150, 3),
     ("mp_seg_cityscapes_state_dict_keys.tsv.gz", "Cityscapes",
-     "configs/.ipynb_checkpoints/cityscapes-checkpoint.py", 19),
+     "configs/.ipynb_checkpoints/cityscapes-checkpoint.py", 19, 3),
+    ("mp_seg_cityscapes_extra_state_dict_keys.tsv.gz", "Cityscapes with Mapillary pretraining",
+     "configs/cityscapes_extra.py", 19, 1),
 )
-STEPS, PROMPTS, DIM, CHANNELS, POOL_SCALES, LDM_DIMS = 3, 150, 768, 512, 4, (320, 640, 1280, 1280)
+PROMPTS, DIM, CHANNELS, POOL_SCALES, LDM_DIMS = 150, 768, 512, 4, (320, 640, 1280, 1280)
 
 
 def _sd_rows():
@@ -52,13 +56,14 @@ def _conv_module(prefix, cin, cout, k):
     return rows + [(prefix + "bn.num_batches_tracked", (), "int64")]
 
 
-def derive(num_classes):
+def derive(num_classes, steps=3):
+    """[(key, shape, dtype)] of the released state dict, in its order."""
     sd = _sd_rows()
-    rows = [(f"t{i}", (1, 1280), "float32") for i in range(1, STEPS + 1)]
+    rows = [(f"t{i}", (1, 1280), "float32") for i in range(1, steps + 1)]
     rows.append(("meta_prompts", (PROMPTS, DIM), "float32"))
     out_head = [(k[len("unet.unet.diffusion_model."):], s, d) for k, s, d in sd
                 if k.startswith("unet.unet.diffusion_model.out.")]
-    for i in range(2, STEPS + 1):
+    for i in range(2, steps + 1):
         rows += [(f"cross_unet_conv{i}.{k[len('out.'):]}", s, d) for k, s, d in out_head]
     for prefix in ("encoder_vq.", "unet.", "sd_model."):
         rows += [r for r in sd if r[0].startswith(prefix)]
@@ -82,7 +87,7 @@ def derive(num_classes):
 
 
 def main():
-    for name, dataset, config, classes in VARIANTS:
+    for name, dataset, config, classes, steps in VARIANTS:
         header = (
             f"# MetaPromptsSeg ({dataset}, {config}) model.state_dict(), mmcv runner: checkpoint['state_dict']. "
             "DERIVED from the public code (fudan-zvg/meta-prompts a3e8583 segmentation/models/model.py:56-85, "
@@ -93,7 +98,7 @@ def main():
         with gzip.GzipFile(os.path.join(KEY_DIR, name), "wb", mtime=0) as f:
             f.write(header.encode())
             f.write(b"key\tshape\tdtype\tnumel\n")
-            for key, shape, dtype in derive(classes):
+            for key, shape, dtype in derive(classes, steps):
                 numel = 1
                 for d in shape:
                     numel *= d

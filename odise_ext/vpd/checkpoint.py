@@ -21,9 +21,10 @@ mapped to diffusers' by diffusers' own single-file converter, run once on placeh
 renamed by the per-format rules below. Tensors are read with ``torch.load(weights_only=True)``
 only: a checkpoint that needs arbitrary unpickling is refused.
 
-Meta-Prompts segmentation: formats ``mp_seg_ade20k`` / ``mp_seg_cityscapes`` (mmcv runner,
-``{'state_dict': ..., ...}``) for ``configs/vpd/metaprompts_{ade20k,cityscapes}_semseg.yaml``; the
-same keys, told apart by the classifier's shape. Their key lists are DERIVED from the public code
+Meta-Prompts segmentation: formats ``mp_seg_ade20k`` / ``mp_seg_cityscapes`` /
+``mp_seg_cityscapes_extra`` (mmcv runner, ``{'state_dict': ..., ...}``) for
+``configs/vpd/metaprompts_{ade20k,cityscapes,cityscapes_extra}_semseg.yaml``; the first two have
+the same keys and are told apart by the classifier's shape. Their key lists are DERIVED from the public code
 (``tools/derive_mp_seg_release_keys.py``), not read off a released file.
 """
 import os

@@ -55,9 +55,9 @@ _DEPTH_HEAD_RULES = (
 )
 
 
-def _mp_seg(name: str, key_file: str) -> ReleaseFormat:
-    """Meta-Prompts segmentation (mmcv ``MetaPromptsSeg``): 3 refinement steps, 150 meta prompts
-    re-arranging the four levels (``upconv1..4``) for mmseg's UPerHead + auxiliary FCNHead."""
+def _mp_seg(name: str, key_file: str, steps: int = 3) -> ReleaseFormat:
+    """Meta-Prompts segmentation (mmcv ``MetaPromptsSeg``): ``steps`` refinement steps, 150 meta
+    prompts re-arranging the four levels (``upconv1..4``) for mmseg's UPerHead + auxiliary FCNHead."""
     conv_modules = (  # mmcv ConvModule: ``conv`` (no bias) + ``bn``; ours: Conv2d + ``norm``
         (r"decode_head\.psp_modules\.(\d)\.1\.", r"sem_seg_head.ppm.stages.\1.1."),
         (r"decode_head\.bottleneck\.", "sem_seg_head.ppm_bottleneck."),
@@ -84,7 +84,7 @@ def _mp_seg(name: str, key_file: str) -> ReleaseFormat:
         # The UNet's output head, stored again for each refinement step that uses it.
         duplicates={
             f"cross_unet_conv{i}.{j}.{p}": f"unet.unet.diffusion_model.out.{j}.{p}"
-            for i in (2, 3) for j in (0, 2) for p in ("weight", "bias")
+            for i in range(2, steps + 1) for j in (0, 2) for p in ("weight", "bias")
         },
         # The LatentDiffusion noise schedule (never used).
         dropped=("sd_model.",),
@@ -176,6 +176,7 @@ RELEASE_FORMATS = {
         # Key lists DERIVED from the public code (tools/derive_mp_seg_release_keys.py).
         _mp_seg("mp_seg_ade20k", "mp_seg_ade20k_state_dict_keys.tsv.gz"),
         _mp_seg("mp_seg_cityscapes", "mp_seg_cityscapes_state_dict_keys.tsv.gz"),
+        _mp_seg("mp_seg_cityscapes_extra", "mp_seg_cityscapes_extra_state_dict_keys.tsv.gz", steps=1),
     )
 }
 

@@ -1,5 +1,6 @@
-"""Meta-Prompts segmentation checkpoints (formats ``mp_seg_ade20k`` / ``mp_seg_cityscapes``, key
-lists DERIVED from the public code) convert, load strictly and reproduce the public model.
+"""Meta-Prompts segmentation checkpoints (formats ``mp_seg_ade20k`` / ``mp_seg_cityscapes`` /
+``mp_seg_cityscapes_extra``, key lists DERIVED from the public code) convert, load strictly and
+reproduce the public model.
 
 A checkpoint in the derived released layout (scaled-down shapes, random values) is converted and
 loaded into the model of the real config (SD scaled down alike); the model's logits, with the
@@ -57,11 +58,11 @@ def resize(x, size):
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-def extract_feat(r, unet, vae, window):
+def extract_feat(r, unet, vae, window, steps=3):
     """MetaPromptsSeg.extract_feat: window [1, 3, h, w] in [0, 1] -> 4 maps [1, N, h/4 .. h/32]."""
     latent = vae.quant_conv(vae.encoder(window * 2 - 1))[:, :4]  # posterior mode, no scale
     prompts = r["meta_prompts"][None]  # the context of every step, no adapter
-    for i in (1, 2, 3):
+    for i in range(1, steps + 1):
         if i > 1:  # cross_unet_conv_i = the UNet's out head on the previous step's final output
             latent = F.group_norm(latent, GROUPS, r[UNET + "out.0.weight"], r[UNET + "out.0.bias"], eps=1e-5)
             latent = F.conv2d(F.silu(latent), r[UNET + "out.2.weight"], r[UNET + "out.2.bias"], padding=1)
@@ -139,9 +140,12 @@ def test_mp_seg_ade20k_release_converts_loads_and_reproduces_the_reference():
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_mp_seg_cityscapes_release_reproduces_the_reference():
-    model, cfg, r = _model("mp_seg_cityscapes", "metaprompts_cityscapes_semseg.yaml",
-                           "MODEL.VPD.TEST.CROP_SIZE", [128, 128], "MODEL.VPD.TEST.STRIDE", [64, 64])
+@pytest.mark.parametrize("fmt,config,steps", [
+    ("mp_seg_cityscapes", "metaprompts_cityscapes_semseg.yaml", 3),
+    ("mp_seg_cityscapes_extra", "metaprompts_cityscapes_extra_semseg.yaml", 1),  # Mapillary-pretrained
+])
+def test_mp_seg_cityscapes_release_reproduces_the_reference(fmt, config, steps):
+    model, cfg, r = _model(fmt, config, "MODEL.VPD.TEST.CROP_SIZE", [128, 128], "MODEL.VPD.TEST.STRIDE", [64, 64])
     assert cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES == 19 and cfg.MODEL.VPD.UPER.DROPOUT == 0.1
     torch.manual_seed(3)
     # 2 windows at x = 0, 64; 128 windows give a 4 x 4 coarsest level, on which every pool scale acts
@@ -151,7 +155,7 @@ def test_mp_seg_cityscapes_release_reproduces_the_reference():
         ours = model([{"image": image}])[0]["sem_seg"]
 
         def encode_decode(window):
-            return resize(uper_head(extract_feat(r, unet, vae, window), r), window.shape[-2:])
+            return resize(uper_head(extract_feat(r, unet, vae, window, steps), r), window.shape[-2:])
 
         ref = slide_inference(encode_decode, image[None] / 255.0, (128, 128), (64, 64), 19, (128, 192))[0]
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
@@ -167,9 +171,10 @@ def test_derived_key_lists_are_the_derivation_and_fit_the_real_configs():
         import derive_mp_seg_release_keys
     finally:
         sys.path.pop(0)
-    for fmt, classes, config in [("mp_seg_ade20k", 150, "metaprompts_ade20k_semseg.yaml"),
-                                 ("mp_seg_cityscapes", 19, "metaprompts_cityscapes_semseg.yaml")]:
-        derived = derive_mp_seg_release_keys.derive(classes)
+    for fmt, classes, steps, config in [("mp_seg_ade20k", 150, 3, "metaprompts_ade20k_semseg.yaml"),
+                                        ("mp_seg_cityscapes", 19, 3, "metaprompts_cityscapes_semseg.yaml"),
+                                        ("mp_seg_cityscapes_extra", 19, 1, "metaprompts_cityscapes_extra_semseg.yaml")]:
+        derived = derive_mp_seg_release_keys.derive(classes, steps)
         assert list(release_key_shapes(fmt).items()) == [(k, s) for k, s, _ in derived]
         release = {k: torch.empty(s, device="meta") for k, s in release_key_shapes(fmt).items()}
         assert detect_release_format(release) == fmt
