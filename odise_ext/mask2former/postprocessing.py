@@ -67,9 +67,10 @@ def panoptic_inference(
         )
     thing_ids = set(thing_ids)
     scores, labels = F.softmax(mask_cls, dim=-1).max(-1)
-    mask_prob = mask_pred.sigmoid()
     keep = labels.ne(num_classes) & (scores > object_mask_threshold)
-    cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], mask_prob[keep]
+    cur_scores, cur_classes = scores[keep], labels[keep]
+    # Indexing copies, so the sigmoid can run in place: one [Q', H, W] copy, not two of [Q, H, W].
+    cur_masks = mask_pred[keep].sigmoid_()
 
     h, w = mask_pred.shape[-2:]
     panoptic_seg = torch.zeros((h, w), dtype=torch.int32, device=mask_pred.device)
@@ -144,9 +145,11 @@ def instance_inference(
     binary = mask_pred > 0
     result.pred_masks = binary.float()
     result.pred_boxes = BitMasks(binary).get_bounding_boxes()
-    mask_scores = (mask_pred.sigmoid().flatten(1) * result.pred_masks.flatten(1)).sum(1) / (
-        result.pred_masks.flatten(1).sum(1) + 1e-6
-    )
+    del binary
+    # mask_pred is a copy (advanced indexing above): sigmoid and product in place, the same
+    # arithmetic as sigmoid(mask_pred) * pred_masks without two more [N, H, W] tensors.
+    inside = mask_pred.sigmoid_().mul_(result.pred_masks)
+    mask_scores = inside.flatten(1).sum(1) / (result.pred_masks.flatten(1).sum(1) + 1e-6)
     result.scores = scores_per_image * mask_scores
     result.pred_classes = labels_per_image
     return result

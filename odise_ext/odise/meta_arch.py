@@ -279,10 +279,12 @@ class ODISE(nn.Module):
                 logits = self.clip_logits(images.tensor[i, :, :h, :w], masks, clip_text, owner, k)
                 fused.append(geometric_ensemble(mask_cls[i], logits, self.seen, self.alpha, self.beta))
             mask_cls = torch.stack(fused)
-        mask_pred = F.interpolate(mask_pred, size=images.tensor.shape[-2:], mode="bilinear", align_corners=False)
+        padded = images.tensor.shape[-2:]
         results = []
-        for cls_i, pred_i, x, size in zip(mask_cls, mask_pred, batched_inputs, images.image_sizes):
+        for i, (cls_i, x, size) in enumerate(zip(mask_cls, batched_inputs, images.image_sizes)):
             height, width = x.get("height", size[0]), x.get("width", size[1])
+            # One image at a time, so only its [Q, H, W] masks exist at full resolution.
+            pred_i = F.interpolate(mask_pred[i : i + 1], size=padded, mode="bilinear", align_corners=False)[0]
             pred_i = sem_seg_postprocess(pred_i, size, height, width)
             r = {}
             if self.semantic_on:

@@ -8,10 +8,11 @@ format       container                    model
 ===========  ===========================  ===============================================
 vpd_depth    ``{'model': state_dict}``    VPD NYUv2 depth (``configs/vpd/vpd_nyu_depth.yaml``)
 mp_depth     ``{'model': state_dict}``    Meta-Prompts NYUv2 / KITTI depth (``metaprompts_*_depth``)
-vpd_seg      ``{'state_dict': ..., ...}`` VPD ADE20K (mmcv runner), keys only: ``vpd_ade20k_semseg``
-                                          with SEM_SEG_HEAD.NORM "BN"
-vpd_refer    ``{'model': state_dict}``    VPD RefCOCO, keys only: ``vpd_refcoco`` with
-                                          REFER.LANG_GATE False, PROMPT.SENTENCE_LENGTH 77
+vpd_seg      ``{'state_dict': ..., ...}`` VPD ADE20K (mmcv runner): ``vpd_ade20k_semseg``
+vpd_refer    ``{'model': state_dict}``    VPD RefCOCO (``configs/vpd/vpd_refcoco.yaml``)
+mp_seg_*     ``{'state_dict': ..., ...}`` Meta-Prompts ADE20K / Cityscapes (mmcv runner):
+                                          ``metaprompts_*_semseg``; key lists DERIVED from
+                                          the public code, see below
 ===========  ===========================  ===============================================
 
 The SD parts are stored in ldm (CompVis) layout: the UNet (tuned by VPD, so the checkpoint's UNet
@@ -24,8 +25,8 @@ only: a checkpoint that needs arbitrary unpickling is refused.
 Meta-Prompts segmentation: formats ``mp_seg_ade20k`` / ``mp_seg_cityscapes`` /
 ``mp_seg_cityscapes_extra`` (mmcv runner, ``{'state_dict': ..., ...}``) for
 ``configs/vpd/metaprompts_{ade20k,cityscapes,cityscapes_extra}_semseg.yaml``; the first two have
-the same keys and are told apart by the classifier's shape. Their key lists are DERIVED from the public code
-(``tools/derive_mp_seg_release_keys.py``), not read off a released file.
+the same keys and are told apart by the classifier's shape. Their key lists are DERIVED from the
+public code (``tools/derive_mp_seg_release_keys.py``), not read off a released file.
 """
 import os
 import re

@@ -1,8 +1,8 @@
 """Config keys of the VPD / Meta-Prompts task heads, losses and evaluators (``MODEL.VPD.*``).
 
 Semantic segmentation heads are chosen with detectron2's ``MODEL.SEM_SEG_HEAD.NAME``
-("SemSegFPNHead" for VPD's Semantic-FPN, "UPerHead" for Meta-Prompts) and share its generic keys
-(IN_FEATURES, NUM_CLASSES, IGNORE_VALUE, NORM, LOSS_WEIGHT); only UPerNet's own keys live here.
+("VPDFPNHead" for VPD's Semantic-FPN, "UPerHead" for Meta-Prompts) and share its generic keys
+(IN_FEATURES, NUM_CLASSES, IGNORE_VALUE, NORM, LOSS_WEIGHT); only their own keys live here.
 Feature names default to the detectron2 convention res3/res4/res5/res6 = stride 8/16/32/64.
 """
 from detectron2.config import CfgNode as CN
@@ -91,6 +91,15 @@ def _add_uper(cfg):
     u.AUX_WEIGHT = 0.4
 
 
+def _add_fpn_head(cfg):
+    f = cfg.MODEL.VPD.FPN_HEAD = CN()
+    # VPDFPNHead (mmseg FPNHead): Dropout2d probability before the classifier (VPD: 0.1).
+    f.DROPOUT = 0.1
+    # VPDFPNHead cross-entropy: False = the sum over labelled pixels / all pixels of the padded
+    # batch (mmseg's avg_non_ignore=False, VPD); True = the mean over labelled pixels.
+    f.LOSS_AVG_NON_IGNORE = False
+
+
 def _add_refer(cfg):
     r = cfg.MODEL.VPD.REFER = CN()
     # Registered name in odise_ext.vpd.heads.HEAD_REGISTRY.
@@ -101,8 +110,8 @@ def _add_refer(cfg):
     r.HIDDEN_DIM = 640
     # Normalisation inside the fusion blocks ("BN", "SyncBN", "GN", "").
     r.NORM = "BN"
-    # Gate each fused scale channel-wise by the pooled sentence feature.
-    r.LANG_GATE = True
+    # Gate each fused scale channel-wise by the pooled sentence feature (ours; VPD has no gates).
+    r.LANG_GATE = False
     # Width of the language token features used by the gates. 0 = the width of the backbone's
     # sentence tokens (the SD text encoder's hidden size, 768 for SD v1); a non-zero value is
     # checked against it.
@@ -199,8 +208,13 @@ def _add_prompts(cfg):
     p.ADAPTER_HIDDEN_DIM = 0
     # Initial value of the adapter's learnable per-channel scale gamma (VPD: 1e-4).
     p.ADAPTER_GAMMA_INIT = 1e-4
-    # Tokens per sentence of the sentence prompts (VPD: 40 for RefCOCO/+, 77 for G-Ref).
-    p.SENTENCE_LENGTH = 40
+    # ClassNamePrompt: save the class embeddings in checkpoints and use the loaded ones (VPD's
+    # released segmentation model stores the embeddings it was trained with); False recomputes
+    # them from CLIP at build time and never checkpoints them (our earlier design).
+    p.CHECKPOINT_CLASS_EMBEDDINGS = False
+    # Tokens per sentence of the sentence prompts, padded with <|endoftext|> (VPD: 77, the default
+    # --token_length of its referring code).
+    p.SENTENCE_LENGTH = 77
     # Scene classes of :class:`SceneClassPrompt` (VPD depth: one context token per image, the
     # adapted CLIP embedding of the image's scene class); the index in this list is the row of the
     # checkpoint's ``class_embeddings``. Default: NYUv2's 27 scene types in VPD's order.
@@ -235,7 +249,7 @@ def _add_task_inputs(cfg):
     d.MAX_DEPTH = 10.0
     # Depth mapper: KITTI benchmark crop (352 x 1216, bottom-centred) of image and depth.
     d.KB_CROP = False
-    # Referring mapper: resize every image to this [h, w] (LAVT/VPD: 480 x 480; [] keeps size).
+    # Referring mapper: resize every image to this [h, w] (VPD: 512 x 512; [] keeps size).
     d.REFER_SIZE = []
     # Semantic-seg mapper: random rescale range of the crop side (mmseg ratio_range 0.5-2.0).
     d.SEM_SEG_SCALE_RANGE = [0.5, 2.0]
@@ -262,6 +276,7 @@ def add_vpd_config(cfg):
     cfg.MODEL.VPD = CN()
     _add_depth(cfg)
     _add_uper(cfg)
+    _add_fpn_head(cfg)
     _add_refer(cfg)
     _add_pose(cfg)
     # engineer H

@@ -63,17 +63,19 @@ class ClassNamePrompt(PromptModule):
     """Class-name prompts: context [N, K, D] = adapter(CLIP("a photo of a {class}"))."""
 
     @configurable
-    def __init__(self, *, class_embeddings: torch.Tensor, adapter: TextAdapter):
+    def __init__(self, *, class_embeddings: torch.Tensor, adapter: TextAdapter, persistent: bool = False):
         """
         Args:
             class_embeddings: [K, D] pooled text embeddings of the K class prompts.
             adapter: the text adapter (trainable).
+            persistent: keep the embeddings in the state dict, so that a checkpoint's (VPD's
+                released ``class_embeddings``) replace the computed ones on loading.
         """
         super().__init__()
         if class_embeddings.dim() != 2:
             raise ValueError(f"class_embeddings must be [K, D], got {tuple(class_embeddings.shape)}")
-        # Derived from frozen weights at build time: not checkpointed, recomputed on rebuild.
-        self.register_buffer("class_embeddings", class_embeddings.detach().float(), persistent=False)
+        # Derived from frozen weights at build time; unless persistent, recomputed on rebuild.
+        self.register_buffer("class_embeddings", class_embeddings.detach().float(), persistent=persistent)
         self.adapter = adapter
 
     @classmethod
@@ -83,7 +85,11 @@ class ClassNamePrompt(PromptModule):
             raise ValueError(f"MODEL.VPD.PROMPT.CLASS_TEMPLATE {template!r} has no '{{}}'")
         texts = [template.format(n) for n in resolve_class_names(cfg)]
         embeddings = encode_pooled_text(text_encoder, texts)
-        return {"class_embeddings": embeddings, "adapter": _adapter(cfg, embeddings.shape[1])}
+        return {
+            "class_embeddings": embeddings,
+            "adapter": _adapter(cfg, embeddings.shape[1]),
+            "persistent": cfg.MODEL.VPD.PROMPT.CHECKPOINT_CLASS_EMBEDDINGS,
+        }
 
     @property
     def num_tokens(self) -> int:

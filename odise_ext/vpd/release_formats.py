@@ -134,7 +134,8 @@ RELEASE_FORMATS = {
             # Meta-Prompts replaces the time-embedding MLP by the per-step vectors t_i.
             unused=(_EX + "unet.module.time_embedding.",),
         ),
-        # Key mapping only: our segmentation / referring models are not yet the public ones.
+        # VPD ADE20K: the public model with configs/vpd/vpd_ade20k_semseg.yaml (mmseg FPN neck =
+        # detectron2's FPN, mmseg FPNHead = VPDFPNHead with SyncBN).
         ReleaseFormat(
             name="vpd_seg",
             key_file="vpd_seg_state_dict_keys.tsv.gz",
@@ -144,6 +145,7 @@ RELEASE_FORMATS = {
             ours_prefix=_EXS,
             rules=(
                 (r"^gamma$", _EXS + "prompt.adapter.gamma"),
+                (r"^class_embeddings$", _EXS + "prompt.class_embeddings"),
                 (r"^text_adapter\.fc\.", _EXS + "prompt.adapter.mlp."),
                 (r"^neck\.lateral_convs\.(\d)\.conv\.", lambda m: f"backbone.fpn_lateral{int(m.group(1)) + 3}."),
                 (r"^neck\.fpn_convs\.(\d)\.conv\.", lambda m: f"backbone.fpn_output{int(m.group(1)) + 3}."),
@@ -153,10 +155,10 @@ RELEASE_FORMATS = {
                  lambda m: f"sem_seg_head.p{int(m.group(1)) + 3}.{m.group(2)}.norm."),
                 (r"^decode_head\.conv_seg\.", "sem_seg_head.predictor."),
             ),
-            # The LatentDiffusion noise schedule (unused), and the class embeddings, which our
-            # ClassNamePrompt recomputes from CLIP.
-            dropped=("sd_model.", "class_embeddings"),
+            # The LatentDiffusion noise schedule: never used (VPD adds no noise).
+            dropped=("sd_model.",),
         ),
+        # VPD RefCOCO: the public model exactly, with configs/vpd/vpd_refcoco.yaml.
         ReleaseFormat(
             name="vpd_refer",
             key_file="vpd_refer_state_dict_keys.tsv.gz",

@@ -42,7 +42,7 @@ def _cfg():
     u = cfg.MODEL.VPD.UPER
     u.CHANNELS, u.AUX_CHANNELS, u.POOL_SCALES = 8, 8, [1, 2, 3]
     r = cfg.MODEL.VPD.REFER
-    r.HIDDEN_DIM, r.TEXT_DIM = 8, 6
+    r.HIDDEN_DIM, r.TEXT_DIM, r.LANG_GATE = 8, 6, True  # the gated decoder (VPD's has no gates)
     p = cfg.MODEL.VPD.POSE
     p.NUM_KEYPOINTS, p.DECONV_FILTERS, p.FLIP_PAIRS = 5, [8, 8, 8], [[1, 2], [3, 4]]
     return cfg

@@ -82,11 +82,14 @@ def converted_model(cfg, fmt, release):
     unused = {
         "vpd_depth": ("unet.module.conv_norm_out.", "unet.module.conv_out."),
         "mp_depth": ("unet.module.time_embedding.",),
+        "vpd_seg": (),
     }[fmt]
-    assert incompatible.missing_keys and all(
-        k.endswith("_extra_state") or k.startswith(tuple("backbone.feature_extractor." + u for u in unused))
+    prefix = "backbone.bottom_up.feature_extractor." if fmt == "vpd_seg" else "backbone.feature_extractor."
+    assert all(
+        k.endswith("_extra_state") or k.startswith(tuple(prefix + u for u in unused))
         for k in incompatible.missing_keys
     ), incompatible.missing_keys
+    assert bool(incompatible.missing_keys) == bool(unused)  # vpd_seg: every key of ours is loaded
     return model, converted, dropped
 
 

@@ -2,6 +2,6 @@
 from .depth import VPDDepthMapper
 from .keypoints import VPDKeypointMapper
 from .refer import VPDReferMapper
-from .semseg import VPDSemSegMapper
+from .semseg import VPDSemSegMapper, VPDSemSegTestMapper
 
-__all__ = ["VPDDepthMapper", "VPDKeypointMapper", "VPDReferMapper", "VPDSemSegMapper"]
+__all__ = ["VPDDepthMapper", "VPDKeypointMapper", "VPDReferMapper", "VPDSemSegMapper", "VPDSemSegTestMapper"]

@@ -4,7 +4,8 @@ A dataset dict describes one referred object: ``file_name``, ``sentences`` (its 
 expressions; or a single ``sentence``) and ``annotations`` with the object's mask (polygons or
 RLE). Output:
 
-- ``image``: uint8 [3, h, w], resized to ``MODEL.VPD.DATA.REFER_SIZE`` when set (LAVT/VPD: 480);
+- ``image``: uint8 [3, h, w], resized to ``MODEL.VPD.DATA.REFER_SIZE`` when set (VPD's
+  test: 512 x 512, PIL bilinear, as here);
 - ``sentence``: one expression (a random one in training, the first at test time — test splits
   are registered with one dict per sentence);
 - ``ref_mask``: uint8 [h', w'] 0/1, aligned with ``image`` in training; at test time aligned

@@ -1,11 +1,12 @@
 """Task heads of VPD / Meta-Prompts: depth, semantic segmentation (UPerNet), referring
 segmentation and pose. Importing this package registers them.
 
-VPD's Semantic-FPN head is detectron2's own ``SemSegFPNHead`` (select it with
-``MODEL.SEM_SEG_HEAD.NAME = "SemSegFPNHead"`` and ``COMMON_STRIDE = 8``).
+VPD's Semantic-FPN head is :class:`VPDFPNHead` (mmseg's ``FPNHead``: detectron2's
+``SemSegFPNHead`` plus mmseg's dropout, classifier init and loss averaging; ``COMMON_STRIDE = 8``).
 """
 from .build import HEAD_REGISTRY, build_depth_head, build_pose_head, build_refer_decoder
 from .depth_head import VPDDepthHead
+from .fpn_head import VPDFPNHead
 from .mp_depth_head import MetaPromptsDepthHead
 from .pose_head import TopDownHeatmapHead, decode_heatmaps, flip_heatmaps, flip_test_average
 from .refer_decoder import LAVTReferDecoder
@@ -19,6 +20,7 @@ __all__ = [
     "VPDDepthHead",
     "MetaPromptsDepthHead",
     "UPerHead",
+    "VPDFPNHead",
     "LAVTReferDecoder",
     "TopDownHeatmapHead",
     "decode_heatmaps",

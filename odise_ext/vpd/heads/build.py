@@ -2,7 +2,7 @@
 
 Semantic segmentation heads go to detectron2's ``SEM_SEG_HEADS_REGISTRY`` instead, so that
 ``detectron2.modeling.build_sem_seg_head`` chooses between its ``SemSegFPNHead`` and our
-``UPerHead`` by ``MODEL.SEM_SEG_HEAD.NAME``.
+``VPDFPNHead`` / ``UPerHead`` by ``MODEL.SEM_SEG_HEAD.NAME``.
 """
 from detectron2.utils.registry import Registry
 

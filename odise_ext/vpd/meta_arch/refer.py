@@ -3,8 +3,9 @@
 Backbone: ``VPDBackbone`` with ``SentencePrompt`` — the frozen CLIP token features of the
 sentence, through the text adapter, are the UNet's cross-attention context, and the attention
 maps over the tokens are concatenated to the stride-16/32 features. Decoder: the LAVT-style
-``MODEL.VPD.REFER`` head, whose language gates read the same adapted tokens. Loss: 2-class
-weighted cross-entropy. Inference: the foreground probability at the input's original size.
+``MODEL.VPD.REFER`` head (VPD's ``SimpleDecoding`` by default), whose optional language gates
+(ours; VPD has none) read the same adapted tokens. Loss: 2-class weighted cross-entropy.
+Inference: the foreground probability at the input's original size.
 """
 import torch.nn.functional as F
 from detectron2.config import configurable

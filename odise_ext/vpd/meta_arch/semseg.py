@@ -3,7 +3,7 @@
 One meta-architecture, the variant chosen by config:
 
 - VPD: ``MODEL.BACKBONE.NAME = "build_vpd_fpn_backbone"`` (VPDBackbone with class-name prompts
-  and attention features + detectron2's FPN neck) and detectron2's ``SemSegFPNHead``;
+  and attention features + detectron2's FPN neck) and ``VPDFPNHead`` (mmseg's FPNHead);
 - Meta-Prompts: ``MODEL.BACKBONE.NAME = "VPDBackbone"`` with ``MetaPrompts``, recurrent
   refinement and re-arrangement, and the ``UPerHead`` (CE + Lovász + auxiliary FCN head).
 
