@@ -6,11 +6,15 @@
 
 then ``tools/train_net.py --config-file configs/vpd/vpd_nyu_depth.yaml --eval-only
 MODEL.WEIGHTS vpd_nyu_depth.pth MODEL.DIFFUSION.WEIGHTS v1-5-pruned-emaonly.ckpt``. The format
-(vpd_depth, mp_depth, vpd_seg, vpd_refer) is detected from the keys, or given with ``--format``. Every released key
+(vpd_depth, mp_depth, vpd_seg, vpd_refer, mp_seg_ade20k, mp_seg_cityscapes, mp_seg_cityscapes_extra)
+is detected from the keys, or given with ``--format``. Every released key
 and shape is checked (``--no-release-shapes`` skips the shape check, for scaled-down test
 models); with ``--config-file`` every converted key and shape is also checked against the
 config's model (built on the meta device). ``--to-release`` converts one of our checkpoints back
 into the released layout. Files are read with ``torch.load(weights_only=True)`` only.
+
+The Meta-Prompts segmentation key lists are DERIVED from the public code, not read off released
+files; ADE20K and Cityscapes have the same keys, told apart by the classifier's shape.
 """
 import argparse
 import os
@@ -60,7 +64,8 @@ def main(argv=None):
         if fmt not in RELEASE_FORMATS:
             raise SystemExit(f"{args.input}: no 'release_format' recorded; pass --format")
         try:
-            out = {"model": convert_ours_to_release(state, fmt, rest.get("release_dropped"))}
+            # The released container: 'model', or 'state_dict' for the mmcv runner's files.
+            out = {RELEASE_FORMATS[fmt].container: convert_ours_to_release(state, fmt, rest.get("release_dropped"))}
         except ValueError as e:
             raise SystemExit(str(e))
     else:

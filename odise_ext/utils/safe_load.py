@@ -65,10 +65,30 @@ def _warn_unsafe(path):
     logging.getLogger(__name__).warning(f"{ALLOW_PICKLE_ENV} is set: reading {path!r} with full pickle (it may run code)")
 
 
+def _numpy_scalar_globals():
+    """numpy scalars and dtypes, which torch's weights-only unpickler refuses by default. mmcv
+    runners store e.g. ``meta['hook_msgs']['best_score']`` as a numpy float (the released VPD /
+    Meta-Prompts segmentation checkpoints); rebuilding one runs no code from the file. Both
+    module names: numpy 1 pickles say ``numpy.core``, numpy 2 ones ``numpy._core``."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    dtype_classes = {type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDG"}  # numpy 2: numpy.dtypes.*DType
+    return [np.dtype, *dtype_classes, scalar, (scalar, "numpy.core.multiarray.scalar"),
+            (scalar, "numpy._core.multiarray.scalar")]
+
+
 def safe_torch_load(path, map_location="cpu", mmap: bool = False):
-    """``torch.load(path, weights_only=True)``; a file that needs more is refused (or opted in).
-    ``mmap``: memory-map a zip archive (torch.save's format since 1.6), so that tensors read their
-    bytes from the file on demand instead of holding a second copy (legacy files load normally)."""
+    """``torch.load(path, weights_only=True)`` (numpy scalars allowed); a file that needs more is
+    refused (or opted in). ``mmap``: memory-map a zip archive (torch.save's format since 1.6), so
+    that tensors read their bytes from the file on demand instead of holding a second copy (legacy
+    files load normally)."""
+    with torch.serialization.safe_globals(_numpy_scalar_globals()):
+        return _weights_only_load(path, map_location, mmap)
+
+
+def _weights_only_load(path, map_location, mmap):
     try:
         if mmap:
             try:

@@ -10,6 +10,9 @@ vpd_depth    ``{'model': state_dict}``    VPD NYUv2 depth (``configs/vpd/vpd_nyu
 mp_depth     ``{'model': state_dict}``    Meta-Prompts NYUv2 / KITTI depth (``metaprompts_*_depth``)
 vpd_seg      ``{'state_dict': ..., ...}`` VPD ADE20K (mmcv runner): ``vpd_ade20k_semseg``
 vpd_refer    ``{'model': state_dict}``    VPD RefCOCO (``configs/vpd/vpd_refcoco.yaml``)
+mp_seg_*     ``{'state_dict': ..., ...}`` Meta-Prompts ADE20K / Cityscapes (mmcv runner):
+                                          ``metaprompts_*_semseg``; key lists DERIVED from
+                                          the public code, see below
 ===========  ===========================  ===============================================
 
 The SD parts are stored in ldm (CompVis) layout: the UNet (tuned by VPD, so the checkpoint's UNet
@@ -18,6 +21,12 @@ mapped to diffusers' by diffusers' own single-file converter, run once on placeh
 (one value per key), so every released key has exactly one of ours and back. Everything else is
 renamed by the per-format rules below. Tensors are read with ``torch.load(weights_only=True)``
 only: a checkpoint that needs arbitrary unpickling is refused.
+
+Meta-Prompts segmentation: formats ``mp_seg_ade20k`` / ``mp_seg_cityscapes`` /
+``mp_seg_cityscapes_extra`` (mmcv runner, ``{'state_dict': ..., ...}``) for
+``configs/vpd/metaprompts_{ade20k,cityscapes,cityscapes_extra}_semseg.yaml``; the first two have
+the same keys and are told apart by the classifier's shape. Their key lists are DERIVED from the
+public code (``tools/derive_mp_seg_release_keys.py``), not read off a released file.
 """
 import os
 import re
@@ -69,7 +78,12 @@ def load_release_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], dict]:
 
 
 def detect_release_format(keys: Sequence[str]) -> str:
-    """The released format whose key list equals ``keys`` best (ties and misses are errors)."""
+    """The released format whose key list equals ``keys`` best (ties and misses are errors).
+
+    ``keys`` may be the state dict itself: formats with the same keys (Meta-Prompts ADE20K /
+    Cityscapes, which differ in the number of classes) are then told apart by the shapes of the
+    keys whose released shapes differ between them."""
+    state = keys if isinstance(keys, dict) else None
     keys = set(keys)
     scores = {}
     for name in RELEASE_FORMATS:
@@ -81,6 +95,18 @@ def detect_release_format(keys: Sequence[str]) -> str:
             f"the checkpoint matches no released VPD / Meta-Prompts format (key overlap {scores}); "
             "pass the format explicitly"
         )
+    tied = [name for name in scores if scores[name] == scores[best]]
+    if len(tied) > 1:
+        shapes = {name: release_key_shapes(name) for name in tied}
+        differing = [k for k in shapes[tied[0]] if len({shapes[n].get(k) for n in tied}) > 1]
+        fits = [n for n in tied if state is not None
+                and all(k in state and tuple(state[k].shape) == shapes[n][k] for k in differing)]
+        if len(fits) != 1:
+            raise ValueError(
+                f"the checkpoint's keys fit the formats {tied} equally and the shapes of {differing[:4]} "
+                "tell none of them apart; pass the format explicitly"
+            )
+        best = fits[0]
     return best
 
 

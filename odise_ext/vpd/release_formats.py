@@ -2,7 +2,9 @@
 our model (used by :mod:`odise_ext.vpd.checkpoint`).
 
 The key lists (``release_keys/*.tsv.gz``: key, shape, dtype, numel of every tensor) were
-read off the released checkpoints.
+read off the released checkpoints, except Meta-Prompts segmentation's (``mp_seg_*``), which are
+DERIVED from the public code (``tools/derive_mp_seg_release_keys.py``; no released file was
+available to check them against).
 """
 import gzip
 import os
@@ -51,6 +53,43 @@ _DEPTH_HEAD_RULES = (
     (r"^decoder\.deconv_layers\.", r"depth_head.deconv_layers."),
     (r"^last_layer_depth\.", r"depth_head.last_layer_depth."),
 )
+
+
+def _mp_seg(name: str, key_file: str, steps: int = 3) -> ReleaseFormat:
+    """Meta-Prompts segmentation (mmcv ``MetaPromptsSeg``): ``steps`` refinement steps, 150 meta
+    prompts re-arranging the four levels (``upconv1..4``) for mmseg's UPerHead + auxiliary FCNHead."""
+    conv_modules = (  # mmcv ConvModule: ``conv`` (no bias) + ``bn``; ours: Conv2d + ``norm``
+        (r"decode_head\.psp_modules\.(\d)\.1\.", r"sem_seg_head.ppm.stages.\1.1."),
+        (r"decode_head\.bottleneck\.", "sem_seg_head.ppm_bottleneck."),
+        (r"decode_head\.(lateral_convs|fpn_convs)\.(\d)\.", r"sem_seg_head.\1.\2."),
+        (r"decode_head\.fpn_bottleneck\.", "sem_seg_head.fpn_bottleneck."),
+        (r"auxiliary_head\.convs\.(\d)\.", r"sem_seg_head.aux_head.convs.\1."),
+    )
+    rules = (
+        (r"^t([1-9])$", lambda m: f"{_EX}loop_time_embeds.{int(m.group(1)) - 1}"),
+        (r"^meta_prompts$", _EX + "prompt.prompts"),
+        (r"^upconv([1-4])\.", lambda m: f"backbone.rearrange.projections.{int(m.group(1)) - 1}."),
+        (r"^decode_head\.conv_seg\.", "sem_seg_head.predictor."),
+        (r"^auxiliary_head\.conv_seg\.", "sem_seg_head.aux_head.predictor."),
+    )
+    for release, ours in conv_modules:
+        rules += ((f"^{release}conv\\.", ours), (f"^{release}bn\\.", ours + "norm."))
+    return ReleaseFormat(
+        name=name,
+        key_file=key_file,
+        container="state_dict",
+        unet_prefix="unet.unet.diffusion_model.",
+        vae_prefix="encoder_vq.",
+        rules=rules,
+        # The UNet's output head, stored again for each refinement step that uses it.
+        duplicates={
+            f"cross_unet_conv{i}.{j}.{p}": f"unet.unet.diffusion_model.out.{j}.{p}"
+            for i in range(2, steps + 1) for j in (0, 2) for p in ("weight", "bias")
+        },
+        # The LatentDiffusion noise schedule (never used).
+        dropped=("sd_model.",),
+    )
+
 
 RELEASE_FORMATS = {
     f.name: f
@@ -136,6 +175,10 @@ RELEASE_FORMATS = {
                 (r"^classifier\.conv1_1\.", "refer_decoder.predictor."),
             ),
         ),
+        # Key lists DERIVED from the public code (tools/derive_mp_seg_release_keys.py).
+        _mp_seg("mp_seg_ade20k", "mp_seg_ade20k_state_dict_keys.tsv.gz"),
+        _mp_seg("mp_seg_cityscapes", "mp_seg_cityscapes_state_dict_keys.tsv.gz"),
+        _mp_seg("mp_seg_cityscapes_extra", "mp_seg_cityscapes_extra_state_dict_keys.tsv.gz", steps=1),
     )
 }
 

@@ -28,7 +28,8 @@ def _tool():
     return convert_vpd_checkpoint
 
 
-@pytest.mark.parametrize("fmt", ["vpd_depth", "mp_depth", "vpd_seg", "vpd_refer"])
+@pytest.mark.parametrize("fmt", ["vpd_depth", "mp_depth", "vpd_seg", "vpd_refer", "mp_seg_ade20k", "mp_seg_cityscapes",
+                                 "mp_seg_cityscapes_extra"])
 def test_release_keys_round_trip(fmt):
     release = release_checkpoint(fmt)
     ours, dropped = convert_release_to_ours(release, fmt, check_shapes=False)

@@ -17,6 +17,7 @@ from detectron2.modeling import build_model
 import odise_ext  # noqa: F401  (registers models)
 from odise_ext.config import get_odise_cfg
 from odise_ext.vpd.checkpoint import check_against_model, convert_release_to_ours, release_key_shapes
+from odise_ext.vpd.release_formats import release_format
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GROUPS = 8  # GroupNorm groups of the scaled-down model (SD: 32, VPD necks: 16)
@@ -39,10 +40,8 @@ def release_checkpoint(fmt, seed=0):
         else:
             fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
             out[key] = torch.randn(shape, generator=g) / math.sqrt(fan_in)
-    for dup, orig in [(f"encoder.cross_unet_conv{i}.{j}.{p}", f"encoder.unet.unet.diffusion_model.out.{j}.{p}")
-                      for i in (2, 3) for j in (0, 2) for p in ("weight", "bias")]:
-        if dup in out:
-            out[dup] = out[orig].clone()
+    for dup, orig in release_format(fmt).duplicates.items():  # one tensor stored under two names
+        out[dup] = out[orig].clone()
     return out
 
 

@@ -38,11 +38,17 @@ def _conv_norm_relu(in_channels, out_channels, kernel_size, norm):
     return conv
 
 
-def _classifier(in_channels, num_classes, dropout):
+def _classifier(in_channels, num_classes):
     predictor = nn.Conv2d(in_channels, num_classes, kernel_size=1)
     nn.init.normal_(predictor.weight, std=0.01)
     nn.init.zeros_(predictor.bias)
-    return nn.Sequential(nn.Dropout2d(dropout), predictor) if dropout > 0 else predictor
+    return predictor
+
+
+def _dropout(p):
+    # Kept apart from the classifier so that its key is ``predictor.*`` for any dropout (mmseg's
+    # ``dropout`` + ``conv_seg``).
+    return nn.Dropout2d(p) if p > 0 else nn.Identity()
 
 
 def _resize(x, size):
@@ -80,13 +86,14 @@ class FCNAuxHead(nn.Module):
         self.conv_cat = (
             _conv_norm_relu(in_channels + channels, channels, 3, norm) if concat_input else None
         )
-        self.predictor = _classifier(channels, num_classes, dropout)
+        self.dropout = _dropout(dropout)
+        self.predictor = _classifier(channels, num_classes)
 
     def forward(self, x):
         y = self.convs(x)
         if self.conv_cat is not None:
             y = self.conv_cat(torch.cat([x, y], dim=1))
-        return self.predictor(y)
+        return self.predictor(self.dropout(y))
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -159,7 +166,8 @@ class UPerHead(nn.Module):
             _conv_norm_relu(channels, channels, 3, norm) for _ in in_channels[:-1]
         )
         self.fpn_bottleneck = _conv_norm_relu(len(in_channels) * channels, channels, 3, norm)
-        self.predictor = _classifier(channels, num_classes, dropout)
+        self.dropout = _dropout(dropout)
+        self.predictor = _classifier(channels, num_classes)
         self.aux_head = (
             FCNAuxHead(
                 aux_in_channels,
@@ -214,7 +222,7 @@ class UPerHead(nn.Module):
         outs = [conv(x) for conv, x in zip(self.fpn_convs, laterals[:-1])] + [laterals[-1]]
         size = outs[0].shape[-2:]
         fused = self.fpn_bottleneck(torch.cat([outs[0]] + [_resize(o, size) for o in outs[1:]], 1))
-        return self.predictor(fused)
+        return self.predictor(self.dropout(fused))
 
     def _upsample(self, logits, targets=None):
         # Training resizes to the label map (exact for any padding); inference follows
