@@ -20,7 +20,7 @@ from detectron2.modeling import build_model
 
 from odise_ext.vpd.checkpoint import check_against_model, convert_release_to_ours, detect_release_format
 from odise_ext.vpd.release_formats import release_key_shapes
-from vpd_release import ROOT, bn, diffusers_parts, scaled_config, tiny_shape, unet_features
+from vpd_release import ROOT, bn, diffusers_parts, release_checkpoint, scaled_config, tiny_shape, unet_features
 
 TOKENS = 77  # VPD's --token_length: the attention-map channels, which do not scale with the model
 SIZE = 128  # tiny input (the real one is 512): latent 16 x 16, attention maps at 8 x 8 and 4 x 4
@@ -28,22 +28,14 @@ SIZE = 128  # tiny input (the real one is 512): latent 16 x 16, attention maps a
 
 def refer_release(seed=0):
     """Random state dict with every released ``vpd_refer`` key, scaled-down shapes."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for key, shape in release_key_shapes("vpd_refer").items():
+
+    def scale(key, shape):
         if key in ("classifier.conv1_4.weight", "classifier.conv1_3.weight"):
             # input = UNet features (scaled) + the 77 attention maps (not scaled)
-            shape = (shape[0] // 8, (shape[1] - TOKENS) // 8 + TOKENS) + shape[2:]
-        else:
-            shape = tiny_shape(shape)
-        if key.endswith("num_batches_tracked"):
-            out[key] = torch.tensor(7, dtype=torch.int64)
-        elif key.endswith("running_var"):
-            out[key] = 0.5 + torch.rand(shape, generator=g)
-        else:
-            fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
-            out[key] = torch.randn(shape, generator=g) / math.sqrt(fan_in)
-    return out
+            return (shape[0] // 8, (shape[1] - TOKENS) // 8 + TOKENS) + shape[2:]
+        return tiny_shape(shape)
+
+    return release_checkpoint("vpd_refer", seed, scale)
 
 
 def refer_config(*opts):

@@ -27,12 +27,13 @@ def tiny_shape(shape):
     return tuple(d // 8 if d >= 128 else d for d in shape)
 
 
-def release_checkpoint(fmt, seed=0):
-    """A random state dict with every released key of ``fmt``, scaled-down shapes."""
+def release_checkpoint(fmt, seed=0, scale=None):
+    """A random state dict with every released key of ``fmt``, scaled-down shapes.
+    ``scale(key, shape)``: the scaled shape of a key (default: :func:`tiny_shape`)."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for key, shape in release_key_shapes(fmt).items():
-        shape = tiny_shape(shape)
+        shape = scale(key, shape) if scale is not None else tiny_shape(shape)
         if key.endswith("num_batches_tracked"):
             out[key] = torch.tensor(7, dtype=torch.int64)
         elif key.endswith("running_var"):
