@@ -32,13 +32,12 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
-from ..utils.memory import release_freed_memory
 from .cross_attention import AttentionMap, CrossAttentionRecorder
 from .frozen import FrozenModule, freeze, parse_dtype
 from .prompts import PromptModule, PromptOutput, build_prompt_module
 from .schedule import alphas_cumprod, fixed_noise
 from .speed import apply_speed_options
-from .sd_loading import load_sd_components, unet_layout
+from .sd_loading import load_sd_components
 from .taps import Tap, parse_taps, tap_channels
 
 __all__ = ["Tap", "parse_taps", "DiffusionFeatureExtractor", "Extraction", "fixed_noise", "alphas_cumprod"]
@@ -158,24 +157,19 @@ class DiffusionFeatureExtractor(nn.Module):
         """``clip``: optional frozen ``ClipWrapper`` shared with the prompt module."""
         d = cfg.MODEL.DIFFUSION
         dtype = parse_dtype(d.DTYPE)
+        # UNet and VAE are built in their frozen dtype; the text encoder's users choose its dtype.
+        sd = load_sd_components(cfg, dtypes={"unet": dtype, "vae": dtype})
+        unet, unet_source = sd["unet"]
+        vae, vae_source = sd["vae"]
+        text_encoder, _ = sd["text_encoder"]
+        for module in (unet, vae):
+            apply_speed_options(module, cfg.MODEL.SPEED)
+        apply_speed_options(text_encoder, cfg.MODEL.SPEED, convolutional=False)
         if d.TIMESTEP < 0 or d.TIMESTEP >= d.NUM_TRAIN_TIMESTEPS:
             raise ValueError(
                 f"MODEL.DIFFUSION.TIMESTEP={d.TIMESTEP} outside [0, {d.NUM_TRAIN_TIMESTEPS})."
             )
-        # The prompt first, against the UNet's layout (meta placeholders): most prompts run the
-        # text encoder only here, so it (and a random CLIP's float32 build) is gone before the
-        # UNet and VAE weights exist, and never adds to the peak memory.
-        text_encoder, _ = load_sd_components(cfg, ("text_encoder",))["text_encoder"]
-        apply_speed_options(text_encoder, cfg.MODEL.SPEED, convolutional=False)
-        prompt = build_prompt_module(cfg, text_encoder=text_encoder, unet=unet_layout(cfg), clip=clip)
-        text_encoder = None
-        release_freed_memory()
-        # UNet and VAE are built in their frozen dtype; the text encoder's users choose its dtype.
-        sd = load_sd_components(cfg, ("unet", "vae"), dtypes={"unet": dtype, "vae": dtype})
-        unet, unet_source = sd["unet"]
-        vae, vae_source = sd["vae"]
-        for module in (unet, vae):
-            apply_speed_options(module, cfg.MODEL.SPEED)
+        prompt = build_prompt_module(cfg, text_encoder=text_encoder, unet=unet, clip=clip)
         abar = alphas_cumprod(d.BETA_START, d.BETA_END, d.NUM_TRAIN_TIMESTEPS)[d.TIMESTEP].item()
         noise = (
             fixed_noise(unet.config.in_channels, d.NOISE_LATENT_SIZE, d.NOISE_SEED)

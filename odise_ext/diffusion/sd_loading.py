@@ -20,7 +20,6 @@ from typing import Dict, Iterable, Optional
 import torch
 from torch import nn
 
-from ..utils.memory import release_freed_memory
 from .lean_build import assign_state_dict, cast_while_building, parameters_on_meta
 
 __all__ = [
@@ -29,7 +28,6 @@ __all__ = [
     "build_vae",
     "build_text_encoder",
     "load_sd_components",
-    "unet_layout",
     "read_state_dict",
     "unet_kwargs",
     "vae_kwargs",
@@ -129,20 +127,6 @@ def _random_component(cfg, name: str, dtype: Optional[torch.dtype]) -> nn.Module
         return module.to(dtype) if dtype is not None else module
     with cast_while_building(dtype):
         return _RANDOM_BUILDERS[name](cfg)
-
-
-def unet_layout(cfg) -> nn.Module:
-    """The UNet that :func:`load_sd_components` builds, with every parameter a placeholder on the
-    meta device: its config and shapes at no memory cost (prompt modules read only those, so
-    they can be built while the weights do not exist yet)."""
-    weights = cfg.MODEL.DIFFUSION.WEIGHTS
-    folder_config = os.path.join(weights, "unet", "config.json") if weights else ""
-    with parameters_on_meta():
-        if weights and os.path.isdir(weights) and os.path.isfile(folder_config):
-            from diffusers import UNet2DConditionModel
-
-            return UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(os.path.dirname(folder_config)))
-        return build_unet(cfg)
 
 
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
@@ -273,8 +257,6 @@ def load_sd_components(
             for name in components:
                 torch.manual_seed(cfg.MODEL.DIFFUSION.RANDOM_INIT_SEED + SD_COMPONENTS.index(name))
                 modules[name] = _random_component(cfg, name, dtypes.get(name))
-                # float32 layers cast to 16 bits leave heap holes: return them before the next.
-                release_freed_memory()
     elif os.path.isdir(weights):
         modules = _load_diffusers_folder(weights, components, dtypes)
     elif os.path.isfile(weights):

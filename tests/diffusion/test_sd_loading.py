@@ -190,25 +190,11 @@ def test_architecture_mismatch_is_an_error(sd_dir):
         load_sd_components(cfg, ["unet"])
 
 
-@pytest.mark.parametrize("source", [None, "diffusers", "tiny-sd.safetensors"])
-def test_unet_layout_is_the_loaded_unet_without_memory(sd_dir, reference, source):
-    """Prompt modules are built against this layout before the weights exist: same modules,
-    names, shapes and config as the UNet that is then loaded, every parameter on meta."""
-    from odise_ext.diffusion.sd_loading import unet_layout
-
-    cfg = tiny_cfg() if source is None else tiny_cfg("MODEL.DIFFUSION.WEIGHTS", str(sd_dir / source))
-    layout = unet_layout(cfg)
-    loaded = reference["unet"] if source is None else load_sd_components(cfg, ["unet"])["unet"][0]
-    assert all(p.device.type == "meta" for p in layout.parameters())
-    assert {k: v.shape for k, v in layout.named_parameters()} == {k: v.shape for k, v in loaded.named_parameters()}
-    public = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
-    assert public(layout.config) == public(loaded.config)
-
-
 def test_feature_extractor_keeps_no_text_encoder_and_real_weights(sd_dir):
     """After the build the prompt owns no SD text encoder (it only ran at build time) and the
-    UNet the extractor runs holds real weights equal to the file's, not the layout's."""
+    UNet the extractor runs holds the file's weights."""
     ext = DiffusionFeatureExtractor(tiny_cfg("MODEL.DIFFUSION.WEIGHTS", str(sd_dir / "diffusers")))
     assert not any("text_model" in name for name, _ in ext.named_modules())
     assert all(p.device.type == "cpu" for p in ext.parameters())
     _assert_same_weights(ext.unet.module, load_sd_components(tiny_cfg("MODEL.DIFFUSION.WEIGHTS", str(sd_dir / "diffusers")), ["unet"])["unet"][0])
+

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..frozen import freeze, parse_dtype
-from ...utils.memory import release_freed_memory
 from ..lean_build import assign_state_dict, parameters_on_meta
 from ..speed import apply_speed_options
 
@@ -286,8 +285,4 @@ def build_clip(cfg) -> ClipWrapper:
             model = build_open_clip_model(cfg)
         load_clip_weights(model, c.WEIGHTS, dtype)
     apply_speed_options(model, cfg.MODEL.SPEED, convolutional=False)
-    wrapper = ClipWrapper(model, _describe(cfg), dtype)
-    # A random CLIP was built in float32 and cast: give its float32 pages back before the
-    # SD weights are allocated.
-    release_freed_memory()
-    return wrapper
+    return ClipWrapper(model, _describe(cfg), dtype)

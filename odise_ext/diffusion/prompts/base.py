@@ -97,10 +97,8 @@ def build_prompt_module(
         cfg: the config.
         text_encoder: SD's (frozen, fp32) text encoder, for prompts computed once at build time
             (e.g. the empty-prompt embedding); modules that need it later keep it frozen.
-        unet: the diffusers ``UNet2DConditionModel``'s layout: its config gives the widths and
-            block layout prompt modules depend on. Its parameters may be meta placeholders (the
-            weights are loaded after the prompt is built): read shapes, never values, and keep
-            no reference to it.
+        unet: the built diffusers ``UNet2DConditionModel`` (its config gives the widths and
+            block layout prompt modules depend on).
         clip: an already built frozen CLIP (``ClipWrapper``) to share instead of building another
             one; passed on (as ``clip=``) only when given, so only CLIP-based prompt modules
             need to accept it.
