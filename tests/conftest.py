@@ -23,6 +23,8 @@ def pytest_configure(config):
     # `make test` (pytest -q tests) runs every test, slow ones included; `-m "not slow"` skips the
     # end-to-end runs (training a tiny model for tens of steps, multi-process train_net).
     config.addinivalue_line("markers", "slow: end-to-end training or multi-process run (minutes on a loaded CPU)")
+    # see "the `cuda` marker" below
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one)")
 
 
 def make_cfg(path=None, *opts):
@@ -58,8 +60,8 @@ def shapes_root():
 # ---- the `cuda` marker ---------------------------------------------------------------------
 # Tests (or parameters, see DEVICES) marked `cuda` need a GPU: they are skipped without one, and
 # `pytest -m cuda` runs exactly them (scripts/device_check.sh does that on the GPU machine).
-def pytest_configure(config):
-    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one)")
+# (The marker is registered in pytest_configure above: a second pytest_configure in this file
+# would replace the first.)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -18,6 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import detectron2.engine.defaults  # noqa: E402
+import torch  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
 from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
@@ -64,6 +65,17 @@ def main(args):
     return res
 
 
+def main_in_process_group(args):
+    """:func:`main`, then every process leaves the process group together: a process that exits
+    while gloo's threads still run can abort ("terminate called without an active exception"),
+    turning a finished run into a failed one."""
+    res = main(args)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        comm.synchronize()
+        torch.distributed.destroy_process_group()
+    return res
+
+
 def write_results(cfg, res):
     """Machine-readable results next to the log (tools/summarize_demo.py reads them)."""
     atomic_write_bytes(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), json.dumps(res, indent=2).encode())
@@ -73,7 +85,7 @@ def cli(argv=None):
     args = default_argument_parser().parse_args(argv)
     print("Command Line Args:", args)
     return launch(
-        main,
+        main_in_process_group,
         args.num_gpus,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,

@@ -287,6 +287,10 @@ def _distributed_worker(out_path):
             json.dump(result, f)
     else:
         assert result == {}
+    # leave the group together, as tools/train_net.py does: exiting with gloo's threads running
+    # can abort the process
+    comm.synchronize()
+    torch.distributed.destroy_process_group()
 
 
 @pytest.mark.timeout(120)
