@@ -308,6 +308,28 @@ def test_dataset_loading_for_evaluation(mutate, opts, expected, shapes_root, cfg
         assert json_path in str(info.value)  # the file is named
 
 
+def test_test_set_is_checked_once_per_process_unless_its_records_change(shapes_root, cfg_files, tmp_path, monkeypatch):
+    """detectron2 rebuilds the test loader at each periodic evaluation: a test set that passed is
+    not decoded again, but one whose records changed is checked again."""
+    from odise_ext.data import validation
+    from odise_ext.engine import Trainer
+
+    calls = []
+    check = validation.check_record
+    monkeypatch.setattr(validation, "check_record", lambda d, level: calls.append(d) or check(d, level))
+    name, json_path = _register_variant(shapes_root, tmp_path, "memo", lambda d, i: None)
+    assert len(Trainer.build_test_loader(cfg_files, name).dataset) == 24 and len(calls) == 24
+    assert len(Trainer.build_test_loader(cfg_files, name).dataset) == 24 and len(calls) == 24
+    # the loader re-reads the JSON: records that changed are checked again
+    info = json.loads(open(json_path).read())
+    ANN(info)["segments_info"].append(dict(ANN(info)["segments_info"][0]))
+    with open(json_path, "w") as f:
+        json.dump(info, f)
+    with pytest.raises(ValueError, match="segments_info ids repeat"):
+        Trainer.build_test_loader(cfg_files, name)
+    assert len(calls) > 24
+
+
 @pytest.mark.parametrize("skip, expected", [(True, (OK, 23)), (False, (ValueError, "1 of 24 records"))],
                          ids=["train_skips_and_counts", "train_refuses_by_default"])
 def test_dataset_loading_for_training(skip, expected, shapes_root, cfg_files, tmp_path):
