@@ -6,7 +6,6 @@
   (buffers stay real, e.g. position ids and causal masks that files do not hold), to be filled by
   :func:`assign_state_dict` with the tensors of a (memory-mapped) file, converted to the
   network's dtype on the way, so the only copy is the one the network keeps;
-- :func:`read_mmap`: a torch checkpoint read memory-mapped where its format allows.
 """
 from contextlib import contextmanager
 from typing import Dict, Optional
@@ -14,7 +13,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-__all__ = ["cast_while_building", "parameters_on_meta", "assign_state_dict", "read_mmap"]
+__all__ = ["cast_while_building", "parameters_on_meta", "assign_state_dict"]
 
 
 @contextmanager
@@ -84,11 +83,3 @@ def assign_state_dict(model: nn.Module, state: Dict[str, torch.Tensor], dtype: O
         raise ValueError(f"{len(left)} parameters were not in the state dict (e.g. {left[:3]}).")
     return model
 
-
-def read_mmap(path: str):
-    """``torch.load(path, weights_only=True)``, memory-mapped when the file is a zip archive
-    (torch.save's format since 1.6); the tensors then read their bytes from the file on demand.
-    A file that would run code when read is refused (``odise_ext.utils.safe_load``)."""
-    from ..utils.safe_load import safe_torch_load
-
-    return safe_torch_load(path, mmap=True)

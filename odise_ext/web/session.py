@@ -73,7 +73,8 @@ class DemoSession:
         """(h, w) the model sees for an image of this size."""
         if self.aug is None:
             return height, width
-        t = self.aug.get_transform(np.zeros((height, width, 3), np.uint8))
+        # a zero-cost view: the augmentation only reads the shape
+        t = self.aug.get_transform(np.broadcast_to(np.uint8(0), (height, width, 3)))
         return (t.new_h, t.new_w) if hasattr(t, "new_h") else (height, width)
 
     def fit(self, rgb: np.ndarray) -> Tuple[np.ndarray, List[str]]:

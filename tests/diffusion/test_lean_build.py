@@ -3,7 +3,8 @@ filled by assignment (with dtype conversion) from memory-mapped files, 16-bit ra
 import torch
 from torch import nn
 
-from odise_ext.diffusion.lean_build import assign_state_dict, cast_while_building, parameters_on_meta, read_mmap
+from odise_ext.diffusion.lean_build import assign_state_dict, cast_while_building, parameters_on_meta
+from odise_ext.utils.safe_load import safe_torch_load
 
 
 class _Net(nn.Module):
@@ -27,7 +28,7 @@ def test_assign_from_a_memory_mapped_file_converts_and_does_not_copy(tmp_path):
     torch.manual_seed(0)
     source = _Net()
     torch.save(source.state_dict(), tmp_path / "net.pt")
-    state = read_mmap(str(tmp_path / "net.pt"))
+    state = safe_torch_load(str(tmp_path / "net.pt"), mmap=True)
 
     with parameters_on_meta():
         same = _Net()

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ...utils.atomic_io import atomic_open
+from ...utils.atomic_io import atomic_open, atomic_save_image
 
 from .catalog_utils import default_datasets_root
 
@@ -100,11 +100,9 @@ def read_split_list(path: str) -> List[str]:
 
 def save_image(array: np.ndarray, path: str, **kwargs) -> None:
     """Write ``array`` with PIL (format from the extension), atomically."""
-    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower())
-    if fmt is None:
+    if os.path.splitext(path)[1].lower() not in Image.registered_extensions():
         raise ValueError(f"{path}: PIL has no image format for this extension")
-    with atomic_open(path, "wb") as f:
-        Image.fromarray(array).save(f, format=fmt, **kwargs)
+    atomic_save_image(Image.fromarray(array), path, **kwargs)
 
 
 def copy_file(src: str, dst: str) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from detectron2.config import configurable
 from detectron2.data import DatasetMapper
+from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ...data.build import DATASET_MAPPER_REGISTRY
@@ -102,9 +103,8 @@ class VPDSemSegTestMapper:
             image = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"{d['file_name']}: OpenCV cannot decode this image")
+        utils.check_image_size(d, image)
         h, w = image.shape[:2]
-        if (d.setdefault("height", h), d.setdefault("width", w)) != (h, w):
-            raise ValueError(f"{d['file_name']}: the dataset says {d['height']}x{d['width']}, the file is {h}x{w}")
         nh, nw = mmseg_rescale_size(h, w, self.short_size, self.long_size)
         if (nh, nw) != (h, w):
             image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)

@@ -18,6 +18,8 @@ from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 from detectron2.modeling.meta_arch.semantic_seg import SemSegFPNHead
 from torch import nn
 
+from ...utils.precision import float32_loss
+
 __all__ = ["VPDFPNHead"]
 
 
@@ -60,10 +62,11 @@ class VPDFPNHead(SemSegFPNHead):
             x = y if x is None else x + y
         return self.predictor(self.dropout(x))
 
+    @float32_loss
     def losses(self, predictions, targets):
         """predictions [N, K, h, w] at the common stride, targets [N, H, W] (H = h x stride)."""
         predictions = F.interpolate(
-            predictions.float(), scale_factor=self.common_stride, mode="bilinear", align_corners=False
+            predictions, scale_factor=self.common_stride, mode="bilinear", align_corners=False
         )
         loss = F.cross_entropy(predictions, targets, reduction="none", ignore_index=self.ignore_value)
         if self.avg_non_ignore:

@@ -82,12 +82,16 @@ class VPDBaseModel(nn.Module):
         pad_value = self.pad_value if pad_value is None else pad_value
         return ImageList.from_tensors(images, self.size_divisibility, pad_value=pad_value)
 
-    def _predict_padded(self, predict: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
-        """``predict`` on [n, 3, h, w] zero-padded to the size divisibility; cropped back."""
+    def _pad(self, images: torch.Tensor) -> torch.Tensor:
+        """[n, 3, h, w] padded bottom / right with ``pad_value`` to the size divisibility."""
         h, w = images.shape[-2:]
         d = self.size_divisibility
-        padded = F.pad(images, (0, (-w) % d, 0, (-h) % d), value=self.pad_value)
-        return predict(padded)[..., :h, :w]
+        return F.pad(images, (0, (-w) % d, 0, (-h) % d), value=self.pad_value)
+
+    def _predict_padded(self, predict: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+        """``predict`` on [n, 3, h, w] padded to the size divisibility; cropped back."""
+        h, w = images.shape[-2:]
+        return predict(self._pad(images))[..., :h, :w]
 
     def dense_inference(
         self, images: List[torch.Tensor], predict: Callable[[torch.Tensor], torch.Tensor]

@@ -79,11 +79,6 @@ class VPDDepthEstimator(VPDBaseModel):
     def _prompt_inputs(scenes: List[Optional[str]]) -> dict:
         return {"scenes": scenes} if any(s is not None for s in scenes) else {}
 
-    def _pad(self, images: torch.Tensor) -> torch.Tensor:
-        h, w = images.shape[-2:]
-        d = self.size_divisibility
-        return F.pad(images, (0, (-w) % d, 0, (-h) % d), value=self.pad_value)
-
     def _run(self, images: torch.Tensor, scenes: List[Optional[str]], targets=None):
         """[n, 3, h, w] same-size unpadded images -> (depth [n, h, w], losses)."""
         size = tuple(images.shape[-2:])
