@@ -75,8 +75,12 @@ def register_once(name: str, root: str, register: Callable[[], None]) -> None:
         MetadataCatalog.get(name).set(**{DATASET_ROOT_KEY: root})
 
 
-def load_json(path: str):
-    """``json.load`` of ``path``; a file that is not JSON is a ``ValueError`` naming it."""
+def load_json(path: str, missing: str = ""):
+    """``json.load`` of ``path``; a file that is not JSON is a ``ValueError`` naming it.
+    ``missing``: the ``FileNotFoundError`` message when ``path`` is not a file (default: the
+    ``open`` error)."""
+    if missing and not os.path.isfile(path):
+        raise FileNotFoundError(missing)
     with open(path, "rb") as f:
         data = f.read()
     try:

@@ -53,12 +53,6 @@ def get_panoptic_metadata(categories: Sequence[Dict]) -> Dict[str, object]:
     }
 
 
-def _read_json(path: str, what: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
-    return load_json(path)
-
-
 def load_panoptic_json_with_sem_seg(
     json_file: str,
     image_root: str,
@@ -75,7 +69,7 @@ def load_panoptic_json_with_sem_seg(
     not JSON or a category id the metadata or the json's ``categories`` do not know. Every
     file is checked when the dataset is loaded for a run (``odise_ext.data.validation``).
     """
-    info = _read_json(json_file, "Panoptic json")
+    info = load_json(json_file, f"Panoptic json not found: {json_file}")
     for key in ("annotations", "categories"):
         if key not in info:
             raise ValueError(f"{json_file}: missing key {key!r} of the COCO panoptic format")
@@ -125,10 +119,10 @@ def load_coco_captions(
     ``noun_phrases_json`` maps ``str(caption_id)`` to that caption's noun phrases; without it
     the ``caption_noun_phrases`` key is absent (phrases are then extracted downstream).
     """
-    info = _read_json(captions_json, "Captions json")
+    info = load_json(captions_json, f"Captions json not found: {captions_json}")
     phrases = None
     if noun_phrases_json is not None:
-        phrases = _read_json(noun_phrases_json, "Caption noun-phrase json")
+        phrases = load_json(noun_phrases_json, f"Caption noun-phrase json not found: {noun_phrases_json}")
     out: Dict[int, Dict[str, list]] = {}
     for ann in sorted(info["annotations"], key=lambda a: a["id"]):
         entry = out.setdefault(int(ann["image_id"]), {"captions": []})

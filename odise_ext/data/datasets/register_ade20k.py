@@ -31,14 +31,13 @@ ADE20K image ids are file stems (``"ADE_val_00000001"``), kept as strings as in 
 that predictions match the prepared panoptic and instance jsons.
 """
 import functools
-import json
 import os
 from typing import Dict, List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from .catalog_utils import register_once, register_sem_seg_files, require_paths
+from .catalog_utils import load_json, register_once, register_sem_seg_files, require_paths
 from .categories import ADE20K_150_CATEGORIES, ADE20K_847_CATEGORIES, semantic_metadata
 from .panoptic_sem_seg import get_panoptic_metadata, register_sem_seg
 
@@ -125,18 +124,13 @@ def get_ade20k_instance_metadata() -> Dict[str, object]:
     }
 
 
-def _read_json(path: str):
-    with open(path) as f:
-        return json.load(f)
-
-
 def load_ade20k_panoptic_json(
     json_file: str, image_root: str, panoptic_root: str, sem_seg_root: str, metadata: Dict
 ) -> List[Dict]:
     """Dicts of a prepared ADE20K panoptic json (``file_name``, ``image_id`` (str),
     ``pan_seg_file_name``, ``sem_seg_file_name``, ``segments_info`` with contiguous
     ``category_id`` and ``isthing``). Raises ``ValueError`` on an unknown category id."""
-    info = _read_json(json_file)
+    info = load_json(json_file)
     thing_map = metadata["thing_dataset_id_to_contiguous_id"]
     stuff_map = metadata["stuff_dataset_id_to_contiguous_id"]
     dicts = []

@@ -61,12 +61,6 @@ _NARRATIVE_KEYS = ("image_id", "annotator_id", "caption", "segments")
 _SEGMENT_KEYS = ("utterance", "segment_ids", "noun")
 
 
-def _read_json(path: str, what: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
-    return load_json(path)
-
-
 def _narrative_name(index: int, narr) -> str:
     if isinstance(narr, dict):
         ids = f"image_id={narr.get('image_id')!r}, annotator_id={narr.get('annotator_id')!r}"
@@ -152,8 +146,8 @@ def load_png_narratives(png_json, panoptic_json, panoptic_root, image_root, data
         FileNotFoundError: a json, an image or a panoptic PNG is missing.
         ValueError: malformed narrative (see :func:`validate_narrative`).
     """
-    panoptic = _read_json(str(panoptic_json), "COCO panoptic json")
-    narratives = _read_json(str(png_json), "PNG narratives json")
+    panoptic = load_json(str(panoptic_json), f"COCO panoptic json not found: {panoptic_json}")
+    narratives = load_json(str(png_json), f"PNG narratives json not found: {png_json}")
     if not isinstance(narratives, list):
         raise ValueError(f"{png_json}: expected a json list of narratives, got {type(narratives).__name__}")
     for key in ("images", "annotations", "categories"):

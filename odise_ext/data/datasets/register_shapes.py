@@ -63,6 +63,7 @@ _KINDS = (
     "refexp",
 )
 SHAPES_DATASET_NAMES = tuple(f"shapes_{split}_{kind}" for split in SPLITS for kind in _KINDS)
+_MISSING = "Shapes-world annotation file missing: {}"
 
 
 def get_shapes_panoptic_metadata() -> Dict[str, object]:
@@ -109,17 +110,11 @@ def _paths(root: Path, split: str) -> Dict[str, str]:
     }.items()}
 
 
-def _read_json(path: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Shapes-world annotation file missing: {path}")
-    return load_json(path)
-
-
 def load_shapes_depth(root, split: str) -> List[Dict[str, object]]:
     """Depth dicts: ``file_name``, ``image_id``, ``height``, ``width``, ``depth_file_name``
     (uint16 PNG), ``depth_scale`` (PNG value / scale = metres; 0 = invalid), ``max_depth`` (m)."""
     p = _paths(Path(root), split)
-    images = _read_json(p["instances_json"])["images"]
+    images = load_json(p["instances_json"], _MISSING.format(p["instances_json"]))["images"]
     return [
         {
             "file_name": os.path.join(p["image_root"], img["file_name"]),
@@ -142,12 +137,12 @@ def load_shapes_refexp(root, split: str) -> List[Dict[str, object]]:
     ``annotations``: the object as a one-element detectron2 instance list (XYWH_ABS box, RLE
     ``segmentation``), so detectron2's ``annotations_to_instances`` can read its mask."""
     p = _paths(Path(root), split)
-    instances = _read_json(p["instances_json"])
+    instances = load_json(p["instances_json"], _MISSING.format(p["instances_json"]))
     images = {img["id"]: img for img in instances["images"]}
     anns = {a["id"]: a for a in instances["annotations"]}
     to_contiguous = get_shapes_instances_metadata()["thing_dataset_id_to_contiguous_id"]
     dicts = []
-    for ref in _read_json(p["refs_json"]):
+    for ref in load_json(p["refs_json"], _MISSING.format(p["refs_json"])):
         if ref["ann_id"] not in anns:
             raise ValueError(f"ref {ref['ref_id']} names unknown ann_id {ref['ann_id']} "
                              f"(not in {p['instances_json']})")

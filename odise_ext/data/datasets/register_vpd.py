@@ -64,12 +64,6 @@ VPD_DATASETS = (
 )
 
 
-def _read_json(path: str, script: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} does not exist; create it with datasets/{script}")
-    return load_json(path)
-
-
 def _load_cityscapes(image_dir: str, gt_dir: str) -> List[dict]:
     """Cityscapes semantic dicts (as detectron2's ``load_cityscapes_semantic``), checking every
     file: ``<city>/<stem>_leftImg8bit.png`` images, ``_gtFine_labelTrainIds.png`` labels and the
@@ -113,7 +107,9 @@ def nyu_scene(file_name: str) -> str:
 
 def _load_depth(root: str, rel: str, scale: float, max_depth: float) -> List[dict]:
     nyu = rel.startswith("nyu")
-    entries = _read_json(os.path.join(root, rel), "prepare_nyu.py" if nyu else "prepare_kitti.py")
+    path = os.path.join(root, rel)
+    script = "prepare_nyu.py" if nyu else "prepare_kitti.py"
+    entries = load_json(path, f"{path} does not exist; create it with datasets/{script}")
     return [
         {
             **e,
@@ -129,7 +125,8 @@ def _load_depth(root: str, rel: str, scale: float, max_depth: float) -> List[dic
 
 
 def _load_refer(root: str, dataset: str, split_by: str, split: str, image_root: str) -> List[dict]:
-    refs = _read_json(os.path.join(root, "refcoco", f"{dataset}_{split_by}_{split}.json"), "prepare_refcoco.py")
+    path = os.path.join(root, "refcoco", f"{dataset}_{split_by}_{split}.json")
+    refs = load_json(path, f"{path} does not exist; create it with datasets/prepare_refcoco.py")
     per_sentence = split != "train"
     dicts = []
     for r in refs:
