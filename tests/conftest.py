@@ -30,23 +30,15 @@ def pytest_configure(config):
 def make_cfg(path=None, *opts):
     """A detectron2 config with every odise-ext key, ``path`` merged (if given), then ``opts``.
 
-    The one config helper of the tests: test modules use it through the fixture of the same name
-    or wrap it with their defaults (``tiny_cfg = partial(make_cfg, TINY, ...)``)."""
-    from detectron2.config import get_cfg
+    The one config helper of the tests: test modules import it or wrap it with their defaults
+    (``tiny_cfg = partial(make_cfg, TINY, ...)``)."""
+    from odise_ext.config import get_odise_cfg
 
-    from odise_ext.config import add_odise_config
-
-    cfg = get_cfg()
-    add_odise_config(cfg)
+    cfg = get_odise_cfg()
     if path:
         cfg.merge_from_file(path)
     cfg.merge_from_list(list(opts))
     return cfg
-
-
-@pytest.fixture(name="make_cfg", scope="session")
-def make_cfg_fixture():
-    return make_cfg
 
 
 @pytest.fixture(scope="session")

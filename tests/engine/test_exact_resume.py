@@ -95,21 +95,13 @@ def test_sigkill_and_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
         assert stat.S_IMODE(os.stat(run / name).st_mode) == 0o644, name
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.timeout(1200)
 def test_two_process_resume_from_an_intermediate_checkpoint(tmp_path):
     """Every process's stream and generators are in the checkpoint (gathered; only rank 0 saves)."""
     ref, run = tmp_path / "reference", tmp_path / "resumed"
 
     def two(out, workers, *extra):
-        return _run(out, workers, "--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{_free_port()}",
+        return _run(out, workers, "--num-gpus", "2", "--dist-url", "auto",
                     *extra, tail=("DATASETS.TEST", "()"))
 
     proc = two(ref, 0)

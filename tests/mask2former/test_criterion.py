@@ -4,11 +4,10 @@ import math
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from torch import nn
 
 import odise_ext.mask2former.criterion as criterion_mod
-from odise_ext.config import add_odise_config
+from odise_ext.config import get_odise_cfg
 from odise_ext.mask2former.criterion import (
     MASK_FORMER_LOSS_REGISTRY,
     ClassLoss,
@@ -193,8 +192,7 @@ def _outputs(g, num_aux=2, bs=1, q=3, k=2, h=4, w=4):
 
 
 def test_set_criterion_fixed_indices_extra_term_and_weights():
-    cfg = get_cfg()
-    add_odise_config(cfg)
+    cfg = get_odise_cfg()
     cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 2
     cfg.MODEL.MASK_FORMER.TRAIN_NUM_POINTS = 0
     cfg.MODEL.MASK_FORMER.LOSSES = ["ClassLoss", "MaskLoss", "_TestQueryNormLoss"]
@@ -244,8 +242,7 @@ def test_set_criterion_matches_and_deep_supervision_off():
 
 
 def test_set_criterion_empty_targets_and_bad_term():
-    cfg = get_cfg()
-    add_odise_config(cfg)
+    cfg = get_odise_cfg()
     cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 2
     cfg.MODEL.MASK_FORMER.TRAIN_NUM_POINTS = 16
     cfg.MODEL.MASK_FORMER.NUM_DECODER_LAYERS = 2
@@ -295,8 +292,7 @@ def test_set_criterion_consumes_random_stream_like_mask2former():
     ``rand(N, int(P * oversample), 2)`` candidates and ``rand(N, P - int(P * importance), 2)``
     random points for the N matched masks of the whole batch. Written here as a plain sequence of
     draws; the criterion must leave the global generator exactly where that sequence does."""
-    cfg = get_cfg()
-    add_odise_config(cfg)
+    cfg = get_odise_cfg()
     cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 2
     mf = cfg.MODEL.MASK_FORMER
     mf.TRAIN_NUM_POINTS, mf.OVERSAMPLE_RATIO, mf.IMPORTANCE_SAMPLE_RATIO = 10, 3.0, 0.75
