@@ -20,11 +20,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from detectron2.config import configurable
-from detectron2.layers import Conv2d, get_norm
 
 from ..losses.silog import SiLogLoss
 from .build import HEAD_REGISTRY
-from .deconv import make_deconv_layers
+from .deconv import make_depth_decoder
 
 __all__ = ["VPDDepthHead"]
 
@@ -117,19 +116,8 @@ class VPDDepthHead(nn.Module):
             nn.GroupNorm(gn_groups, fuse_dim),
             nn.ReLU(),
         )
-        self.deconv_layers = make_deconv_layers(fuse_dim, deconv_filters, deconv_kernels, norm)
-        self.conv_layers = Conv2d(
-            deconv_filters[-1] if deconv_filters else fuse_dim,
-            hidden_dim,
-            kernel_size=3,
-            padding=1,
-            norm=get_norm(norm, hidden_dim),
-            activation=F.relu,
-        )
-        self.last_layer_depth = nn.Sequential(
-            nn.Conv2d(hidden_dim, hidden_dim, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(hidden_dim, 1, 3, padding=1),
+        self.deconv_layers, self.conv_layers, self.last_layer_depth = make_depth_decoder(
+            fuse_dim, deconv_filters, deconv_kernels, hidden_dim, norm
         )
         self._init_weights()
 

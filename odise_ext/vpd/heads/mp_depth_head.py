@@ -18,11 +18,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from detectron2.config import configurable
-from detectron2.layers import Conv2d, get_norm
+from detectron2.layers import get_norm
 
 from ..losses.silog import SiLogLoss
 from .build import HEAD_REGISTRY
-from .deconv import make_deconv_layers
+from .deconv import make_deconv_layers, make_depth_decoder
 
 __all__ = ["MetaPromptsDepthHead"]
 
@@ -96,12 +96,8 @@ class MetaPromptsDepthHead(nn.Module):
         self.out_layer = nn.Sequential(
             nn.Conv2d(sum(in_channels), prompt_dim, 3, padding=1), nn.GroupNorm(gn_groups, prompt_dim), nn.ReLU()
         )
-        self.deconv_layers = make_deconv_layers(num_prompts, deconv_filters, deconv_kernels, norm)
-        self.conv_layers = Conv2d(
-            deconv_filters[-1], hidden_dim, kernel_size=3, padding=1, norm=get_norm(norm, hidden_dim), activation=F.relu
-        )
-        self.last_layer_depth = nn.Sequential(
-            nn.Conv2d(hidden_dim, hidden_dim, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden_dim, 1, 3, padding=1)
+        self.deconv_layers, self.conv_layers, self.last_layer_depth = make_depth_decoder(
+            num_prompts, deconv_filters, deconv_kernels, hidden_dim, norm
         )
         if 2 ** len(deconv_filters) != self.stride:
             raise ValueError(f"{len(deconv_filters)} x2 deconvolutions do not undo the stride {self.stride}")
