@@ -6,6 +6,7 @@ read off the released checkpoints, except Meta-Prompts segmentation's (``mp_seg_
 DERIVED from the public code (``tools/derive_mp_seg_release_keys.py``; no released file was
 available to check them against).
 """
+import functools
 import gzip
 import os
 import re
@@ -185,16 +186,21 @@ RELEASE_FORMATS = {
 
 # ---- key lists ----------------------------------------------------------------------------------
 def release_key_shapes(fmt: str) -> "OrderedDict[str, Tuple[int, ...]]":
-    """Released key -> shape of format ``fmt``, in checkpoint order."""
-    path = os.path.join(_KEY_DIR, release_format(fmt).key_file)
-    out = OrderedDict()
-    with gzip.open(path, "rt") as f:
+    """Released key -> shape of format ``fmt``, in checkpoint order (a fresh copy)."""
+    return OrderedDict(_read_key_file(release_format(fmt).key_file))
+
+
+@functools.lru_cache(maxsize=None)
+def _read_key_file(key_file: str) -> Tuple[Tuple[str, Tuple[int, ...]], ...]:
+    # Read once per process: format detection and each conversion ask for the same lists.
+    out = []
+    with gzip.open(os.path.join(_KEY_DIR, key_file), "rt") as f:
         for line in f:
             if line.startswith("#") or line.startswith("key\t"):
                 continue
             key, shape = line.rstrip("\n").split("\t")[:2]
-            out[key] = tuple(int(s) for s in re.findall(r"\d+", shape))
-    return out
+            out.append((key, tuple(int(s) for s in re.findall(r"\d+", shape))))
+    return tuple(out)
 
 
 def release_format(fmt: str) -> ReleaseFormat:
