@@ -10,13 +10,11 @@ public definition (fudan-zvg/meta-prompts ``MetaPromptsSeg.extract_feat`` / ``en
 <= 1e-5.
 """
 import os
-import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from detectron2.modeling import build_model
 
 from odise_ext.vpd.checkpoint import (
     check_against_model,
@@ -25,7 +23,18 @@ from odise_ext.vpd.checkpoint import (
     detect_release_format,
     release_key_shapes,
 )
-from vpd_release import GROUPS, ROOT, bn, diffusers_parts, release_checkpoint, scaled_config, unet_features
+from vpd_release import (
+    GROUPS,
+    ROOT,
+    bn,
+    converted_model,
+    diffusers_parts,
+    release_checkpoint,
+    scaled_config,
+    slide_inference,
+    tool,
+    unet_features,
+)
 
 UNET = "unet.unet.diffusion_model."
 # Scaled-down sizes (vpd_release.tiny_shape divides dims >= 128 by 8): 150 prompts / ADE20K
@@ -36,14 +45,7 @@ TINY = ["MODEL.VPD.PROMPT.NUM_META_PROMPTS", 18, "MODEL.VPD.UPER.CHANNELS", 64, 
 def _model(fmt, config, *opts):
     release = release_checkpoint(fmt)
     cfg = scaled_config(config, *TINY, *opts)
-    torch.manual_seed(1)
-    model = build_model(cfg).eval()
-    converted, dropped = convert_release_to_ours(release, fmt, check_shapes=False)
-    assert check_against_model(converted, model, fmt) == []
-    incompatible = model.load_state_dict(converted, strict=False)
-    # strict but for the frozen VAE's source record: every tensor of the model is loaded
-    assert incompatible.unexpected_keys == []
-    assert all(k.endswith("_extra_state") for k in incompatible.missing_keys), incompatible.missing_keys
+    model, _, dropped = converted_model(cfg, fmt, release)  # every tensor of the model is loaded
     assert set(dropped) == {k for k in release if k.startswith("sd_model.")}
     return model, cfg, release
 
@@ -99,20 +101,6 @@ def fcn_head(x, r):
     return F.conv2d(x, r["auxiliary_head.conv_seg.weight"], r["auxiliary_head.conv_seg.bias"])
 
 
-def slide_inference(encode_decode, img, crop, stride, num_classes, out_size):
-    """MetaPromptsSeg.slide_inference + the rescale to the original size."""
-    h, w = img.shape[-2:]
-    preds = img.new_zeros(1, num_classes, h, w)
-    count = img.new_zeros(1, 1, h, w)
-    for hi in range(max(h - crop[0] + stride[0] - 1, 0) // stride[0] + 1):
-        for wi in range(max(w - crop[1] + stride[1] - 1, 0) // stride[1] + 1):
-            y2, x2 = min(hi * stride[0] + crop[0], h), min(wi * stride[1] + crop[1], w)
-            y1, x1 = max(y2 - crop[0], 0), max(x2 - crop[1], 0)
-            preds[..., y1:y2, x1:x2] += encode_decode(img[..., y1:y2, x1:x2])
-            count[..., y1:y2, x1:x2] += 1
-    return resize(preds / count, out_size)
-
-
 # ---- tests ------------------------------------------------------------------------------------------
 def test_mp_seg_ade20k_release_converts_loads_and_reproduces_the_reference():
     model, cfg, r = _model("mp_seg_ade20k", "metaprompts_ade20k_semseg.yaml", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 18,
@@ -126,7 +114,7 @@ def test_mp_seg_ade20k_release_converts_loads_and_reproduces_the_reference():
         def encode_decode(window):
             return resize(uper_head(extract_feat(r, unet, vae, window), r), window.shape[-2:])
 
-        ref = slide_inference(encode_decode, image[None] / 255.0, (64, 64), (48, 48), 18, (120, 200))[0]
+        ref = slide_inference(encode_decode, image[None] / 255.0, (64, 64), (48, 48), (120, 200))[0]
         # the features and the auxiliary head (training only) of one window, too
         window = image[None, :, :64, :64]
         feats = model.backbone(window / 255.0)
@@ -157,7 +145,7 @@ def test_mp_seg_cityscapes_release_reproduces_the_reference(fmt, config, steps):
         def encode_decode(window):
             return resize(uper_head(extract_feat(r, unet, vae, window, steps), r), window.shape[-2:])
 
-        ref = slide_inference(encode_decode, image[None] / 255.0, (128, 128), (64, 64), 19, (128, 192))[0]
+        ref = slide_inference(encode_decode, image[None] / 255.0, (128, 128), (64, 64), (128, 192))[0]
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
 
 
@@ -165,12 +153,8 @@ def test_derived_key_lists_are_the_derivation_and_fit_the_real_configs():
     """The shipped key lists are what tools/derive_mp_seg_release_keys.py derives; every key and
     full-size shape fits the real config's model (meta device); ADE20K and Cityscapes files are
     told apart by their classifier shapes, anything else is an error."""
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    try:
-        import convert_vpd_checkpoint
-        import derive_mp_seg_release_keys
-    finally:
-        sys.path.pop(0)
+    convert_vpd_checkpoint = tool("convert_vpd_checkpoint")
+    derive_mp_seg_release_keys = tool("derive_mp_seg_release_keys")
     for fmt, classes, steps, config in [("mp_seg_ade20k", 150, 3, "metaprompts_ade20k_semseg.yaml"),
                                         ("mp_seg_cityscapes", 19, 3, "metaprompts_cityscapes_semseg.yaml"),
                                         ("mp_seg_cityscapes_extra", 19, 1, "metaprompts_cityscapes_extra_semseg.yaml")]:
@@ -191,11 +175,7 @@ def test_tool_round_trip_writes_the_mmcv_container(tmp_path):
     ours, dropped = convert_release_to_ours(release, fmt, check_shapes=False)
     back = convert_ours_to_release(ours, fmt, dropped)
     assert list(back) == list(release_key_shapes(fmt)) and all(torch.equal(back[k], v) for k, v in release.items())
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    try:
-        import convert_vpd_checkpoint
-    finally:
-        sys.path.pop(0)
+    convert_vpd_checkpoint = tool("convert_vpd_checkpoint")
     src = tmp_path / "mp_cityscapes.pth"
     # mmcv's runner keeps the best score as a numpy float: allowed, it runs no code when read
     meta = {"iter": 80000, "CLASSES": ("road", "sidewalk"), "hook_msgs": {"best_score": np.float64(0.8438)}}

@@ -9,7 +9,6 @@ from the public definition (fp32, <= 1e-5). The test-time data path (resize to 5
 nearest neighbour) and the sentence tokenisation are compared with the reference's too.
 """
 import gzip
-import math
 import os
 
 import numpy as np
@@ -20,7 +19,19 @@ from detectron2.modeling import build_model
 
 from odise_ext.vpd.checkpoint import check_against_model, convert_release_to_ours, detect_release_format
 from odise_ext.vpd.release_formats import release_key_shapes
-from vpd_release import ROOT, bn, diffusers_parts, release_checkpoint, scaled_config, tiny_shape, unet_features
+from vpd_release import (
+    ROOT,
+    bn,
+    converted_model,
+    diffusers_parts,
+    hooked_unet,
+    mean_attention,
+    release_checkpoint,
+    scaled_config,
+    tiny_shape,
+    tool,
+    unet_features,
+)
 
 TOKENS = 77  # VPD's --token_length: the attention-map channels, which do not scale with the model
 SIZE = 128  # tiny input (the real one is 512): latent 16 x 16, attention maps at 8 x 8 and 4 x 4
@@ -64,40 +75,6 @@ def reference_ids(sentences):
 
 
 # ---- independent forward of VPDRefer -------------------------------------------------------------
-class _StoreCrossAttention:
-    """ldm ``CrossAttention`` as VPD's ``register_attention_control`` rewrites it: softmax over the
-    tokens per head, the head mean handed to the store."""
-
-    def __init__(self, store, place):
-        self.store, self.place = store, place
-
-    def __call__(self, attn, x, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
-        b, n, _ = x.shape
-        h = attn.heads
-
-        def heads(t):  # 'b n (h d) -> (b h) n d'
-            return t.reshape(b, t.shape[1], h, -1).permute(0, 2, 1, 3).reshape(b * h, t.shape[1], -1)
-
-        q, k, v = heads(attn.to_q(x)), heads(attn.to_k(encoder_hidden_states)), heads(attn.to_v(encoder_hidden_states))
-        p = (torch.einsum("bid,bjd->bij", q, k) * attn.scale).softmax(dim=-1)
-        self.store.append((self.place, p.reshape(b, h, n, -1).mean(dim=1)))
-        out = torch.einsum("bij,bjd->bid", p, v).reshape(b, h, n, -1).permute(0, 2, 1, 3).reshape(b, n, -1)
-        return attn.to_out[1](attn.to_out[0](out))
-
-
-def attention_features(store, latent_size):
-    """VPD's ``UNetWrapper.process_attn``: the 'up_cross' + 'down_cross' maps (mid excluded) with
-    at most (latent / 2)^2 pixels (``max_size`` = base_size // 16), averaged per resolution.
-    Returns {side: [B, 77, side, side]} for side = latent / 2 (stride 16) and latent / 4 (stride 32)."""
-    maps = {}
-    for place in ("up", "down"):
-        for p, m in store:
-            side = int(math.sqrt(m.shape[1]))
-            if p == place and m.shape[1] <= (latent_size // 2) ** 2:
-                maps.setdefault(side, []).append(m.reshape(m.shape[0], side, side, -1).permute(0, 3, 1, 2))
-    return {side: torch.stack(ms).mean(dim=0) for side, ms in maps.items()}
-
-
 def simple_decoding(r, x_c4, x_c3, x_c2, x_c1):
     """VPD's ``SimpleDecoding``: three (upsample if smaller, concat, 2 x conv3x3-BN-ReLU) stages,
     then the 1x1 classifier."""
@@ -120,12 +97,12 @@ def vpd_refer_reference(r, unet, vae, text_encoder, image, ids):
     mlp = F.linear(F.gelu(F.linear(feats, r["text_adapter.fc.0.weight"], r["text_adapter.fc.0.bias"])),
                    r["text_adapter.fc.2.weight"], r["text_adapter.fc.2.bias"])
     context = feats + r["gamma"] * mlp
-    store = []
-    for name, module in unet.named_modules():
-        if name.endswith("attn2") and name.startswith(("down_blocks", "up_blocks")):
-            module.set_processor(_StoreCrossAttention(store, name.split("_")[0]))
+    store = hooked_unet(unet, places=("down", "up"))  # the mid block's attention runs as diffusers' own
     (s64, s32, s16, s8), _ = unet_features(unet, latent, context)  # t = 1
-    attn = attention_features(store, latent.shape[-1])
+    # VPD's UNetWrapper.process_attn: the 'up_cross' + 'down_cross' maps (mid excluded) with at most
+    # (latent / 2)^2 pixels (max_size = base_size // 16), averaged per resolution:
+    # {side: [B, 77, side, side]} for side = latent / 2 (stride 16) and latent / 4 (stride 32)
+    attn = mean_attention(store, latent.shape[-1] // 2, places=("up", "down"))
     s32 = torch.cat([s32, attn[latent.shape[-1] // 4]], dim=1)
     s16 = torch.cat([s16, attn[latent.shape[-1] // 2]], dim=1)
     logits = simple_decoding(r, s64, s32, s16, s8)
@@ -133,25 +110,14 @@ def vpd_refer_reference(r, unet, vae, text_encoder, image, ids):
 
 
 # ---- tests ---------------------------------------------------------------------------------------
-def _converted_model(release, cfg):
-    torch.manual_seed(1)
-    model = build_model(cfg).eval()
-    converted, dropped = convert_release_to_ours(release, "vpd_refer", check_shapes=False)
-    assert dropped == {} and check_against_model(converted, model, "vpd_refer") == []
-    incompatible = model.load_state_dict(converted, strict=False)
-    # everything loads; only the frozen-source records of the frozen modules stay as built
-    assert incompatible.unexpected_keys == []
-    assert all(k.endswith("_extra_state") for k in incompatible.missing_keys), incompatible.missing_keys
-    return model
-
-
 def test_vpd_refer_release_converts_loads_and_reproduces_the_reference():
     release = refer_release()
     assert detect_release_format(release) == "vpd_refer"
     # a class offset with which the random model's maps hold both classes (the mask is checked)
     release["classifier.conv1_1.bias"] = torch.tensor([4.0, 0.0])
     cfg = refer_config()
-    model = _converted_model(release, cfg)
+    model, _, dropped = converted_model(cfg, "vpd_refer", release)
+    assert dropped == {}
     sentences = ["the man on the left in a red shirt", " ".join(["zebra"] * 90)]  # the second is truncated
     torch.manual_seed(2)
     images = [torch.randint(0, 256, (3, SIZE, SIZE)).float() for _ in sentences]
@@ -218,14 +184,7 @@ def test_test_time_resize_and_mask_follow_the_reference(tmp_path):
 def test_full_size_release_shapes_fit_the_refcoco_config():
     """Every released key and full-size shape fits configs/vpd/vpd_refcoco.yaml with no override
     (built on the meta device)."""
-    import sys
-
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    try:
-        import convert_vpd_checkpoint
-    finally:
-        sys.path.pop(0)
-    model = convert_vpd_checkpoint._model_of(os.path.join(ROOT, "configs", "vpd", "vpd_refcoco.yaml"))
+    model = tool("convert_vpd_checkpoint")._model_of(os.path.join(ROOT, "configs", "vpd", "vpd_refcoco.yaml"))
     release = {k: torch.empty(s, device="meta") for k, s in release_key_shapes("vpd_refer").items()}
     converted, dropped = convert_release_to_ours(release, "vpd_refer")
     assert dropped == {} and check_against_model(converted, model, "vpd_refer") == []

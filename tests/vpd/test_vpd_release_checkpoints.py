@@ -2,7 +2,6 @@
 maps to one of ours and back, wrong keys are errors naming them, full-size shapes fit the real
 configs, and a checkpoint is only ever read with ``weights_only=True``."""
 import os
-import sys
 
 import pytest
 import torch
@@ -16,16 +15,7 @@ from odise_ext.vpd.checkpoint import (
     load_release_checkpoint,
     release_key_shapes,
 )
-from vpd_release import ROOT, release_checkpoint, scaled_config, tiny_shape
-
-
-def _tool():
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    try:
-        import convert_vpd_checkpoint
-    finally:
-        sys.path.pop(0)
-    return convert_vpd_checkpoint
+from vpd_release import ROOT, release_checkpoint, scaled_config, tiny_shape, tool
 
 
 @pytest.mark.parametrize("fmt", ["vpd_depth", "mp_depth", "vpd_seg", "vpd_refer", "mp_seg_ade20k", "mp_seg_cityscapes",
@@ -71,7 +61,7 @@ def test_a_pickle_payload_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
     with pytest.raises(UnsafeFileError, match="would execute code stored in the file"):
         load_release_checkpoint(str(path))
-    convert_vpd_checkpoint = _tool()
+    convert_vpd_checkpoint = tool("convert_vpd_checkpoint")
     with pytest.raises(SystemExit, match="would execute code stored in the file"):
         convert_vpd_checkpoint.main([str(path), str(tmp_path / "out.pth")])
     assert not marker.exists()
@@ -82,7 +72,7 @@ def test_tool_converts_a_release_file_and_back(tmp_path):
     release = release_checkpoint("vpd_depth")
     src = tmp_path / "vpd_depth.pth"
     torch.save({"model": {"module." + k: v for k, v in release.items()}}, src)
-    convert_vpd_checkpoint = _tool()
+    convert_vpd_checkpoint = tool("convert_vpd_checkpoint")
     convert_vpd_checkpoint.main([str(src), str(tmp_path / "ours.pth"), "--no-release-shapes"])
     ours = torch.load(tmp_path / "ours.pth", weights_only=True)
     assert ours["release_format"] == "vpd_depth"
@@ -126,7 +116,7 @@ def test_seg_and_refer_release_layouts_map_onto_our_models(fmt, config, opts):
 def test_full_size_release_shapes_fit_the_real_configs(fmt, config):
     """Every released key and full-size shape fits the real config's model (built on the meta
     device: no memory, no weights)."""
-    convert_vpd_checkpoint = _tool()
+    convert_vpd_checkpoint = tool("convert_vpd_checkpoint")
     model = convert_vpd_checkpoint._model_of(os.path.join(ROOT, "configs", "vpd", config))
     release = {k: torch.empty(s, device="meta") for k, s in release_key_shapes(fmt).items()}
     converted, _ = convert_release_to_ours(release, fmt, check_shapes=True)
@@ -136,7 +126,7 @@ def test_full_size_release_shapes_fit_the_real_configs(fmt, config):
 def test_norm_epsilons_are_the_reference_ones():
     """GroupNorm eps: UNet ResBlocks (and its output head) 1e-5; SpatialTransformer and every VAE
     norm 1e-6 — as in the ldm code the released models ran."""
-    model = _tool()._model_of(os.path.join(ROOT, "configs", "vpd", "vpd_nyu_depth.yaml"))
+    model = tool("convert_vpd_checkpoint")._model_of(os.path.join(ROOT, "configs", "vpd", "vpd_nyu_depth.yaml"))
     ex = model.backbone.feature_extractor
     eps = {}
     for name, m in ex.unet.module.named_modules():

@@ -106,13 +106,12 @@ def test_mp_kitti_depth_uses_shift_windows_and_resize():
 
 def test_predictor_and_demo_pass_the_scene(tmp_path):
     import os
-    import sys
 
     import numpy as np
     from PIL import Image
 
     from odise_ext.vpd.predictor import VPDPredictor
-    from vpd_release import ROOT
+    from vpd_release import ROOT, tool
 
     release = release_checkpoint("vpd_depth")
     cfg = scaled_config("vpd_nyu_depth.yaml", "MODEL.VPD.TEST.CROP_SIZE", [], "MODEL.VPD.TEST.STRIDE", [],
@@ -127,11 +126,7 @@ def test_predictor_and_demo_pass_the_scene(tmp_path):
         expected = model([{"image": torch.as_tensor(bgr[:, :, ::-1].copy()).permute(2, 0, 1).float(),
                            "scene": "office"}])[0]["depth"]
     torch.testing.assert_close(predictor(bgr, scene="office")["depth"], expected)
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    try:
-        import demo
-    finally:
-        sys.path.pop(0)
+    demo = tool("demo")
     Image.fromarray(bgr[:, :, ::-1]).save(tmp_path / "in.png")
     with pytest.raises(SystemExit, match="pass --scene"):
         demo.main(["--config-file", os.path.join(ROOT, "configs/vpd/vpd_nyu_depth.yaml"), "--input",

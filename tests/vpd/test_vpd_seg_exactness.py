@@ -4,20 +4,29 @@ A checkpoint in the released layout (``vpd_seg``: mmcv ``state_dict``; scaled-do
 values, ``tests/vpd/vpd_release.py``) is converted and loaded into the model of
 ``configs/vpd/vpd_ade20k_semseg.yaml`` (SD and the head scaled down alike: 18 classes instead of
 150, FPN width 32 instead of 256, 128 px windows with stride 85 for 512 / 341). The model's logits
-are compared with an independent forward written here from the public definition (wl-zhao/VPD
-``segmentation/models/vpd_seg.py``, ``vpd/models.py``; mmseg's FPN, FPNHead and ``slide_inference``),
+are compared with an independent forward written here and in ``vpd_release.py`` from the public
+definition (wl-zhao/VPD ``segmentation/models/vpd_seg.py``, ``vpd/models.py``; mmseg's FPN, FPNHead and ``slide_inference``),
 fp32: <= 1e-5 when rounded as ours (input normalisation, windows batched), within 1e-5 of the logit
 range as written. Also: mmseg's test pipeline (``VPDSemSegTestMapper``) and FPNHead training loss.
 """
-import math
-
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from odise_ext.vpd.checkpoint import detect_release_format
-from vpd_release import bn, conv, converted_model, diffusers_parts, release_checkpoint, scaled_config
+from vpd_release import (
+    bn,
+    conv,
+    converted_model,
+    diffusers_parts,
+    hooked_unet,
+    mean_attention,
+    release_checkpoint,
+    scaled_config,
+    slide_inference,
+    unet_features,
+)
 
 NUM_CLASSES, WIDTH, CROP, STRIDE = 18, 32, 128, 85  # tiny_shape of 150 / 256; 512 / 341 scaled by 1/4
 
@@ -33,53 +42,17 @@ def seg_config(*opts):
 
 
 # ---- the public definition ------------------------------------------------------------------------
-class StoreCrossAttention:
-    """ldm ``CrossAttention.forward`` as VPD's ``register_attention_control`` rewrites it: softmax
-    attention, the head-averaged probabilities [B, N, L] handed to the attention store."""
-
-    def __init__(self, store, place):
-        self.store, self.place = store, place
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
-        b, n, _ = hidden_states.shape
-        h = attn.heads
-        q = attn.to_q(hidden_states)
-        k, v = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
-        q, k, v = (t.reshape(b, t.shape[1], h, -1).permute(0, 2, 1, 3).reshape(b * h, t.shape[1], -1) for t in (q, k, v))
-        probs = torch.einsum("bid,bjd->bij", q, k).mul(attn.scale).softmax(dim=-1)
-        self.store.append((self.place, probs.reshape(b, h, n, -1).mean(dim=1)))
-        out = torch.einsum("bij,bjd->bid", probs, v).reshape(b, h, n, -1).permute(0, 2, 1, 3).reshape(b, n, -1)
-        return attn.to_out[1](attn.to_out[0](out))
-
-
-def hooked_unet(unet):
-    """Every cross-attention layer records into the returned list (down / mid / up)."""
-    store = []
-    procs = {}
-    for name, proc in unet.attn_processors.items():
-        place = "down" if name.startswith("down_blocks") else "up" if name.startswith("up_blocks") else "mid"
-        procs[name] = StoreCrossAttention(store, place) if ".attn2." in name else proc
-    unet.set_attn_processor(procs)
-    return store
-
-
 def unet_wrapper(unet, store, latent, context, base_size):
     """VPD's ``UNetWrapper`` (use_attn, attn_selector 'up_cross+down_cross', max_attn_size None):
     outputs of output blocks 11 / 7 / 4 / 1, the mean attention of the base/16 and base/32 maps
     appended to blocks 7 and 4."""
-    from vpd_release import unet_features
-
     store.clear()
     (h1, h4, h7, h11), _ = unet_features(unet, latent, context)
     max_size = base_size // 8 // 2  # AttentionStore: keep maps with N <= max_size^2
-    by_size = {}
-    for place, probs in store:
-        if place in ("up", "down") and probs.shape[1] <= max_size ** 2:
-            size = int(math.sqrt(probs.shape[1]))
-            by_size.setdefault(size, []).append(probs.permute(0, 2, 1).reshape(probs.shape[0], -1, size, size))
+    by_size = mean_attention(store, max_size, places=("down", "up"))
     assert base_size // 8 not in by_size
-    attn16 = torch.stack(by_size[base_size // 32]).mean(0)
-    attn32 = torch.stack(by_size[base_size // 16]).mean(0)
+    attn16 = by_size[base_size // 32]
+    attn32 = by_size[base_size // 16]
     return [h11, torch.cat([h7, attn32], 1), torch.cat([h4, attn16], 1), h1]
 
 
@@ -118,27 +91,6 @@ def vpd_seg_encode_decode(r, unet, vae, store, crop, normalize=mmseg_normalize):
     feats = unet_wrapper(unet, store, latent, context, base_size=crop.shape[-1])
     logits = mmseg_fpn_head(mmseg_fpn(feats, r), r)
     return F.interpolate(logits, size=crop.shape[2:], mode="bilinear", align_corners=False)
-
-
-def slide_inference(encode_decode, img, crop, stride, ori_shape, one_batch=False):
-    """mmseg ``slide_inference`` with rescale: [1, 3, H, W] -> [1, K, *ori_shape]. The reference
-    runs each window alone; ``one_batch`` runs them as one batch (as we do: the same numbers up
-    to the batch-size-dependent rounding of the CPU kernels)."""
-    _, _, h_img, w_img = img.shape
-    h_grids = max(h_img - crop + stride - 1, 0) // stride + 1
-    w_grids = max(w_img - crop + stride - 1, 0) // stride + 1
-    boxes = []
-    for hi in range(h_grids):
-        for wi in range(w_grids):
-            y2, x2 = min(hi * stride + crop, h_img), min(wi * stride + crop, w_img)
-            boxes.append((max(y2 - crop, 0), y2, max(x2 - crop, 0), x2))
-    crops = [img[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in boxes]
-    logits = encode_decode(torch.cat(crops)).split(1) if one_batch else [encode_decode(c) for c in crops]
-    preds, count = 0, torch.zeros(1, 1, h_img, w_img)
-    for logit, (y1, y2, x1, x2) in zip(logits, boxes):
-        preds = preds + F.pad(logit, (x1, w_img - x2, y1, h_img - y2))
-        count[:, :, y1:y2, x1:x2] += 1
-    return F.interpolate(preds / count, size=ori_shape, mode="bilinear", align_corners=False)
 
 
 # ---- tests ---------------------------------------------------------------------------------------

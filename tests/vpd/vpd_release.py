@@ -7,8 +7,10 @@ CLIP's 768 becomes 96) and random values. The independent forwards below are wri
 definition of the public models: diffusers' UNet / VAE used directly (loaded with diffusers' own
 ldm converter), every other layer with torch.nn.functional on the released tensors.
 """
+import importlib
 import math
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,15 @@ from odise_ext.vpd.release_formats import release_format
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GROUPS = 8  # GroupNorm groups of the scaled-down model (SD: 32, VPD necks: 16)
+
+
+def tool(name):
+    """The script ``tools/<name>.py``, imported as a module."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
 
 
 def tiny_shape(shape):
@@ -84,13 +95,17 @@ def converted_model(cfg, fmt, release):
         "vpd_depth": ("unet.module.conv_norm_out.", "unet.module.conv_out."),
         "mp_depth": ("unet.module.time_embedding.",),
         "vpd_seg": (),
+        "vpd_refer": (),
+        "mp_seg_ade20k": (),
+        "mp_seg_cityscapes": (),
+        "mp_seg_cityscapes_extra": (),
     }[fmt]
     prefix = "backbone.bottom_up.feature_extractor." if fmt == "vpd_seg" else "backbone.feature_extractor."
     assert all(
         k.endswith("_extra_state") or k.startswith(tuple(prefix + u for u in unused))
         for k in incompatible.missing_keys
     ), incompatible.missing_keys
-    assert bool(incompatible.missing_keys) == bool(unused)  # vpd_seg: every key of ours is loaded
+    assert bool(incompatible.missing_keys) == bool(unused)  # the others: every key of ours is loaded
     return model, converted, dropped
 
 
@@ -132,6 +147,77 @@ def unet_features(unet, latent, context, emb_override=None):
     for h in handles:
         h.remove()
     return feats, out
+
+
+class StoreCrossAttention:
+    """ldm ``CrossAttention.forward`` as VPD's ``register_attention_control`` rewrites it: softmax
+    attention over the tokens per head, the head-averaged probabilities [B, N, L] handed to the
+    attention store as (place, probs)."""
+
+    def __init__(self, store, place):
+        self.store, self.place = store, place
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
+        b, n, _ = hidden_states.shape
+        h = attn.heads
+
+        def heads(t):  # 'b n (h d) -> (b h) n d'
+            return t.reshape(b, t.shape[1], h, -1).permute(0, 2, 1, 3).reshape(b * h, t.shape[1], -1)
+
+        q = heads(attn.to_q(hidden_states))
+        k, v = heads(attn.to_k(encoder_hidden_states)), heads(attn.to_v(encoder_hidden_states))
+        probs = torch.einsum("bid,bjd->bij", q, k).mul(attn.scale).softmax(dim=-1)
+        self.store.append((self.place, probs.reshape(b, h, n, -1).mean(dim=1)))
+        out = torch.einsum("bij,bjd->bid", probs, v).reshape(b, h, n, -1).permute(0, 2, 1, 3).reshape(b, n, -1)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+def hooked_unet(unet, places=("down", "mid", "up")):
+    """The cross-attention layers (``attn2``) of the UNet's down / mid / up blocks named in ``places``
+    run :class:`StoreCrossAttention` and record into the returned list; the others are left as
+    they are."""
+    store = []
+    for name, module in unet.named_modules():
+        place = name.split("_")[0]  # down_blocks / mid_block / up_blocks
+        if name.endswith(".attn2") and place in places:
+            module.set_processor(StoreCrossAttention(store, place))
+    return store
+
+
+def mean_attention(store, max_side, places):
+    """VPD's ``UNetWrapper.process_attn``: the maps recorded at ``places`` with at most max_side^2
+    pixels, averaged per resolution (summed in the order of ``places``, then of the store).
+    Returns {side: [B, L, side, side]}, as einops' ``'b (h w) c -> b c h w'`` view (channels-last
+    memory, which the convolutions after it keep: their rounding depends on it)."""
+    maps = {}
+    for place in places:
+        for p, m in store:
+            side = int(math.sqrt(m.shape[1]))
+            if p == place and m.shape[1] <= max_side ** 2:
+                maps.setdefault(side, []).append(m.reshape(m.shape[0], side, side, -1).permute(0, 3, 1, 2))
+    return {side: torch.stack(ms).mean(dim=0) for side, ms in maps.items()}
+
+
+def slide_inference(encode_decode, img, crop, stride, out_size, one_batch=False):
+    """mmseg ``slide_inference`` with rescale: [1, 3, H, W] -> [1, K, *out_size]; ``crop`` /
+    ``stride``: an int or (h, w). The windows run one at a time; ``one_batch`` runs them as one
+    batch (the same numbers up to the batch-size-dependent rounding of the CPU kernels)."""
+    (ch, cw), (sh, sw) = ((v, v) if isinstance(v, int) else tuple(v) for v in (crop, stride))
+    _, _, h_img, w_img = img.shape
+    h_grids = max(h_img - ch + sh - 1, 0) // sh + 1
+    w_grids = max(w_img - cw + sw - 1, 0) // sw + 1
+    boxes = []
+    for hi in range(h_grids):
+        for wi in range(w_grids):
+            y2, x2 = min(hi * sh + ch, h_img), min(wi * sw + cw, w_img)
+            boxes.append((max(y2 - ch, 0), y2, max(x2 - cw, 0), x2))
+    crops = [img[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in boxes]
+    logits = encode_decode(torch.cat(crops)).split(1) if one_batch else [encode_decode(c) for c in crops]
+    preds, count = 0, torch.zeros(1, 1, h_img, w_img)
+    for logit, (y1, y2, x1, x2) in zip(logits, boxes):
+        preds = preds + F.pad(logit, (x1, w_img - x2, y1, h_img - y2))
+        count[:, :, y1:y2, x1:x2] += 1
+    return F.interpolate(preds / count, size=out_size, mode="bilinear", align_corners=False)
 
 
 def bn(x, r, name):
