@@ -9,7 +9,7 @@ pieces live in ``diffusion`` (the diffusion backbone) and ``mask2former``; each 
 from .config import add_odise_config, get_odise_cfg, setup_cfg
 from . import data  # noqa: F401  (registers datasets)
 from . import diffusion, mask2former  # noqa: F401  (shared backbone, prompts, Mask2Former pieces)
-from . import odise, png, vpd  # noqa: F401  (one package per task family: models, mappers, hooks)
+from . import odise, png, vpd, metaprompts, dense  # noqa: F401  (task families and the task-generic dense models)
 from .utils.safe_load import install_safe_detectron2_loading
 
 install_safe_detectron2_loading()

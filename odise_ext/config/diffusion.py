@@ -1,4 +1,4 @@
-"""Keys of the frozen diffusion backbone (``MODEL.DIFFUSION.*``) and of CLIP (``MODEL.CLIP.*``).
+"""Keys of the frozen diffusion backbone (``MODEL.DIFFUSION.*``).
 
 Defaults describe the real Stable Diffusion v1 architecture and ODISE's settings; tiny test
 architectures override the ``*_CONFIG`` nodes (see ``configs/testing/base_tiny_diffusion.yaml``).
@@ -22,7 +22,7 @@ _ODISE_TAP_STRIDES = [4, 8, 32, 32, 16, 8, 8, 4]
 
 
 def add_diffusion_config(cfg):
-    """Add ``MODEL.DIFFUSION`` and ``MODEL.CLIP`` to ``cfg`` (in place)."""
+    """Add ``MODEL.DIFFUSION`` to ``cfg`` (in place)."""
     _C = cfg
     _C.MODEL.DIFFUSION = CN()
     d = _C.MODEL.DIFFUSION
@@ -149,41 +149,3 @@ def add_diffusion_config(cfg):
     d.TEXT_ENCODER_CONFIG.MAX_POSITION_EMBEDDINGS = 77
     # Activation (OpenAI CLIP: quick_gelu).
     d.TEXT_ENCODER_CONFIG.HIDDEN_ACT = "quick_gelu"
-
-    _C.MODEL.CLIP = CN()
-    c = _C.MODEL.CLIP
-    # open_clip model config name (e.g. "ViT-L-14-336"), or "custom" for the CUSTOM architecture.
-    c.NAME = "ViT-L-14-336"
-    # Use QuickGELU (required by OpenAI-trained weights).
-    c.QUICK_GELU = True
-    # Local open_clip checkpoint (state dict .bin/.pt/.pth/.safetensors, or OpenAI's TorchScript
-    # file), or "random" for random init. Empty is an error.
-    c.WEIGHTS = ""
-    # Seed of the random initialisation used when WEIGHTS == "random".
-    c.RANDOM_INIT_SEED = 0
-    # dtype of the frozen CLIP model.
-    c.DTYPE = "float32"
-    # Architecture used when NAME == "custom" (tiny test models).
-    c.CUSTOM = CN()
-    # Joint embedding width.
-    c.CUSTOM.EMBED_DIM = 32
-    # Input image size of the vision tower.
-    c.CUSTOM.IMAGE_SIZE = 32
-    # ViT patch size.
-    c.CUSTOM.PATCH_SIZE = 8
-    # ViT width.
-    c.CUSTOM.VISION_WIDTH = 32
-    # ViT layers.
-    c.CUSTOM.VISION_LAYERS = 2
-    # ViT width per attention head.
-    c.CUSTOM.VISION_HEAD_WIDTH = 16
-    # Text context length.
-    c.CUSTOM.CONTEXT_LENGTH = 77
-    # Text vocabulary size.
-    c.CUSTOM.VOCAB_SIZE = 49408
-    # Text transformer width.
-    c.CUSTOM.TEXT_WIDTH = 32
-    # Text transformer heads.
-    c.CUSTOM.TEXT_HEADS = 2
-    # Text transformer layers.
-    c.CUSTOM.TEXT_LAYERS = 2

@@ -1,7 +1,7 @@
 """Reading and checking the images users give to the demos and predictors.
 
 One place decides what an input image may be, so that ``tools/demo.py``, the predictors
-(:class:`odise_ext.engine.predictor.Predictor`, ``VPDPredictor``) and the web demo accept the
+(:class:`odise_ext.engine.predictor.Predictor`, ``DensePredictor``) and the web demo accept the
 same inputs and refuse the same ones with a message naming the input:
 
 - a path (str / ``os.PathLike``): decoded with PIL (EXIF orientation applied);

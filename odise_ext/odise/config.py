@@ -1,6 +1,12 @@
+"""Config keys of ODISE: the open-vocabulary heads (``MODEL.ODISE``) and its frozen CLIP (``MODEL.CLIP``)."""
 from detectron2.config import CfgNode as CN
 
+from ..config import register_config
 
+__all__ = ["add_odise_head_config", "add_clip_config"]
+
+
+@register_config
 def add_odise_head_config(cfg):
     """ODISE's open-vocabulary classification keys (namespace ``MODEL.ODISE``)."""
     cfg.MODEL.ODISE = CN()
@@ -30,3 +36,45 @@ def add_odise_head_config(cfg):
     cfg.MODEL.ODISE.CAPTION.NUM_PHRASES = 8
     # Weight of the grounding loss on every decoder output.
     cfg.MODEL.ODISE.CAPTION.LOSS_WEIGHT = 1.0
+
+
+@register_config
+def add_clip_config(cfg):
+    """The frozen open_clip CLIP of ODISE's implicit captioner and CLIP classifier (``MODEL.CLIP``)."""
+    cfg.MODEL.CLIP = CN()
+    c = cfg.MODEL.CLIP
+    # open_clip model config name (e.g. "ViT-L-14-336"), or "custom" for the CUSTOM architecture.
+    c.NAME = "ViT-L-14-336"
+    # Use QuickGELU (required by OpenAI-trained weights).
+    c.QUICK_GELU = True
+    # Local open_clip checkpoint (state dict .bin/.pt/.pth/.safetensors, or OpenAI's TorchScript
+    # file), or "random" for random init. Empty is an error.
+    c.WEIGHTS = ""
+    # Seed of the random initialisation used when WEIGHTS == "random".
+    c.RANDOM_INIT_SEED = 0
+    # dtype of the frozen CLIP model.
+    c.DTYPE = "float32"
+    # Architecture used when NAME == "custom" (tiny test models).
+    c.CUSTOM = CN()
+    # Joint embedding width.
+    c.CUSTOM.EMBED_DIM = 32
+    # Input image size of the vision tower.
+    c.CUSTOM.IMAGE_SIZE = 32
+    # ViT patch size.
+    c.CUSTOM.PATCH_SIZE = 8
+    # ViT width.
+    c.CUSTOM.VISION_WIDTH = 32
+    # ViT layers.
+    c.CUSTOM.VISION_LAYERS = 2
+    # ViT width per attention head.
+    c.CUSTOM.VISION_HEAD_WIDTH = 16
+    # Text context length.
+    c.CUSTOM.CONTEXT_LENGTH = 77
+    # Text vocabulary size.
+    c.CUSTOM.VOCAB_SIZE = 49408
+    # Text transformer width.
+    c.CUSTOM.TEXT_WIDTH = 32
+    # Text transformer heads.
+    c.CUSTOM.TEXT_HEADS = 2
+    # Text transformer layers.
+    c.CUSTOM.TEXT_LAYERS = 2

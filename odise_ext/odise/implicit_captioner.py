@@ -13,7 +13,7 @@ import torch
 from detectron2.config import configurable
 from torch import nn
 
-from ..diffusion.clip import ClipWrapper, build_clip
+from .clip import ClipWrapper, build_clip
 from ..diffusion.prompts.base import PROMPT_REGISTRY, PromptModule, PromptOutput
 from ..diffusion.prompts.empty import empty_prompt_context
 

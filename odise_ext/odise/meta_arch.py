@@ -19,7 +19,7 @@ from detectron2.utils.logger import log_first_n
 from torch import nn
 
 from ..diffusion.backbone import DiffusionBackbone
-from ..diffusion.clip import CLIP_MEAN, CLIP_STD, build_clip
+from .clip import CLIP_MEAN, CLIP_STD, build_clip
 from ..mask2former.criterion import ClassLoss, SetCriterion, build_loss_term
 from ..mask2former.mask_former_head import MaskFormerHead
 from ..mask2former.postprocessing import instance_inference, panoptic_inference, semantic_inference

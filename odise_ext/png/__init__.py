@@ -3,6 +3,7 @@
 evaluator and drawing code. Importing registers ``DynamicPhrasePrompt`` in ``PROMPT_REGISTRY``,
 ``PNGDiffusion`` in ``META_ARCH_REGISTRY`` and ``PNGDatasetMapper``.
 """
+from . import config  # noqa: F401  (DATA.PNG, MODEL.PNG keys)
 from . import hooks  # noqa: F401  (the "png" evaluator entry)
 from .dataset_mapper import PNGDatasetMapper
 from .diffusion_mask_head import DiffusionMaskHead, phrase_cross_entropy, phrase_distribution

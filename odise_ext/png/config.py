@@ -1,6 +1,9 @@
 from detectron2.config import CfgNode as CN
 
+from ..config import register_config
 
+
+@register_config
 def add_png_config(cfg):
     """Panoptic Narrative Grounding keys (namespaces ``DATA.PNG`` and ``MODEL.PNG``)."""
     # --- PNG data and evaluation (odise_ext.png.dataset_mapper, odise_ext.png.evaluation)

@@ -28,7 +28,8 @@ from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import ImageList
 from torch import nn
 
-from ..diffusion.backbone import DiffusionBackbone, WindowedDiffusionBackbone
+from ..diffusion.backbone import DiffusionBackbone
+from ..odise.backbone import WindowedDiffusionBackbone
 from ..mask2former.transformer_decoder.class_head import LinearClassHead
 from ..mask2former.transformer_decoder.mask2former_decoder import MultiScaleMaskedTransformerDecoder
 from ..utils.precision import float32_loss

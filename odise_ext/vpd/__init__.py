@@ -1,24 +1,17 @@
-"""VPD / Meta-Prompts on top of the shared diffusion feature extractor: config keys, prompt
-modules, backbones, task heads and losses, meta-architectures, dataset mappers, evaluators,
-predictor and drawing code.
+"""VPD (Zhao et al., 2023): text prompts for the diffusion UNet — class-name, scene-class and
+sentence prompts refined by the text adapter — and the cross-attention maps appended to the
+backbone features. The task models that VPD's features feed live in ``odise_ext.dense``.
 
-Importing this package registers the prompt modules (``ClassNamePrompt``, ``SentencePrompt``,
-``MetaPrompts`` in ``PROMPT_REGISTRY``), the backbones (``VPDBackbone``,
-``build_vpd_fpn_backbone`` in detectron2's ``BACKBONE_REGISTRY``), the heads, the four
-meta-architectures and the four dataset mappers.
+Importing this package registers the prompt modules (``ClassNamePrompt``, ``SceneClassPrompt``,
+``SentencePrompt`` in ``PROMPT_REGISTRY``) and the backbones (``VPDBackbone``,
+``build_vpd_fpn_backbone`` in detectron2's ``BACKBONE_REGISTRY``).
 """
-from . import dataset_mappers, heads, losses, meta_arch  # noqa: F401  (registration side effects)
-from . import hooks  # noqa: F401  (evaluator, predictor and demo entries)
+from . import config  # noqa: F401  (MODEL.VPD keys)
 from .adapter import TextAdapter
 from .attention import attention_channels, average_attention_by_stride
 from .backbone import VPDBackbone, build_vpd_fpn_backbone
-from .extractor import UNET_MODES, Extraction, VPDFeatureExtractor
-from .prompts import ClassNamePrompt, MetaPrompts, SceneClassPrompt, SentencePrompt, SentenceTokens, resolve_class_names
-from .rearrange import PromptRearrangement
-from .step_prompts import StepContexts, StepMetaPrompts
-from .sliding_window import sliding_window_inference, sliding_windows
+from .prompts import ClassNamePrompt, SceneClassPrompt, SentencePrompt, resolve_class_names
 from .text import encode_pooled_text, encode_text_tokens
-from .tuned import RecordingCheckpoint, TunedModule
 
 __all__ = [
     "TextAdapter",
@@ -26,22 +19,10 @@ __all__ = [
     "average_attention_by_stride",
     "VPDBackbone",
     "build_vpd_fpn_backbone",
-    "UNET_MODES",
-    "Extraction",
-    "VPDFeatureExtractor",
     "ClassNamePrompt",
-    "MetaPrompts",
     "SceneClassPrompt",
     "SentencePrompt",
-    "SentenceTokens",
     "resolve_class_names",
-    "PromptRearrangement",
-    "StepContexts",
-    "StepMetaPrompts",
-    "sliding_window_inference",
-    "sliding_windows",
     "encode_pooled_text",
     "encode_text_tokens",
-    "RecordingCheckpoint",
-    "TunedModule",
 ]

@@ -25,8 +25,8 @@ from detectron2.modeling.backbone.fpn import FPN
 
 from ..diffusion.output import BackboneOutput
 from .attention import attention_channels, average_attention_by_stride
-from .extractor import VPDFeatureExtractor
-from .rearrange import PromptRearrangement
+from ..diffusion.refinement import VPDFeatureExtractor
+from ..metaprompts.rearrange import PromptRearrangement
 
 __all__ = ["VPDBackbone", "build_vpd_fpn_backbone"]
 

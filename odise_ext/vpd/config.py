@@ -1,11 +1,13 @@
 """Config keys of the VPD / Meta-Prompts task heads, losses and evaluators (``MODEL.VPD.*``).
 
 Semantic segmentation heads are chosen with detectron2's ``MODEL.SEM_SEG_HEAD.NAME``
-("VPDFPNHead" for VPD's Semantic-FPN, "UPerHead" for Meta-Prompts) and share its generic keys
+("FPNHead" for VPD's Semantic-FPN, "UPerHead" for Meta-Prompts) and share its generic keys
 (IN_FEATURES, NUM_CLASSES, IGNORE_VALUE, NORM, LOSS_WEIGHT); only their own keys live here.
 Feature names default to the detectron2 convention res3/res4/res5/res6 = stride 8/16/32/64.
 """
 from detectron2.config import CfgNode as CN
+
+from ..config import register_config
 
 # NYUv2's 27 scene types in the row order of VPD's stored ``class_embeddings``
 # (VPD depth/nyu_class_list.json: the order its dump script globbed the training folders in).
@@ -22,7 +24,7 @@ _COCO_FLIP_PAIRS = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14],
 def _add_depth(cfg):
     d = cfg.MODEL.VPD.DEPTH = CN()
     # --- head (VPD / Meta-Prompts depth decoder) ---
-    # Registered name in odise_ext.vpd.heads.HEAD_REGISTRY: "VPDDepthHead" (VPD; also our
+    # Registered name in odise_ext.dense.heads.HEAD_REGISTRY: "VPDDepthHead" (VPD; also our
     # earlier Meta-Prompts design) or "MetaPromptsDepthHead" (Meta-Prompts' public head).
     d.HEAD_NAME = "VPDDepthHead"
     # Backbone features at strides 8, 16, 32, 64, in this order.
@@ -93,16 +95,16 @@ def _add_uper(cfg):
 
 def _add_fpn_head(cfg):
     f = cfg.MODEL.VPD.FPN_HEAD = CN()
-    # VPDFPNHead (mmseg FPNHead): Dropout2d probability before the classifier (VPD: 0.1).
+    # FPNHead (mmseg FPNHead): Dropout2d probability before the classifier (VPD: 0.1).
     f.DROPOUT = 0.1
-    # VPDFPNHead cross-entropy: False = the sum over labelled pixels / all pixels of the padded
+    # FPNHead cross-entropy: False = the sum over labelled pixels / all pixels of the padded
     # batch (mmseg's avg_non_ignore=False, VPD); True = the mean over labelled pixels.
     f.LOSS_AVG_NON_IGNORE = False
 
 
 def _add_refer(cfg):
     r = cfg.MODEL.VPD.REFER = CN()
-    # Registered name in odise_ext.vpd.heads.HEAD_REGISTRY.
+    # Registered name in odise_ext.dense.heads.HEAD_REGISTRY.
     r.HEAD_NAME = "LAVTReferDecoder"
     # Backbone features at strides 8, 16, 32, 64, in this order (attention maps included).
     r.IN_FEATURES = ["res3", "res4", "res5", "res6"]
@@ -132,7 +134,7 @@ def _add_refer(cfg):
 
 def _add_pose(cfg):
     p = cfg.MODEL.VPD.POSE = CN()
-    # Registered name in odise_ext.vpd.heads.HEAD_REGISTRY.
+    # Registered name in odise_ext.dense.heads.HEAD_REGISTRY.
     p.HEAD_NAME = "TopDownHeatmapHead"
     # Backbone feature the heatmaps are decoded from.
     p.IN_FEATURE = "res5"
@@ -271,6 +273,7 @@ def _add_task_inputs(cfg):
     k.SIGMA = 2.0
 
 
+@register_config
 def add_vpd_config(cfg):
     """Add the ``MODEL.VPD`` keys (heads, backbone modes, prompts, task inputs) to ``cfg`` in place."""
     cfg.MODEL.VPD = CN()

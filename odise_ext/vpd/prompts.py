@@ -1,4 +1,4 @@
-"""Prompt modules of VPD and Meta-Prompts (registered in ``PROMPT_REGISTRY``).
+"""Prompt modules of VPD (registered in ``PROMPT_REGISTRY``).
 
 - :class:`ClassNamePrompt` (VPD segmentation): one pooled CLIP text embedding per class of
   "a photo of a {class}", computed once at build time, refined by the :class:`TextAdapter`.
@@ -7,12 +7,10 @@
   ``PromptOutput.state`` for the language-aware decoder.
 - :class:`SceneClassPrompt` (VPD depth): one context token per image, the adapted pooled CLIP
   embedding of the image's scene class (prompt input ``scenes``).
-- :class:`MetaPrompts` (Meta-Prompts): N learnable embeddings are the whole context.
 
 Every module exposes ``num_tokens`` (the context length L), which fixes the channel count of the
 attention-map features and of the Meta-Prompts re-arrangement.
 """
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -21,7 +19,7 @@ from detectron2.data import MetadataCatalog
 from torch import nn
 
 from ..diffusion.frozen import FrozenModule, freeze, parse_dtype
-from ..diffusion.prompts import PROMPT_REGISTRY, PromptModule, PromptOutput
+from ..diffusion.prompts import PROMPT_REGISTRY, PromptModule, PromptOutput, SentenceTokens
 from ..utils.input_checks import check_all
 from .adapter import TextAdapter
 from .text import encode_pooled_text, encode_text_tokens
@@ -30,8 +28,6 @@ __all__ = [
     "ClassNamePrompt",
     "SceneClassPrompt",
     "SentencePrompt",
-    "SentenceTokens",
-    "MetaPrompts",
     "resolve_class_names",
 ]
 
@@ -205,17 +201,6 @@ class SceneClassPrompt(PromptModule):
         return PromptOutput(context=context[image_index].unsqueeze(1))
 
 
-@dataclass
-class SentenceTokens:
-    """Per-image language features of :class:`SentencePrompt` (``PromptOutput.state``).
-
-    features: [B, L, D] adapted token features; mask: [B, L] bool, True for real tokens.
-    """
-
-    features: torch.Tensor
-    mask: torch.Tensor
-
-
 @PROMPT_REGISTRY.register()
 class SentencePrompt(PromptModule):
     """Sentence-token prompts: context [N, L, D] = adapter(CLIP tokens of each image's sentence)."""
@@ -268,41 +253,3 @@ class SentencePrompt(PromptModule):
         return PromptOutput(
             context=tokens[image_index], state=SentenceTokens(tokens, mask.to(images.device))
         )
-
-
-@PROMPT_REGISTRY.register()
-class MetaPrompts(PromptModule):
-    """Meta prompts: N learnable D-dim embeddings are the cross-attention context [N_img, N, D]."""
-
-    @configurable
-    def __init__(self, *, num_prompts: int, dim: int, use_mlp: bool):
-        """
-        Args:
-            num_prompts: N.
-            dim: D, the UNet's cross-attention width.
-            use_mlp: pass the prompts through Linear-GELU-Linear first (Meta-Prompts depth).
-        """
-        super().__init__()
-        if num_prompts <= 0:
-            raise ValueError(f"num_prompts must be > 0, got {num_prompts}")
-        # Meta-Prompts initialises the prompts from N(0, 1).
-        self.prompts = nn.Parameter(torch.randn(num_prompts, dim))
-        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)) if use_mlp else None
-
-    @classmethod
-    def from_config(cls, cfg, text_encoder, unet):
-        p = cfg.MODEL.VPD.PROMPT
-        return {
-            "num_prompts": p.NUM_META_PROMPTS,
-            "dim": text_encoder.config.hidden_size,  # = the UNet cross-attention width
-            "use_mlp": p.META_PROMPT_MLP,
-        }
-
-    @property
-    def num_tokens(self) -> int:
-        return self.prompts.shape[0]
-
-    def forward(self, images, image_index, **inputs) -> PromptOutput:
-        """[N_img, 3, R, R'] -> context [N_img, N, D]."""
-        prompts = self.prompts if self.mlp is None else self.mlp(self.prompts)
-        return PromptOutput(context=prompts.unsqueeze(0).expand(images.shape[0], -1, -1))

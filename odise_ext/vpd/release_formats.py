@@ -136,7 +136,7 @@ RELEASE_FORMATS = {
             unused=(_EX + "unet.module.time_embedding.",),
         ),
         # VPD ADE20K: the public model with configs/vpd/vpd_ade20k_semseg.yaml (mmseg FPN neck =
-        # detectron2's FPN, mmseg FPNHead = VPDFPNHead with SyncBN).
+        # detectron2's FPN, mmseg FPNHead = FPNHead with SyncBN).
         ReleaseFormat(
             name="vpd_seg",
             key_file="vpd_seg_state_dict_keys.tsv.gz",

@@ -240,10 +240,10 @@ def _pose_tab(session, p, tagger):
 TABS: Dict[str, tuple] = {
     "ODISE": (_panoptic_tab, "odise"),
     "PNGDiffusion": (_grounding_tab, "png"),
-    "VPDSemanticSegmentor": (_image_only_tab(run_semseg, "Semantic segmentation"), "semseg"),
-    "VPDDepthEstimator": (_image_only_tab(run_depth, "Depth (near = bright)"), "depth"),
-    "VPDReferSegmentor": (_refer_tab, "refer"),
-    "VPDPoseEstimator": (_pose_tab, "pose"),
+    "DenseSemanticSegmentor": (_image_only_tab(run_semseg, "Semantic segmentation"), "semseg"),
+    "DenseDepthEstimator": (_image_only_tab(run_depth, "Depth (near = bright)"), "depth"),
+    "DenseReferSegmentor": (_refer_tab, "refer"),
+    "DensePoseEstimator": (_pose_tab, "pose"),
 }
 
 

@@ -10,7 +10,7 @@ import odise_ext  # noqa: F401  (registers datasets, mappers and models)
 import odise_ext.png.meta_arch  # noqa: F401  (registers PNGDiffusion)
 
 from ..config import setup_cfg
-from ..vpd.predictor import VPDPredictor
+from ..dense.predictor import DensePredictor
 from .png_task import PNGRunner
 from .session import DemoSession
 
@@ -38,7 +38,7 @@ def _png(cfg):
 
 def _vpd(cfg):
     cfg.freeze()
-    predictor = VPDPredictor(cfg)
+    predictor = DensePredictor(cfg)
     return DemoSession(cfg, predictor, predictor.aug)
 
 
@@ -46,10 +46,10 @@ def _vpd(cfg):
 TASKS: Dict[str, Tuple[str, Callable]] = {
     "ODISE": ("Open-vocabulary panoptic segmentation", _odise),
     "PNGDiffusion": ("Panoptic narrative grounding", _png),
-    "VPDSemanticSegmentor": ("Semantic segmentation", _vpd),
-    "VPDDepthEstimator": ("Depth estimation", _vpd),
-    "VPDReferSegmentor": ("Referring segmentation", _vpd),
-    "VPDPoseEstimator": ("Pose estimation", _vpd),
+    "DenseSemanticSegmentor": ("Semantic segmentation", _vpd),
+    "DenseDepthEstimator": ("Depth estimation", _vpd),
+    "DenseReferSegmentor": ("Referring segmentation", _vpd),
+    "DensePoseEstimator": ("Pose estimation", _vpd),
 }
 
 

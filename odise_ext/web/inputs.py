@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..vpd.person_crops import parse_boxes as parse_person_boxes
+from ..dense.person_crops import parse_boxes as parse_person_boxes
 
 __all__ = ["InputError", "MIN_IMAGE_SIDE", "load_image", "to_rgb", "parse_boxes"]
 
@@ -81,7 +81,7 @@ def load_image(path: Optional[str]) -> np.ndarray:
 
 
 def parse_boxes(text: str, width: int, height: int) -> np.ndarray:
-    """:func:`odise_ext.vpd.person_crops.parse_boxes`, its errors shown in the page.
+    """:func:`odise_ext.dense.person_crops.parse_boxes`, its errors shown in the page.
 
     Raises:
         InputError: a box that is not four numbers, is empty, or lies outside the image.

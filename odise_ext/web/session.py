@@ -51,7 +51,7 @@ class DemoSession:
     """
     Args:
         cfg: the frozen config.
-        runner: the predictor (``DefaultPredictor`` / ``VPDPredictor``) or the model itself.
+        runner: the predictor (``DefaultPredictor`` / ``DensePredictor``) or the model itself.
         aug: the config's test-time resize (a detectron2 augmentation), or None.
     """
 

@@ -8,8 +8,8 @@ import numpy as np
 from detectron2.data import Metadata, MetadataCatalog
 from PIL import Image, ImageDraw, ImageFont
 
-from ..vpd import visualization as vpd_vis
-from ..vpd.depth_vis import colorize_depth
+from ..dense import visualization as vpd_vis
+from ..dense.depth_vis import colorize_depth
 from ..utils.visualization import side_by_side
 from .inputs import InputError, parse_boxes
 

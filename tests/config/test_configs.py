@@ -25,8 +25,8 @@ def _ours(registry):
 def test_every_meta_architecture_has_a_tiny_config():
     """Each of the project's meta-architectures is built by some tiny config (so by the test below)."""
     ours = _ours(META_ARCH_REGISTRY)
-    assert {"ODISE", "PNGDiffusion", "VPDSemanticSegmentor", "VPDDepthEstimator", "VPDReferSegmentor",
-            "VPDPoseEstimator"} <= ours
+    assert {"ODISE", "PNGDiffusion", "DenseSemanticSegmentor", "DenseDepthEstimator", "DenseReferSegmentor",
+            "DensePoseEstimator"} <= ours
     built = {setup_cfg(p, freeze=False).MODEL.META_ARCHITECTURE for p in TINY}
     assert ours <= built, f"no tiny config for {sorted(ours - built)}"
 

@@ -10,7 +10,8 @@ from detectron2.modeling import build_backbone
 from detectron2.solver.build import get_default_optimizer_params
 
 from odise_ext.diffusion import FrozenModule
-from odise_ext.diffusion import DiffusionBackbone, WindowedDiffusionBackbone, build_diffusion_backbone
+from odise_ext.diffusion import DiffusionBackbone, build_diffusion_backbone
+from odise_ext.odise.backbone import WindowedDiffusionBackbone
 
 from conftest import make_cfg as shared_make_cfg
 

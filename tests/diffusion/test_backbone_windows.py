@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from odise_ext.diffusion.windows import cut_windows, merge_windows, window_boxes
+from odise_ext.odise.windows import cut_windows, merge_windows, window_boxes
 
 
 def test_boxes_by_hand():

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from odise_ext.diffusion.clip import CLIP_MEAN, CLIP_STD, build_clip, build_open_clip_model
+from odise_ext.odise.clip import CLIP_MEAN, CLIP_STD, build_clip, build_open_clip_model
 
 from conftest import make_cfg
 

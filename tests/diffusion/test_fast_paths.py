@@ -6,9 +6,9 @@ from detectron2.modeling import build_backbone
 
 import odise_ext  # noqa: F401  (registers the backbone)
 from odise_ext.config import setup_cfg
-from odise_ext.diffusion.clip.open_clip_wrapper import build_open_clip_model
+from odise_ext.odise.clip.open_clip_wrapper import build_open_clip_model
 from odise_ext.utils.input_checks import check_all
-from odise_ext.vpd.losses.lovasz import lovasz_softmax
+from odise_ext.dense.losses.lovasz import lovasz_softmax
 from odise_ext.odise.open_vocab import mask_clip as mask_clip_module
 from odise_ext.odise.open_vocab.mask_clip import mask_attention_allowed, mask_attention_bias, mask_clip_embed
 from odise_ext.utils.precision import float32_loss
@@ -143,7 +143,7 @@ def test_float32_loss_runs_in_float32_under_autocast():
 
 
 def test_text_encoding_in_chunks_equals_one_pass():
-    from odise_ext.diffusion.clip.open_clip_wrapper import _TEXT_CHUNK, build_clip
+    from odise_ext.odise.clip.open_clip_wrapper import _TEXT_CHUNK, build_clip
 
     clip = build_clip(setup_cfg(TINY, []))
     texts = [f"a photo of thing number {i}" for i in range(2 * _TEXT_CHUNK + 5)]

@@ -13,8 +13,9 @@ from detectron2.modeling import build_model
 import odise_ext  # noqa: F401  (registers datasets and models)
 from odise_ext.config import get_odise_cfg
 from odise_ext.engine.optimizer import build_optimizer
-from odise_ext.vpd import TunedModule, VPDFeatureExtractor
-from odise_ext.vpd.tuned import RecordingCheckpoint
+from odise_ext.diffusion import TunedModule
+from odise_ext.diffusion.refinement import VPDFeatureExtractor
+from odise_ext.diffusion.tuned import RecordingCheckpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REAL = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "vpd", "*.yaml")) if not p.endswith("base_vpd.yaml"))

@@ -10,18 +10,10 @@ from odise_ext.config import add_odise_config
 from odise_ext.engine.optimizer import build_optimizer
 from odise_ext.diffusion import DiffusionFeatureExtractor, load_sd_components
 from odise_ext.diffusion.prompts.sd_text import sd_tokenize
-from odise_ext.vpd import (
-    ClassNamePrompt,
-    MetaPrompts,
-    PromptRearrangement,
-    SentencePrompt,
-    TextAdapter,
-    VPDBackbone,
-    VPDFeatureExtractor,
-    average_attention_by_stride,
-    sliding_window_inference,
-    sliding_windows,
-)
+from odise_ext.dense import sliding_window_inference, sliding_windows
+from odise_ext.diffusion.refinement import VPDFeatureExtractor
+from odise_ext.metaprompts import MetaPrompts, PromptRearrangement
+from odise_ext.vpd import ClassNamePrompt, SentencePrompt, TextAdapter, VPDBackbone, average_attention_by_stride
 
 from conftest import make_cfg
 

@@ -163,7 +163,7 @@ def test_test_time_resize_and_mask_follow_the_reference(tmp_path):
     from PIL import Image
     from torchvision.transforms import functional as TF
 
-    from odise_ext.vpd.dataset_mappers.refer import VPDReferMapper, annotation_mask
+    from odise_ext.dense.mappers.refer import ReferMapper, annotation_mask
 
     cfg = scaled_config("vpd_refcoco.yaml")
     size = tuple(cfg.MODEL.VPD.DATA.REFER_SIZE)
@@ -173,7 +173,7 @@ def test_test_time_resize_and_mask_follow_the_reference(tmp_path):
     polygon = [10.5, 5.0, 70.0, 12.0, 50.0, 55.5, 12.0, 40.0]
     record = {"file_name": str(tmp_path / "im.png"), "height": 61, "width": 83, "sentences": ["the thing"],
               "annotations": [{"segmentation": [polygon]}]}
-    out = VPDReferMapper(cfg, is_train=False)(record)
+    out = ReferMapper(cfg, is_train=False)(record)
     image = np.asarray(TF.resize(Image.fromarray(rgb), list(size)))
     target = np.asarray(TF.resize(Image.fromarray(annotation_mask(record["annotations"], 61, 83), mode="P"), list(size)))
     assert np.array_equal(out["image"].permute(1, 2, 0).numpy(), image)

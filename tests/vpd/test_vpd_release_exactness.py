@@ -77,7 +77,7 @@ def test_vpd_depth_scene_changes_the_prediction_and_unknown_scene_is_an_error():
 
 
 def test_shift_windows_follow_the_reference_protocol():
-    from odise_ext.vpd.sliding_window import shift_windows, sliding_window_inference
+    from odise_ext.dense.sliding_window import shift_windows, sliding_window_inference
 
     # KITTI: 16 windows of 352 over 1216 columns at x = i * 57; NYUv2: 2 of 480 over 640 at 0, 160
     boxes = shift_windows(352, 1216, 16)
@@ -110,7 +110,7 @@ def test_predictor_and_demo_pass_the_scene(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from odise_ext.vpd.predictor import VPDPredictor
+    from odise_ext.dense.predictor import DensePredictor
     from vpd_release import ROOT, tool
 
     release = release_checkpoint("vpd_depth")
@@ -121,7 +121,7 @@ def test_predictor_and_demo_pass_the_scene(tmp_path):
     weights = tmp_path / "w.pth"
     torch.save({"model": converted}, weights)
     cfg.merge_from_list(["MODEL.WEIGHTS", str(weights)])
-    predictor = VPDPredictor(cfg)
+    predictor = DensePredictor(cfg)
     with torch.no_grad():
         expected = model([{"image": torch.as_tensor(bgr[:, :, ::-1].copy()).permute(2, 0, 1).float(),
                            "scene": "office"}])[0]["depth"]

@@ -7,7 +7,7 @@ values, ``tests/vpd/vpd_release.py``) is converted and loaded into the model of
 are compared with an independent forward written here and in ``vpd_release.py`` from the public
 definition (wl-zhao/VPD ``segmentation/models/vpd_seg.py``, ``vpd/models.py``; mmseg's FPN, FPNHead and ``slide_inference``),
 fp32: <= 1e-5 when rounded as ours (input normalisation, windows batched), within 1e-5 of the logit
-range as written. Also: mmseg's test pipeline (``VPDSemSegTestMapper``) and FPNHead training loss.
+range as written. Also: mmseg's test pipeline (``SemSegSlideTestMapper``) and FPNHead training loss.
 """
 import cv2
 import numpy as np
@@ -102,7 +102,7 @@ def test_vpd_seg_release_converts_loads_and_reproduces_the_reference():
     assert set(dropped) == {k for k in release if k.startswith("sd_model.")}
     prompt = model.backbone.bottom_up.feature_extractor.prompt
     assert torch.equal(prompt.class_embeddings, release["class_embeddings"])  # the stored ones, not CLIP's
-    assert type(model.sem_seg_head).__name__ == "VPDFPNHead"
+    assert type(model.sem_seg_head).__name__ == "FPNHead"
     assert isinstance(model.sem_seg_head.p4[0].norm, torch.nn.SyncBatchNorm)
 
     torch.manual_seed(2)
@@ -129,8 +129,8 @@ def test_vpd_seg_release_converts_loads_and_reproduces_the_reference():
 
 
 def test_vpd_seg_test_mapper_is_mmsegs_pipeline(tmp_path):
-    from odise_ext.vpd.dataset_mappers import VPDSemSegTestMapper
-    from odise_ext.vpd.dataset_mappers.semseg import mmseg_rescale_size
+    from odise_ext.dense.mappers import SemSegSlideTestMapper
+    from odise_ext.dense.mappers.semseg import mmseg_rescale_size
 
     # mmcv rescale with img_scale (2048, 512): scale = min(2048 / long, 512 / short), rounded half up
     assert mmseg_rescale_size(480, 640, 512, 2048) == (512, 683)
@@ -140,7 +140,7 @@ def test_vpd_seg_test_mapper_is_mmsegs_pipeline(tmp_path):
     path = str(tmp_path / "a.png")
     cv2.imwrite(path, bgr)
     cfg = seg_config("INPUT.MIN_SIZE_TEST", 32, "INPUT.MAX_SIZE_TEST", 64)
-    out = VPDSemSegTestMapper(cfg, False)({"file_name": path, "sem_seg_file_name": "x.png"})
+    out = SemSegSlideTestMapper(cfg, False)({"file_name": path, "sem_seg_file_name": "x.png"})
     # 50 x 75 -> scale min(64 / 75, 32 / 50) = 0.64 -> 32 x 48, OpenCV bilinear, RGB
     expected = cv2.resize(bgr, (48, 32), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
     assert out["image"].dtype == torch.uint8 and out["image"].shape == (3, 32, 48)
@@ -153,11 +153,11 @@ def test_vpd_fpn_head_trains_as_mmsegs_fpn_head():
     the labels, cross-entropy summed over labelled pixels / all pixels (mmseg's default)."""
     from detectron2.layers import ShapeSpec
 
-    from odise_ext.vpd.heads import VPDFPNHead
+    from odise_ext.dense.heads import FPNHead
 
     shapes = {f"p{k}": ShapeSpec(channels=6, stride=2 ** k) for k in (3, 4, 5, 6)}
     torch.manual_seed(0)
-    head = VPDFPNHead(shapes, num_classes=5, conv_dims=8, common_stride=8, norm="BN", ignore_value=255,
+    head = FPNHead(shapes, num_classes=5, conv_dims=8, common_stride=8, norm="BN", ignore_value=255,
                       dropout=0.1, avg_non_ignore=False).train()
     assert float(head.predictor.weight.detach().std()) < 0.02 and not head.predictor.bias.detach().any()  # N(0, 0.01), 0
     feats = {f"p{k}": torch.randn(2, 6, 128 // 2 ** k, 128 // 2 ** k) for k in (3, 4, 5, 6)}

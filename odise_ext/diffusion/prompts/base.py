@@ -16,7 +16,7 @@ import torch
 from detectron2.utils.registry import Registry
 from torch import nn
 
-__all__ = ["PROMPT_REGISTRY", "PromptModule", "PromptOutput", "build_prompt_module"]
+__all__ = ["PROMPT_REGISTRY", "PromptModule", "PromptOutput", "SentenceTokens", "StepContexts", "build_prompt_module"]
 
 PROMPT_REGISTRY = Registry("PROMPT")
 PROMPT_REGISTRY.__doc__ = """
@@ -46,6 +46,24 @@ class PromptOutput:
     time_embed_delta: Optional[torch.Tensor] = None
     state: Any = None
     attention: List[Any] = field(default_factory=list)
+
+
+@dataclass
+class SentenceTokens:
+    """Per-image language features of :class:`SentencePrompt` (``PromptOutput.state``).
+
+    features: [B, L, D] adapted token features; mask: [B, L] bool, True for real tokens.
+    """
+
+    features: torch.Tensor
+    mask: torch.Tensor
+
+
+@dataclass
+class StepContexts:
+    """``PromptOutput.state`` of :class:`StepMetaPrompts`: one [N_img, N, D] context per step."""
+
+    contexts: List[torch.Tensor]
 
 
 class PromptModule(nn.Module):

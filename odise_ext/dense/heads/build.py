@@ -1,0 +1,31 @@
+"""Registry and builders of the VPD / Meta-Prompts task heads (depth, referring, pose).
+
+Semantic segmentation heads go to detectron2's ``SEM_SEG_HEADS_REGISTRY`` instead, so that
+``detectron2.modeling.build_sem_seg_head`` chooses between its ``SemSegFPNHead`` and our
+``FPNHead`` / ``UPerHead`` by ``MODEL.SEM_SEG_HEAD.NAME``.
+"""
+from detectron2.utils.registry import Registry
+
+__all__ = ["HEAD_REGISTRY", "build_depth_head", "build_refer_decoder", "build_pose_head"]
+
+HEAD_REGISTRY = Registry("VPD_HEAD")
+HEAD_REGISTRY.__doc__ = """
+Task heads that turn a dict of backbone feature maps into task outputs. A registered class is
+called as ``cls(cfg, input_shape)`` with ``input_shape: Dict[str, ShapeSpec]``.
+"""
+
+
+def build_depth_head(cfg, input_shape):
+    """Build ``cfg.MODEL.VPD.DEPTH.HEAD_NAME`` for ``input_shape: Dict[str, ShapeSpec]``."""
+    return HEAD_REGISTRY.get(cfg.MODEL.VPD.DEPTH.HEAD_NAME)(cfg, input_shape)
+
+
+def build_refer_decoder(cfg, input_shape, text_dim=None):
+    """Build ``cfg.MODEL.VPD.REFER.HEAD_NAME`` for ``input_shape: Dict[str, ShapeSpec]`` and
+    sentence tokens ``text_dim`` wide (None: from ``MODEL.VPD.REFER.TEXT_DIM``)."""
+    return HEAD_REGISTRY.get(cfg.MODEL.VPD.REFER.HEAD_NAME)(cfg, input_shape, text_dim=text_dim)
+
+
+def build_pose_head(cfg, input_shape):
+    """Build ``cfg.MODEL.VPD.POSE.HEAD_NAME`` for ``input_shape: Dict[str, ShapeSpec]``."""
+    return HEAD_REGISTRY.get(cfg.MODEL.VPD.POSE.HEAD_NAME)(cfg, input_shape)

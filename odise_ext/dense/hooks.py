@@ -1,0 +1,90 @@
+"""VPD / Meta-Prompts entries in the shared registries: the depth and referring evaluators, and
+the demo of each of the four meta-architectures (predictor, task inputs, drawing)."""
+
+from ..engine.demo import TaskDemo, register_demo
+from ..engine.evaluators import register_evaluators
+from . import visualization as vpd_vis
+from .evaluation import DepthEvaluator, ReferEvaluator
+from .person_crops import parse_boxes as parse_person_boxes
+from .predictor import DensePredictor
+
+__all__ = ["parse_boxes"]
+
+
+@register_evaluators("depth")
+def _depth_evaluators(cfg, dataset_name, output_dir):
+    return [DepthEvaluator(cfg, dataset_name=dataset_name, output_dir=output_dir)]
+
+
+@register_evaluators("refer")
+def _refer_evaluators(cfg, dataset_name, output_dir):
+    return [ReferEvaluator(cfg, dataset_name=dataset_name, output_dir=output_dir)]
+
+
+def parse_boxes(text, width, height):
+    """--boxes 'x0,y0,x1,y1;...' -> [M, 4] float32 (empty: the whole image); bad boxes exit with
+    the message of :func:`~odise_ext.dense.person_crops.parse_boxes`."""
+    try:
+        return parse_person_boxes(text, width, height)
+    except ValueError as e:
+        raise SystemExit(f"--boxes: {e}") from None
+
+
+class _VPDDemo(TaskDemo):
+    def build_predictor(self):
+        return DensePredictor(self.cfg)
+
+
+@register_demo("DenseSemanticSegmentor")
+class SemanticSegmentationDemo(_VPDDemo):
+    def draw(self, rgb, output, metadata):
+        scores = output["sem_seg"]
+        if not metadata.get("stuff_classes", None):
+            names = list(self.cfg.MODEL.VPD.PROMPT.CLASS_NAMES) or [f"class {i}" for i in range(scores.shape[0])]
+            metadata = vpd_vis.semantic_metadata(names)
+        present = len(scores.argmax(dim=0).unique())
+        return vpd_vis.draw_sem_seg(rgb, scores, metadata), f"{present} classes present"
+
+
+@register_demo("DenseDepthEstimator")
+class DepthDemo(_VPDDemo):
+    flags = ("scene",)
+
+    def check_args(self):
+        if self.cfg.MODEL.DIFFUSION.PROMPT.NAME == "SceneClassPrompt" and not self.args.scene.strip():
+            raise SystemExit("this depth model is prompted with the scene class: pass --scene (e.g. living_room)")
+
+    def inputs(self, bgr):
+        return {"scene": self.args.scene.strip()} if self.args.scene.strip() else {}
+
+    def draw(self, rgb, output, metadata):
+        depth = output["depth"]
+        return vpd_vis.draw_depth(rgb, depth), f"depth {float(depth.min()):.2f}-{float(depth.max()):.2f} m"
+
+
+@register_demo("DenseReferSegmentor")
+class ReferDemo(_VPDDemo):
+    flags = ("sentence",)
+
+    def inputs(self, bgr):
+        if not self.args.sentence.strip():
+            raise SystemExit("this referring-segmentation model needs --sentence \"...\"")
+        return {"sentence": self.args.sentence}
+
+    def draw(self, rgb, output, metadata):
+        prob = output["ref_mask"]
+        area = float((prob > 0.5).float().mean())
+        return vpd_vis.draw_ref_mask(rgb, prob, self.args.sentence), f"mask covers {100 * area:.1f}%"
+
+
+@register_demo("DensePoseEstimator")
+class PoseDemo(_VPDDemo):
+    flags = ("boxes",)
+
+    def inputs(self, bgr):
+        h, w = bgr.shape[:2]
+        return {"boxes": parse_boxes(self.args.boxes, w, h)}  # none given: the whole image
+
+    def draw(self, rgb, output, metadata):
+        inst = output["instances"]
+        return vpd_vis.draw_keypoints(rgb, inst, metadata, self.args.keypoint_threshold), f"{len(inst)} people"

@@ -1,0 +1,89 @@
+"""Referring segmentation with a diffusion backbone (VPD).
+
+Backbone: ``VPDBackbone`` with ``SentencePrompt`` — the frozen CLIP token features of the
+sentence, through the text adapter, are the UNet's cross-attention context, and the attention
+maps over the tokens are concatenated to the stride-16/32 features. Decoder: the LAVT-style
+``MODEL.VPD.REFER`` head (VPD's ``SimpleDecoding`` by default), whose optional language gates
+(ours; VPD has none) read the same adapted tokens. Loss: 2-class weighted cross-entropy.
+Inference: the foreground probability at the input's original size.
+"""
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.data import transforms as T
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from torch import nn
+
+from ..heads import build_refer_decoder
+from ...diffusion.prompts import SentenceTokens
+from .base import DenseModel, dense_model_config
+
+__all__ = ["DenseReferSegmentor"]
+
+
+@META_ARCH_REGISTRY.register()
+class DenseReferSegmentor(DenseModel):
+    """
+    Inputs: dicts with ``image`` [3, H, W] (RGB, 0-255), ``sentence`` (str), optional
+    ``height``/``width`` (output size) and, in training, ``ref_mask`` [H, W] 0/1.
+    Outputs (inference): ``{"ref_mask": [height, width] foreground probability}`` per input.
+    """
+
+    @staticmethod
+    def test_augmentation(cfg):
+        """The test mapper's resize (the fixed ``MODEL.VPD.DATA.REFER_SIZE``; none when empty),
+        which predictors apply instead of ``DefaultPredictor``'s shortest-edge resize."""
+        size = cfg.MODEL.VPD.DATA.REFER_SIZE
+        return T.Resize(tuple(size)) if size else None
+
+    @configurable
+    def __init__(self, *, refer_decoder: nn.Module, **kwargs):
+        """
+        Args:
+            refer_decoder: ``decoder(features, lang_feats, lang_mask, targets=, image_size=)``
+                -> (logits [B, 2, H, W], losses).
+            kwargs: see :class:`DenseModel` (the backbone's prompt must be the sentence tokens).
+        """
+        super().__init__(**kwargs)
+        self.refer_decoder = refer_decoder
+
+    @classmethod
+    def from_config(cls, cfg):
+        backbone = build_backbone(cfg)
+        prompt = getattr(getattr(backbone, "feature_extractor", None), "prompt", None)
+        text_dim = getattr(prompt, "token_dim", None)  # the model's sentence-token width
+        return {
+            "backbone": backbone,
+            "refer_decoder": build_refer_decoder(cfg, backbone.output_shape(), text_dim=text_dim),
+            **dense_model_config(cfg),
+        }
+
+    def forward(self, batched_inputs):
+        for x in batched_inputs:
+            if not isinstance(x.get("sentence"), str):
+                raise ValueError("every input needs a 'sentence' string")
+        images = self.padded(self.preprocess_image(batched_inputs))
+        features = self.backbone(images.tensor, {"sentences": [x["sentence"] for x in batched_inputs]})
+        prompt = getattr(features, "prompt", None)  # absent when a neck (FPN) wraps the backbone
+        tokens = prompt.state if prompt is not None else None
+        if not isinstance(tokens, SentenceTokens):
+            raise ValueError(
+                "DenseReferSegmentor needs a diffusion backbone (MODEL.BACKBONE.NAME 'VPDBackbone') whose prompt "
+                "module is SentencePrompt (MODEL.DIFFUSION.PROMPT.NAME)"
+            )
+        if self.training:
+            if any("ref_mask" not in x for x in batched_inputs):
+                raise ValueError("training inputs need 'ref_mask'")
+            targets = self.padded([x["ref_mask"].to(self.device) for x in batched_inputs], pad_value=0).tensor
+            _, losses = self.refer_decoder(features, tokens.features, tokens.mask, targets=targets)
+            return losses
+        logits, _ = self.refer_decoder(
+            features, tokens.features, tokens.mask, image_size=images.tensor.shape[-2:]
+        )
+        results = []
+        for logit, (h, w), inp in zip(logits, images.image_sizes, batched_inputs):
+            logit = logit[:, :h, :w]
+            size = (inp.get("height", h), inp.get("width", w))
+            if size != (h, w):
+                logit = F.interpolate(logit[None], size=size, mode="bilinear", align_corners=False)[0]
+            results.append({"ref_mask": logit.softmax(dim=0)[1]})
+        return results
