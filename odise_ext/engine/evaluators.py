@@ -26,6 +26,7 @@ from detectron2.evaluation import COCOEvaluator, COCOPanopticEvaluator, DatasetE
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.utils.registry import Registry
 
+from ..data.datasets.json_records import check_coco_instances_json
 from ..data.image_io import read_label_map
 from ..odise.open_vocab.vocabulary import dataset_vocabulary
 from ..odise.vocabulary_remap import VocabularyRemapEvaluator, vocabulary_to_dataset
@@ -105,6 +106,9 @@ def instance_evaluator(cfg, dataset_name, output_dir):
     meta-architecture names them in ``coco_eval_tasks`` (top-down pose predicts keypoints *for
     given boxes*, COCO's GT-boxes protocol: its boxes are inputs, not predictions to score)."""
     arch = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)
+    json_file = MetadataCatalog.get(dataset_name).get("json_file", None)
+    if json_file and os.path.isfile(json_file):  # its ground truth: no image or annotation twice
+        check_coco_instances_json(json_file)
     # use_fast_impl=False: the C++ COCOeval needs detectron2's compiled ops, which may be absent.
     # The OKS sigmas matter for keypoint datasets whose keypoints are not COCO's 17 (empty = COCO's).
     return COCOEvaluator(
