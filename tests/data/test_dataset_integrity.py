@@ -4,19 +4,13 @@ mappers; undecodable training images are skipped the same way on every (resumed)
 import copy
 import json
 
-import numpy as np
 import pytest
 from detectron2.data import MetadataCatalog
-from detectron2.data.samplers import TrainingSampler
-from PIL import Image
 
 from odise_ext.data.datasets.json_records import check_coco_instances_json
 from odise_ext.data.datasets.panoptic_sem_seg import load_panoptic_json_with_sem_seg
 from odise_ext.data.datasets.register_png import load_png_narratives
 from odise_ext.data.datasets.register_shapes import get_shapes_panoptic_metadata
-from odise_ext.data.image_io import UndecodableImageError, read_image
-from odise_ext.data.resumable import PositionedSampleStream, ResumableBatches
-from odise_ext.data.validation import check_dataset_dicts
 
 
 def _write(tmp_path, name, obj):
