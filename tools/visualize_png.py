@@ -18,7 +18,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
-from detectron2.data.detection_utils import read_image  # noqa: E402
+from odise_ext.data.image_io import read_image  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402

@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.data.detection_utils import read_image  # noqa: E402
+from odise_ext.data.image_io import read_image, read_panoptic_rgb  # noqa: E402
 from detectron2.engine import DefaultPredictor  # noqa: E402
 from panopticapi.utils import rgb2id  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -46,7 +46,7 @@ def main(argv=None):
     written = []
     for d in tqdm(DatasetCatalog.get(args.dataset)[: args.num], desc="drawing"):
         rgb = read_image(d["file_name"], format="RGB")
-        gt = rgb2id(read_image(d["pan_seg_file_name"], format="RGB"))
+        gt = rgb2id(read_panoptic_rgb(d["pan_seg_file_name"]))
         gt_info = [{"id": s["id"], "category_id": s["category_id"], "isthing": bool(s["isthing"])} for s in d["segments_info"]]
         seg, info = predictor(np.ascontiguousarray(rgb[:, :, ::-1]))["panoptic_seg"]
         panel = side_by_side(rgb, draw_panoptic(rgb, gt, gt_info, vis_meta), draw_panoptic(rgb, seg, info, vis_meta))

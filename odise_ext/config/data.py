@@ -26,6 +26,10 @@ def add_data_config(cfg):
     # Drop (count, log) training records that fail the check instead of stopping; test records
     # never are (a skipped image would change the benchmark).
     cfg.DATA.SKIP_BAD_TRAIN_ANNOTATIONS = False
+    # Training images that fail to decode while training (corrupt past their header) are
+    # skipped, logged and counted (odise_ext/data/resumable.py; a resumed run skips the same
+    # ones); more than this many distinct ones stop training with their list.
+    cfg.DATA.MAX_BAD_SAMPLES = 10
 
 
 def check_data_config(cfg):
@@ -33,3 +37,5 @@ def check_data_config(cfg):
     for key in ("CHECK_TRAIN_ANNOTATIONS", "CHECK_TEST_ANNOTATIONS"):
         if cfg.DATA[key] not in ANNOTATION_CHECK_LEVELS:
             raise ValueError(f"DATA.{key} must be one of {ANNOTATION_CHECK_LEVELS}, got {cfg.DATA[key]!r}")
+    if not isinstance(cfg.DATA.MAX_BAD_SAMPLES, int) or cfg.DATA.MAX_BAD_SAMPLES < 0:
+        raise ValueError(f"DATA.MAX_BAD_SAMPLES must be an integer >= 0, got {cfg.DATA.MAX_BAD_SAMPLES!r}")

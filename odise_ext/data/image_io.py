@@ -16,6 +16,15 @@ refused when every value is in [0, 1] (a [0, 1]-scaled image read as 0..255 is a
 Grayscale is repeated on three channels. Refused with ``ValueError`` / ``TypeError`` /
 ``FileNotFoundError``: ``None`` (what ``cv2.imread`` returns for an unreadable file), empty
 images, NaN/inf, booleans, other channel counts, torch tensors (their layout is ambiguous).
+A file that exists but cannot be decoded (truncated, not an image) is an
+:class:`UndecodableImageError` (a ``ValueError``).
+
+Dataset files are read here too (the mappers and evaluators of every task), so that no reader
+saturates 16-bit files to 255 as ``detectron2.data.detection_utils.read_image`` does:
+:func:`read_label_map` (semantic labels, depth: exact integer values of 8- and 16-bit PNG/TIFF)
+and :func:`read_panoptic_rgb` (COCO panoptic PNGs: 8-bit RGB, id = R + 256 G + 256^2 B).
+For 8-bit files both give what detectron2's reader gives, except palette ("P") label maps,
+whose palette indices are the labels (detectron2's "L" conversion gave their grey level).
 """
 import os
 from typing import Union
@@ -23,14 +32,24 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageInput", "as_image_array", "read_image"]
+__all__ = [
+    "ImageInput", "UndecodableImageError", "as_image_array", "read_image", "read_label_map", "read_panoptic_rgb",
+]
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 _FORMATS = ("RGB", "BGR")
+# PIL modes of one-channel integer images, and the dtype their values keep
+_LABEL_MODES = {"1": np.uint8, "L": np.uint8, "P": np.uint8, "I;16": np.int32, "I;16L": np.int32,
+                "I;16B": np.int32, "I;16N": np.int32, "I": np.int32}
 
 
-def read_image(path, format: str = "BGR") -> np.ndarray:
-    """Decode the image file ``path`` into uint8 [H, W, 3] in ``format`` ("RGB" or "BGR")."""
+class UndecodableImageError(ValueError):
+    """An image file that exists but cannot be decoded (truncated, corrupt, not an image)."""
+
+
+def _decoded(path, transpose: bool = True) -> Image.Image:
+    """The fully decoded PIL image of the file ``path`` (EXIF orientation applied if
+    ``transpose``); errors name the file."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"expected an image path, got {type(path).__name__}")
     path = os.fspath(path)
@@ -40,13 +59,49 @@ def read_image(path, format: str = "BGR") -> np.ndarray:
         raise FileNotFoundError(f"image '{path}' does not exist")
     try:
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
+            if transpose:
+                img = ImageOps.exif_transpose(img)
             img.load()
+            return img
     except UnidentifiedImageError:
-        raise ValueError(f"image '{path}' is not an image file PIL can read") from None
+        raise UndecodableImageError(f"image '{path}' is not an image file PIL can read") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:  # truncated / corrupt / huge
-        raise ValueError(f"image '{path}' cannot be decoded: {e}") from None
-    return as_image_array(img, format=format, name=f"image '{path}'")
+        raise UndecodableImageError(f"image '{path}' cannot be decoded: {e}") from None
+
+
+def read_image(path, format: str = "BGR") -> np.ndarray:
+    """Decode the image file ``path`` into uint8 [H, W, 3] in ``format`` ("RGB" or "BGR")."""
+    img = _decoded(path)
+    return as_image_array(img, format=format, name=f"image '{os.fspath(path)}'")
+
+
+def read_label_map(path, what: str = "label map", *, float_ok: bool = False) -> np.ndarray:
+    """[H, W] integer values of a one-channel label / depth file, exactly as stored.
+
+    8-bit files (``L``, ``P``: palette indices, ``1``) give uint8, 16- and 32-bit integer files
+    int32 (0..65535 stay exact); with ``float_ok`` a float file (``F``) gives float32. Not EXIF-rotated (as detectron2 reads label maps). Raises
+    ``ValueError`` naming the file for colour or float files (``what`` names the role).
+    """
+    img = _decoded(path, transpose=False)
+    dtype = np.float32 if float_ok and img.mode == "F" else _LABEL_MODES.get(img.mode)
+    if dtype is None:
+        raise ValueError(
+            f"{what} '{os.fspath(path)}' is a {img.mode} image; expected one channel of integer labels "
+            "(8-bit L / P or 16-bit PNG)"
+        )
+    return np.asarray(img).astype(dtype)
+
+
+def read_panoptic_rgb(path) -> np.ndarray:
+    """uint8 [H, W, 3] RGB of a COCO panoptic PNG (segment id = R + 256 G + 256^2 B), as
+    detectron2's reader gives it; a 16-bit one-channel PNG (which would saturate) is refused."""
+    img = _decoded(path, transpose=False)
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        raise ValueError(
+            f"panoptic PNG '{os.fspath(path)}' is a 16/32-bit one-channel image ({img.mode}); the COCO "
+            "panoptic format stores segment ids as 8-bit RGB (id = R + 256 G + 256^2 B)"
+        )
+    return np.asarray(img.convert("RGB"))
 
 
 def _from_pil(img: Image.Image, name: str) -> np.ndarray:

@@ -14,6 +14,13 @@ which a checkpoint records, so ``--resume`` starts the stream over. Here:
 * :class:`ResumableBatches` records which positions went into batches: its ``state_dict`` is the
   sampler seed, the next position to read, and the samples still waiting in the aspect-ratio
   buckets. Restarting from it replays the waiting samples, then continues at the next position.
+
+Bad samples: a dataset item whose image cannot be decoded (:class:`UndecodableImageError`,
+raised by the mappers' reader) is skipped like an item the mapper drops (returns None): the
+position takes the next item drawn from its own seeded generator, so a resumed run draws the same
+replacement and never stops on it. Each skipped item is logged (file, record) and counted; more
+than ``max_bad_samples`` distinct ones (``DATA.MAX_BAD_SAMPLES``) stop training with their list.
+The count is part of the state, so it carries over a resume.
 """
 import itertools
 import logging
@@ -25,6 +32,7 @@ from detectron2.data.build import _train_loader_from_config, worker_init_reset_s
 from detectron2.utils import comm
 
 from ..utils.rng_state import sample_seed, seeded_rng
+from .image_io import UndecodableImageError
 
 __all__ = ["PositionedSampleStream", "ResumableBatches", "build_resumable_train_loader"]
 
@@ -32,7 +40,8 @@ _MAX_RETRIES = 10
 
 
 class PositionedSampleStream(torchdata.IterableDataset):
-    """Yields ``(position, index, mapped dict)`` for positions ``replay`` then ``start, start+1, ...``.
+    """Yields ``(position, index, mapped dict, skipped)`` for positions ``replay`` then ``start,
+    start+1, ...``; ``skipped``: ``[(dataset index, error)]`` of undecodable items replaced there.
 
     Args:
         dataset: a list of dataset dicts (or any indexable).
@@ -55,17 +64,30 @@ class PositionedSampleStream(torchdata.IterableDataset):
         yield from zip(itertools.count(self.start), stream)
 
     def map_sample(self, position, index):
+        """``(mapped dict, skipped)`` of ``position``: dataset item ``index``, or the next item of
+        the position's seeded draw while items are dropped (None) or undecodable."""
+        skipped = []
         for attempt in range(_MAX_RETRIES + 1):
             with seeded_rng(sample_seed(self.seed, position, attempt)):
-                data = self.mapper(self.dataset[index])
+                try:
+                    data, error = self.mapper(self.dataset[index]), None
+                except UndecodableImageError as e:
+                    data, error = None, str(e)
                 if data is not None:
-                    return data
+                    return data, skipped
                 fallback = int(torch.randint(len(self.dataset), ()))
+            if error is None:
+                why = "the mapper skipped"
+            else:
+                why = "cannot decode"
+                skipped.append((int(index), error))
             logging.getLogger(__name__).warning(
-                f"the mapper skipped dataset item {index} (stream position {position}); trying item {fallback}"
+                f"{why} dataset item {index} (stream position {position}){f': {error}' if error else ''}; "
+                f"trying item {fallback}"
             )
             index = fallback
-        raise RuntimeError(f"the mapper skipped {_MAX_RETRIES + 1} dataset items in a row at stream position {position}")
+        raise RuntimeError(f"the mapper skipped {_MAX_RETRIES + 1} dataset items in a row at stream position {position}"
+                           + (f" (last: {skipped[-1][1]})" if skipped else ""))
 
     def __iter__(self):
         info = torchdata.get_worker_info()
@@ -74,7 +96,7 @@ class PositionedSampleStream(torchdata.IterableDataset):
             # the DataLoader reads workers round robin: worker w gets the ordinals w, w+n, ...
             pairs = itertools.islice(pairs, info.id, None, info.num_workers)
         for position, index in pairs:
-            yield position, index, self.map_sample(position, index)
+            yield (position, index, *self.map_sample(position, index))
 
 
 def _unchanged(sample):
@@ -86,13 +108,17 @@ class ResumableBatches:
 
     With ``aspect_ratio_grouping`` a batch holds images that are all landscape or all portrait
     (detectron2's two groups); otherwise consecutive samples. Iterate it once (it is infinite).
+    ``max_bad_samples``: how many distinct undecodable dataset items are skipped before
+    ``RuntimeError`` (None: no limit).
     """
 
-    def __init__(self, stream, batch_size, *, aspect_ratio_grouping, num_workers):
+    def __init__(self, stream, batch_size, *, aspect_ratio_grouping, num_workers, max_bad_samples=None):
         self.stream, self.batch_size = stream, batch_size
         self.aspect_ratio_grouping, self.num_workers = aspect_ratio_grouping, num_workers
+        self.max_bad_samples = max_bad_samples
         self._buckets = [[], []]  # [(position, index, data)]
         self._next = 0
+        self.bad_samples = {}  # {dataset index: error} of the undecodable items skipped
 
     def state_dict(self):
         pending = sorted((p, i) for bucket in self._buckets for p, i, _ in bucket)
@@ -101,6 +127,7 @@ class ResumableBatches:
             "sample_seed": int(self.stream.seed),
             "next_position": int(self._next),
             "pending": [[int(p), int(i)] for p, i in pending],
+            "bad_samples": [[int(i), str(e)] for i, e in sorted(self.bad_samples.items())],
         }
 
     def load_state_dict(self, state):
@@ -109,6 +136,18 @@ class ResumableBatches:
         self.stream.start = self._next = int(state["next_position"])
         self.stream.replay = [(int(p), int(i)) for p, i in state["pending"]]
         self._buckets = [[], []]
+        self.bad_samples = {int(i): str(e) for i, e in state.get("bad_samples", [])}
+
+    def _count_bad(self, skipped):
+        for index, error in skipped:
+            self.bad_samples.setdefault(index, error)
+        limit = self.max_bad_samples
+        if skipped and limit is not None and len(self.bad_samples) > limit:
+            listed = "\n  ".join(f"dataset item {i}: {e}" for i, e in sorted(self.bad_samples.items()))
+            raise RuntimeError(
+                f"{len(self.bad_samples)} training images cannot be decoded, more than DATA.MAX_BAD_SAMPLES="
+                f"{limit}; fix or remove them (or raise the limit):\n  {listed}"
+            )
 
     def _samples(self):
         if self.num_workers == 0:
@@ -126,7 +165,8 @@ class ResumableBatches:
         return iter(loader)
 
     def __iter__(self):
-        for position, index, data in self._samples():
+        for position, index, data, skipped in self._samples():
+            self._count_bad(skipped)
             self._next = max(self._next, position + 1)
             bucket_id = int(data["width"] <= data["height"]) if self.aspect_ratio_grouping else 0
             bucket = self._buckets[bucket_id]
@@ -159,4 +199,5 @@ def build_resumable_train_loader(cfg, mapper, dataset=None):
         args["total_batch_size"] // world,
         aspect_ratio_grouping=args["aspect_ratio_grouping"],
         num_workers=args["num_workers"],
+        max_bad_samples=int(cfg.DATA.MAX_BAD_SAMPLES),
     )

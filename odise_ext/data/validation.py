@@ -8,11 +8,15 @@ dataset dicts of any of our datasets by the keys they hold, at one of three leve
 - ``"files"`` (cheap: file headers only, nothing decoded): ``file_name``, ``sem_seg_file_name``,
   ``pan_seg_file_name``, ``depth_file_name`` exist and are images; each label map has the
   image's size, and the image the dict's ``height`` / ``width``; ``segments_info`` ids are
-  unique. An image without any segment is valid if its PNG is all void (decoded: such images are
+  unique; a JPEG / PNG that does not end with its end marker (a truncated file) is decoded, and
+  refused if it cannot be (so a cut-off image stops the run before it starts). An image without any segment is valid if its PNG is all void (decoded: such images are
   rare); kept images without segments are counted and logged.
 - ``"full"``: ``"files"`` plus every panoptic PNG decoded: its segment ids must be exactly the
   ids of ``segments_info`` (a PNG of another image, or a segment missing from either side, is
-  caught), and a PNG narrative's phrase segment ids must be in it.
+  caught), and a PNG narrative's phrase segment ids must be in it; every semantic label map
+  decoded: its values must be classes of the dataset's metadata or its ignore label.
+
+A failing record is named by its index in the dataset and its ids (``image_id`` ...).
 
 Reading the header of every file of COCO train (118k images, 2 label maps each) takes minutes,
 decoding every panoptic PNG much longer: training sets default to ``"files"``, test sets (whose
@@ -27,6 +31,8 @@ import numpy as np
 from PIL import Image
 
 from ..config.data import ANNOTATION_CHECK_LEVELS
+from .dataset_mapper import describe_record
+from .image_io import read_label_map, read_panoptic_rgb
 
 __all__ = ["CHECK_LEVELS", "check_dataset_dicts", "check_record"]
 
@@ -53,8 +59,25 @@ def _header_size(path: str, key: str):
         return f"{key} is not a readable image: {path} ({type(e).__name__}: {e})"
 
 
+def _truncation(path: str, key: str) -> Optional[str]:
+    """A problem if the JPEG / PNG ``path`` lacks its end marker and cannot be decoded."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        f.seek(0, 2)
+        f.seek(max(0, f.tell() - 64))
+        tail = f.read()
+    if (head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail) or (
+            head.startswith(b"\x89PNG") and b"IEND" not in tail):
+        try:  # data after the end marker is allowed: only a file that cannot be decoded fails
+            with Image.open(path) as img:
+                img.load()
+        except Exception as e:  # noqa: BLE001
+            return f"{key} cannot be decoded (truncated?): {path} ({type(e).__name__}: {e})"
+    return None
+
+
 def _png_segment_ids(path: str) -> set:
-    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.int64)
+    rgb = read_panoptic_rgb(path).astype(np.int64)
     ids = np.unique(rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2])
     return set(ids.tolist()) - {0}
 
@@ -71,6 +94,8 @@ def check_record(d: Dict, level: str) -> Optional[str]:
     size = _header_size(d["file_name"], "file_name") if "file_name" in d else None
     if isinstance(size, str):
         return size
+    if size is not None and _truncation(d["file_name"], "file_name"):
+        return _truncation(d["file_name"], "file_name")
     if size is not None and "height" in d and "width" in d and size != (d["width"], d["height"]):
         return f"image {d['file_name']} is {size[0]}x{size[1]}, the annotation says {d['width']}x{d['height']}"
     for key in _LABEL_KEYS:
@@ -79,12 +104,18 @@ def check_record(d: Dict, level: str) -> Optional[str]:
         label = _header_size(d[key], key)
         if isinstance(label, str):
             return label
+        cut = _truncation(d[key], key)
+        if cut:
+            return cut
         if size is not None and label != size:
             return f"{key} {d[key]} is {label[0]}x{label[1]}, its image {d['file_name']} {size[0]}x{size[1]}"
     # an image without segments is rare: its PNG is decoded at every level, to tell "all void"
     # from a lost segments_info
     if (level == "full" or segments == []) and "pan_seg_file_name" in d:
-        found = _png_segment_ids(d["pan_seg_file_name"])
+        try:
+            found = _png_segment_ids(d["pan_seg_file_name"])
+        except ValueError as e:
+            return str(e)
         if segments is not None:
             listed = {s["id"] for s in segments}
             if listed != found:
@@ -95,6 +126,28 @@ def check_record(d: Dict, level: str) -> Optional[str]:
             absent = sorted(set(phrase["segment_ids"]) - found)
             if absent:
                 return f"phrase {phrase['text']!r}: segment ids {absent} are not in {d['pan_seg_file_name']}"
+    return None
+
+
+def _label_range(dataset_name: str):
+    """(number of classes, ignore label) of ``dataset_name``'s metadata, or None if unknown."""
+    from detectron2.data import MetadataCatalog
+
+    meta = MetadataCatalog.get(dataset_name) if dataset_name in MetadataCatalog.list() else None
+    if meta is None or not meta.get("stuff_classes", None):
+        return None
+    return len(meta.stuff_classes), meta.get("ignore_label", None)
+
+
+def _label_problem(path: str, num_classes: int, ignore) -> Optional[str]:
+    try:
+        labels = read_label_map(path, "sem_seg_file_name")
+    except ValueError as e:
+        return str(e)
+    bad = np.unique(labels[(labels < 0) | ((labels >= num_classes) & (labels != ignore))])
+    if bad.size:
+        return (f"sem_seg_file_name {path} holds label values {bad[:8].tolist()} outside 0..{num_classes - 1} "
+                f"that are not the ignore label {ignore}")
     return None
 
 
@@ -114,13 +167,16 @@ def check_dataset_dicts(dicts: List[Dict], dataset_name: str, *, level: str, ski
         raise ValueError(f"{switch or 'annotation check level'} must be one of {CHECK_LEVELS}, got {level!r}")
     if level == "none":
         return dicts
+    labels = _label_range(dataset_name) if level == "full" else None
     kept, bad = [], []
-    for d in dicts:
+    for i, d in enumerate(dicts):
         problem = check_record(d, level)
+        if problem is None and labels is not None and "sem_seg_file_name" in d:
+            problem = _label_problem(d["sem_seg_file_name"], *labels)
         if problem is None:
             kept.append(d)
         else:
-            bad.append(problem)
+            bad.append(f"record #{i} {describe_record(d)}: {problem}")
     empty = sum(1 for d in kept if d.get("segments_info") == [])
     if empty:
         logger.warning(f"{empty} of {len(dicts)} images of '{dataset_name}' have no segment (all void)")

@@ -14,6 +14,7 @@ detectron2's evaluators write their outputs (``predictions.json``, ``sem_seg_pre
 writes are atomic (``utils/atomic_io.py``): a full disk leaves no partial file and the error
 names the path.
 """
+import functools
 import os
 
 import detectron2.evaluation.coco_evaluation
@@ -23,10 +24,10 @@ import numpy as np
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, COCOPanopticEvaluator, DatasetEvaluators, SemSegEvaluator
 from detectron2.modeling import META_ARCH_REGISTRY
-from detectron2.utils.file_io import PathManager
 from detectron2.utils.registry import Registry
-from PIL import Image
 
+from ..data.datasets.json_records import check_coco_instances_json
+from ..data.image_io import read_label_map
 from ..odise.open_vocab.vocabulary import dataset_vocabulary
 from ..odise.vocabulary_remap import VocabularyRemapEvaluator, vocabulary_to_dataset
 from ..utils.atomic_io import atomic_path_manager_in
@@ -36,6 +37,7 @@ __all__ = [
     "EVALUATOR_REGISTRY",
     "build_evaluators",
     "instance_evaluator",
+    "load_sem_seg_gt",
     "panoptic_evaluator",
     "register_evaluators",
     "semantic_evaluator",
@@ -72,10 +74,23 @@ def register_evaluators(evaluator_type: str):
     return deco
 
 
-def _load_sem_seg(path, dtype=int):
-    # detectron2's default loader calls np.array(..., copy=False), which numpy >= 2 rejects.
-    with PathManager.open(path, "rb") as f:
-        return np.asarray(Image.open(f), dtype=dtype)
+def load_sem_seg_gt(path, dtype=int, *, dataset_name: str = ""):
+    """[H, W] labels of a semantic GT file (exact 8/16-bit values, ``image_io``), each in
+    ``[0, num classes)`` or the ignore label of ``dataset_name``'s metadata (``ValueError``
+    naming the file and the values otherwise: they would corrupt the confusion matrix).
+    (detectron2's default loader calls np.array(..., copy=False), which numpy >= 2 rejects.)"""
+    labels = read_label_map(path, "sem_seg_file_name")
+    if dataset_name:
+        meta = MetadataCatalog.get(dataset_name)
+        num_classes, ignore = len(meta.stuff_classes), meta.get("ignore_label", None)
+        bad = np.unique(labels[(labels < 0) | ((labels >= num_classes) & (labels != ignore))])
+        if bad.size:
+            raise ValueError(
+                f"sem_seg_file_name '{path}' of dataset '{dataset_name}' holds label values {bad[:8].tolist()}"
+                f"{' ...' if bad.size > 8 else ''} outside 0..{num_classes - 1} that are not the ignore label "
+                f"{ignore}: fix the label map (or the dataset's stuff_classes / ignore_label)"
+            )
+    return labels.astype(dtype)
 
 
 def panoptic_evaluator(cfg, dataset_name, output_dir):
@@ -83,7 +98,7 @@ def panoptic_evaluator(cfg, dataset_name, output_dir):
 
 
 def semantic_evaluator(cfg, dataset_name, output_dir):
-    return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir, sem_seg_loading_fn=_load_sem_seg)
+    return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir, sem_seg_loading_fn=functools.partial(load_sem_seg_gt, dataset_name=dataset_name))
 
 
 def instance_evaluator(cfg, dataset_name, output_dir):
@@ -91,6 +106,9 @@ def instance_evaluator(cfg, dataset_name, output_dir):
     meta-architecture names them in ``coco_eval_tasks`` (top-down pose predicts keypoints *for
     given boxes*, COCO's GT-boxes protocol: its boxes are inputs, not predictions to score)."""
     arch = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)
+    json_file = MetadataCatalog.get(dataset_name).get("json_file", None)
+    if json_file and os.path.isfile(json_file):  # its ground truth: no image or annotation twice
+        check_coco_instances_json(json_file)
     # use_fast_impl=False: the C++ COCOeval needs detectron2's compiled ops, which may be absent.
     # The OKS sigmas matter for keypoint datasets whose keypoints are not COCO's 17 (empty = COCO's).
     return COCOEvaluator(

@@ -14,12 +14,13 @@ import copy
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Boxes, Instances
 from panopticapi.utils import rgb2id
 
 from ..data.build import DATASET_MAPPER_REGISTRY
+from ..data.dataset_mapper import describe_record, read_record_image
+from ..data.image_io import read_panoptic_rgb
 
 __all__ = ["PanopticLSJMapper"]
 
@@ -75,15 +76,15 @@ class PanopticLSJMapper:
 
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)
-        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
-        utils.check_image_size(dataset_dict, image)
+        image = read_record_image(dataset_dict, self.image_format)
         if "pan_seg_file_name" not in dataset_dict:
             raise ValueError(f"{dataset_dict['file_name']}: PanopticLSJMapper needs 'pan_seg_file_name' (a panoptic dataset)")
         # Transform the uint8 RGB encoding (nearest), then decode ids: detectron2's resize cannot
         # interpolate int32 id maps.
-        pan_rgb = utils.read_image(dataset_dict.pop("pan_seg_file_name"), "RGB")
+        pan_rgb = read_panoptic_rgb(dataset_dict.pop("pan_seg_file_name"))
         if pan_rgb.shape[:2] != image.shape[:2]:
-            raise ValueError(f"{dataset_dict['file_name']}: panoptic map {pan_rgb.shape[:2]} does not match image {image.shape[:2]}")
+            raise ValueError(f"{dataset_dict['file_name']}: panoptic map {pan_rgb.shape[:2]} does not match image "
+                             f"{image.shape[:2]} [{describe_record(dataset_dict)}]")
 
         aug_input = T.AugInput(image)
         transforms = self.augmentations(aug_input)

@@ -24,11 +24,12 @@ import copy
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from panopticapi.utils import rgb2id
 
 from ..data.build import DATASET_MAPPER_REGISTRY
+from ..data.dataset_mapper import read_record_image
+from ..data.image_io import read_panoptic_rgb
 from ..data.phrases import CaptionTokenizer
 
 __all__ = ["PNGDatasetMapper"]
@@ -42,7 +43,7 @@ class PNGDatasetMapper:
         Args:
             is_train: training mode (then ``max_phrases`` applies).
             augmentations: detectron2 augmentations applied to the image and the masks.
-            image_format: channel order of the returned image (detectron2 ``read_image`` format).
+            image_format: channel order of the returned image ("RGB" or "BGR").
             max_phrases: in training, keep only the first ``max_phrases`` phrases (0: all). At
                 test time every phrase is kept, since each is an evaluation unit.
             tokenizer: a :class:`CaptionTokenizer` (default: a new one).
@@ -69,7 +70,7 @@ class PNGDatasetMapper:
 
     def _phrase_masks(self, dataset_dict, phrases, image_shape):
         """Masks [P, H, W] bool (original resolution) from the panoptic PNG, by segment id."""
-        pan_seg = rgb2id(utils.read_image(dataset_dict["pan_seg_file_name"], "RGB"))
+        pan_seg = rgb2id(read_panoptic_rgb(dataset_dict["pan_seg_file_name"]))
         if pan_seg.shape != image_shape:
             raise ValueError(
                 f"image {dataset_dict['image_id']}: panoptic PNG {dataset_dict['pan_seg_file_name']} is "
@@ -96,8 +97,7 @@ class PNGDatasetMapper:
         if self.is_train and self.max_phrases:
             phrases = phrases[: self.max_phrases]
 
-        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
-        utils.check_image_size(dataset_dict, image)
+        image = read_record_image(dataset_dict, self.image_format)
         masks = self._phrase_masks(dataset_dict, phrases, image.shape[:2])
 
         aug_input = T.AugInput(image)

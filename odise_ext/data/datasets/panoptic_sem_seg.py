@@ -18,6 +18,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
 
 from .catalog_utils import load_json
+from .json_records import check_panoptic_json, refuse_duplicates, require_keys
 
 __all__ = [
     "get_panoptic_metadata",
@@ -73,6 +74,7 @@ def load_panoptic_json_with_sem_seg(
     for key in ("annotations", "categories"):
         if key not in info:
             raise ValueError(f"{json_file}: missing key {key!r} of the COCO panoptic format")
+    check_panoptic_json(info, json_file)
     thing_map = metadata["thing_dataset_id_to_contiguous_id"]
     stuff_map = metadata["stuff_dataset_id_to_contiguous_id"]
     # the panoptic evaluator scores by the json's own category list
@@ -123,6 +125,10 @@ def load_coco_captions(
     phrases = None
     if noun_phrases_json is not None:
         phrases = load_json(noun_phrases_json, f"Caption noun-phrase json not found: {noun_phrases_json}")
+    require_keys(info, ("annotations",), file=captions_json, what="the file")
+    for i, ann in enumerate(info["annotations"]):
+        require_keys(ann, ("id", "image_id", "caption"), file=captions_json, what=f"annotations #{i}")
+    refuse_duplicates(info["annotations"], lambda a: a["id"], file=captions_json, what="annotations", key_name="id")
     out: Dict[int, Dict[str, list]] = {}
     for ann in sorted(info["annotations"], key=lambda a: a["id"]):
         entry = out.setdefault(int(ann["image_id"]), {"captions": []})

@@ -38,6 +38,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
 from .catalog_utils import load_json, register_once, register_sem_seg_files, require_paths
+from .json_records import check_coco_instances_json, check_panoptic_json, require_keys
 from .categories import ADE20K_150_CATEGORIES, ADE20K_847_CATEGORIES, semantic_metadata
 from .panoptic_sem_seg import get_panoptic_metadata, register_sem_seg
 
@@ -131,6 +132,8 @@ def load_ade20k_panoptic_json(
     ``pan_seg_file_name``, ``sem_seg_file_name``, ``segments_info`` with contiguous
     ``category_id`` and ``isthing``). Raises ``ValueError`` on an unknown category id."""
     info = load_json(json_file)
+    require_keys(info, ("annotations",), file=json_file, what="the file")
+    check_panoptic_json(info, json_file)
     thing_map = metadata["thing_dataset_id_to_contiguous_id"]
     stuff_map = metadata["stuff_dataset_id_to_contiguous_id"]
     dicts = []
@@ -161,6 +164,7 @@ def load_ade20k_instances(json_file: str, image_root: str, metadata: Dict) -> Li
     """detectron2 instance dicts of a prepared ``ade20k_instance_*.json``, with contiguous thing
     ids. The class names of the json are not used (they may differ in spelling between
     preparation scripts); ids are checked against the metadata instead."""
+    check_coco_instances_json(json_file)
     dicts = load_coco_json(json_file, image_root, dataset_name=None)
     thing_map = metadata["thing_dataset_id_to_contiguous_id"]
     for d in dicts:

@@ -34,6 +34,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..phrases import locate_utterances
 from .catalog_utils import load_json
+from .json_records import check_panoptic_json, refuse_duplicates
 
 __all__ = [
     "PNG_COCO_SPLITS",
@@ -153,6 +154,7 @@ def load_png_narratives(png_json, panoptic_json, panoptic_root, image_root, data
     for key in ("images", "annotations", "categories"):
         if key not in panoptic:
             raise ValueError(f"{panoptic_json}: missing key {key!r} of the COCO panoptic format")
+    check_panoptic_json(panoptic, str(panoptic_json))
 
     meta = panoptic_category_metadata(panoptic["categories"])
     contiguous = meta["stuff_dataset_id_to_contiguous_id"]
@@ -222,6 +224,9 @@ def load_png_narratives(png_json, panoptic_json, panoptic_root, image_root, data
             }
         )
 
+    # every narrative passed validate_narrative: image_id, annotator_id and caption exist
+    refuse_duplicates(narratives, lambda n: (str(n["image_id"]), str(n["annotator_id"]), n["caption"]),
+                      file=str(png_json), what="narrative", key_name="(image_id, annotator_id, caption)")
     logger.info(
         f"Loaded {len(dicts)} narratives from {png_json}; skipped {n_ungrounded} without a grounded "
         f"noun phrase and {len(unaligned)} whose utterances do not match the caption in order"

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import load_coco_json
 from detectron2.structures import BoxMode
 
 from .catalog_utils import load_json
+from .json_records import check_coco_instances_json, load_checked_coco_json, refuse_duplicates, require_keys
 from .panoptic_sem_seg import (
     get_panoptic_metadata,
     register_panoptic_with_sem_seg,
@@ -114,7 +114,9 @@ def load_shapes_depth(root, split: str) -> List[Dict[str, object]]:
     """Depth dicts: ``file_name``, ``image_id``, ``height``, ``width``, ``depth_file_name``
     (uint16 PNG), ``depth_scale`` (PNG value / scale = metres; 0 = invalid), ``max_depth`` (m)."""
     p = _paths(Path(root), split)
-    images = load_json(p["instances_json"], _MISSING.format(p["instances_json"]))["images"]
+    info = load_json(p["instances_json"], _MISSING.format(p["instances_json"]))
+    check_coco_instances_json(str(p["instances_json"]), info)
+    images = info["images"]
     return [
         {
             "file_name": os.path.join(p["image_root"], img["file_name"]),
@@ -138,11 +140,16 @@ def load_shapes_refexp(root, split: str) -> List[Dict[str, object]]:
     ``segmentation``), so detectron2's ``annotations_to_instances`` can read its mask."""
     p = _paths(Path(root), split)
     instances = load_json(p["instances_json"], _MISSING.format(p["instances_json"]))
+    check_coco_instances_json(str(p["instances_json"]), instances)
     images = {img["id"]: img for img in instances["images"]}
     anns = {a["id"]: a for a in instances["annotations"]}
     to_contiguous = get_shapes_instances_metadata()["thing_dataset_id_to_contiguous_id"]
     dicts = []
-    for ref in load_json(p["refs_json"], _MISSING.format(p["refs_json"])):
+    refs = load_json(p["refs_json"], _MISSING.format(p["refs_json"]))
+    for i, ref in enumerate(refs):
+        require_keys(ref, ("ref_id", "ann_id", "image_id", "sentences"), file=str(p["refs_json"]), what=f"ref #{i}")
+    refuse_duplicates(refs, lambda r: r["ref_id"], file=str(p["refs_json"]), what="ref", key_name="ref_id")
+    for ref in refs:
         if ref["ann_id"] not in anns:
             raise ValueError(f"ref {ref['ref_id']} names unknown ann_id {ref['ann_id']} "
                              f"(not in {p['instances_json']})")
@@ -208,7 +215,7 @@ def _register_split(root: Path, split: str) -> None:
         # detectron2's loader (re)sets thing_classes and the id map in the metadata, to the
         # values set here.
         _register(
-            name, _loader(root, load_coco_json, p[json_key], p["image_root"], name),
+            name, _loader(root, load_checked_coco_json, p[json_key], p["image_root"], name),
             json_file=p[json_key], image_root=p["image_root"], evaluator_type="coco", **meta,
         )
     _register(

@@ -31,6 +31,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
 from .catalog_utils import load_json
+from .json_records import refuse_duplicates, require_keys
 
 __all__ = ["register_all_vpd", "VPD_DATASETS", "CITYSCAPES_TRAIN_CLASSES", "nyu_scene"]
 
@@ -110,6 +111,9 @@ def _load_depth(root: str, rel: str, scale: float, max_depth: float) -> List[dic
     path = os.path.join(root, rel)
     script = "prepare_nyu.py" if nyu else "prepare_kitti.py"
     entries = load_json(path, f"{path} does not exist; create it with datasets/{script}")
+    for i, e in enumerate(entries):
+        require_keys(e, ("file_name", "depth_file_name"), file=path, what=f"entry #{i}")
+    refuse_duplicates(entries, lambda e: e["file_name"], file=path, what="entry", key_name="file_name")
     return [
         {
             **e,
@@ -127,6 +131,11 @@ def _load_depth(root: str, rel: str, scale: float, max_depth: float) -> List[dic
 def _load_refer(root: str, dataset: str, split_by: str, split: str, image_root: str) -> List[dict]:
     path = os.path.join(root, "refcoco", f"{dataset}_{split_by}_{split}.json")
     refs = load_json(path, f"{path} does not exist; create it with datasets/prepare_refcoco.py")
+    keys = ("file_name", "image_id", "height", "width", "ref_id", "ann_id", "category_id", "bbox", "segmentation",
+            "sentences")
+    for i, r in enumerate(refs):
+        require_keys(r, keys, file=path, what=f"ref #{i}")
+    refuse_duplicates(refs, lambda r: r["ref_id"], file=path, what="ref", key_name="ref_id")
     per_sentence = split != "train"
     dicts = []
     for r in refs:

@@ -18,9 +18,10 @@ import torch
 from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
-from PIL import Image
 
 from ...data.build import DATASET_MAPPER_REGISTRY
+from ...data.dataset_mapper import describe_record, read_record_image
+from ...data.image_io import read_label_map
 
 __all__ = ["DepthMapper", "read_depth", "kb_crop"]
 
@@ -28,10 +29,8 @@ _KB_HEIGHT, _KB_WIDTH = 352, 1216
 
 
 def read_depth(path: str, scale: float) -> np.ndarray:
-    """[H, W] float32 metres from a depth PNG (value / scale)."""
-    depth = np.asarray(Image.open(path), dtype=np.float32)
-    if depth.ndim != 2:
-        raise ValueError(f"{path}: a depth PNG must have one channel, got shape {depth.shape}")
+    """[H, W] float32 metres from a depth PNG (value / scale; 16-bit values exact)."""
+    depth = read_label_map(path, "depth PNG", float_ok=True).astype(np.float32)
     if scale <= 0:
         raise ValueError(f"{path}: depth_scale must be > 0, got {scale}")
     return depth / float(scale)
@@ -83,8 +82,11 @@ class DepthMapper:
         for key in ("file_name", "depth_file_name", "depth_scale"):
             if key not in d:
                 raise ValueError(f"depth dataset dict {d.get('file_name', d)} has no '{key}'")
-        image = utils.read_image(d["file_name"], format=self.image_format)
-        depth = read_depth(d["depth_file_name"], d["depth_scale"])
+        image = read_record_image(d, self.image_format, check_size=False)
+        try:
+            depth = read_depth(d["depth_file_name"], d["depth_scale"])
+        except ValueError as e:
+            raise type(e)(f"{e} [{describe_record(d)}]") from None
         if depth.shape != image.shape[:2]:
             raise ValueError(f"{d['file_name']}: depth {depth.shape} and image {image.shape[:2]} differ in size")
         if self.use_kb_crop:

@@ -12,6 +12,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ...data.build import DATASET_MAPPER_REGISTRY
+from ...data.dataset_mapper import read_record_image
 
 __all__ = ["TopDownKeypointMapper"]
 
@@ -44,8 +45,7 @@ class TopDownKeypointMapper:
 
     def __call__(self, dataset_dict):
         d = copy.deepcopy(dataset_dict)
-        image = utils.read_image(d["file_name"], format=self.image_format)
-        utils.check_image_size(d, image)
+        image = read_record_image(d, self.image_format)
         aug = T.AugInput(image)
         transforms = self.augmentations(aug)
         image = aug.image

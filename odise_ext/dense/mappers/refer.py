@@ -26,6 +26,7 @@ from detectron2.structures import PolygonMasks, polygons_to_bitmask
 from pycocotools import mask as mask_util
 
 from ...data.build import DATASET_MAPPER_REGISTRY
+from ...data.dataset_mapper import read_record_image
 
 __all__ = ["ReferMapper", "annotation_mask"]
 
@@ -95,8 +96,7 @@ class ReferMapper:
 
     def __call__(self, dataset_dict):
         d = copy.deepcopy(dataset_dict)
-        image = utils.read_image(d["file_name"], format=self.image_format)
-        utils.check_image_size(d, image)
+        image = read_record_image(d, self.image_format)
         h, w = image.shape[:2]
         mask = annotation_mask(d.pop("annotations", []), h, w)
         aligned = self.is_train or self.eval_at_input_size

@@ -6,24 +6,26 @@ divisibility (labels with the ignore value) happens in the model.
 
 Test time: :class:`SemSegSlideTestMapper` (``DATA.TEST_MAPPER "SemSegSlideTestMapper"``) is mmseg's
 test pipeline (VPD / Meta-Prompts ADE20K); ``DATA.TEST_MAPPER ""`` is detectron2's
-``DatasetMapper`` (PIL decoding and PIL bilinear resizing, which antialiases when shrinking)."""
+``DatasetMapper`` (PIL decoding and PIL bilinear resizing, which antialiases when shrinking).
+Labels are read with their exact values (16-bit too: ``odise_ext.data.image_io``)."""
 import copy
 
 import cv2
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ...data.build import DATASET_MAPPER_REGISTRY
+from ...data.dataset_mapper import ImageIODatasetMapper, describe_record
+from ...data.image_io import UndecodableImageError
 
 __all__ = ["SemSegMapper", "SemSegSlideTestMapper", "mmseg_rescale_size"]
 
 
 @DATASET_MAPPER_REGISTRY.register()
-class SemSegMapper(DatasetMapper):
+class SemSegMapper(ImageIODatasetMapper):
     """detectron2's ``DatasetMapper`` with VPD's segmentation augmentations.
 
     Output: ``image`` uint8 [3, h, w], ``sem_seg`` int64 [h, w] (plus the input's fields).
@@ -102,7 +104,7 @@ class SemSegSlideTestMapper:
         with open(d["file_name"], "rb") as f:
             image = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
         if image is None:
-            raise ValueError(f"{d['file_name']}: OpenCV cannot decode this image")
+            raise UndecodableImageError(f"image '{d['file_name']}' cannot be decoded by OpenCV [{describe_record(d)}]")
         utils.check_image_size(d, image)
         h, w = image.shape[:2]
         nh, nw = mmseg_rescale_size(h, w, self.short_size, self.long_size)
