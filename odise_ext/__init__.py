@@ -10,9 +10,5 @@ from .config import add_odise_config, get_odise_cfg, setup_cfg
 from . import data  # noqa: F401  (registers datasets)
 from . import diffusion, mask2former  # noqa: F401  (shared backbone, prompts, Mask2Former pieces)
 from . import odise, png, vpd  # noqa: F401  (one package per task family: models, mappers, hooks)
-from .utils.safe_load import install_safe_detectron2_loading
-
-install_safe_detectron2_loading()
-
 __version__ = "0.1.0"
 __all__ = ["add_odise_config", "get_odise_cfg", "setup_cfg"]
