@@ -101,8 +101,8 @@ def _refused_what(message: str) -> str:
     for pattern in (r"GLOBAL (\S+) was not an allowed", r"unsupported GLOBAL (\S+)", r"(Unsupported operand \d+)",
                     r"(reduce for unrecognized function .*)", r"(Can only \w+ .*but got .*)", r"(persistent_load.*)"):
         m = re.search(pattern, message)
-        if m:
-            return m.group(1)
+        if m:  # torch writes builtins.eval as "eval"
+            return m.group(1) if "." in m.group(1) or " " in m.group(1) else f"builtins.{m.group(1)}"
     return message.strip().splitlines()[-1] if message.strip() else "an unknown construct"
 
 
