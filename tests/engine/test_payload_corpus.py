@@ -242,3 +242,34 @@ def test_last_checkpoint_must_name_a_checkpoint_in_output_dir(tmp_path):
         _resume(out)
     msg = str(e.value)
     assert "truncated" in msg and "model_0000001.pth" in msg and str(len(full) // 2) in msg and "previous" in msg, msg
+
+
+@pytest.mark.slow
+def test_model_entry_points_with_chain_payloads(shapes_root, tmp_path):
+    """Predictor, tools/visualize_predictions.py, and --resume / --eval-only --resume from a planted
+    last_checkpoint, with the protocol-4 numpy.dtypes chain (.pkl) and a posix.system zip (.pth)."""
+    import train_net
+    import visualize_predictions
+    from detectron2.engine import default_argument_parser
+
+    from odise_ext.engine.predictor import Predictor
+
+    marker = tmp_path / "marker"
+    payloads = pickle_payloads(marker)
+    pkl = tmp_path / "chain.pkl"
+    pkl.write_bytes(payloads["numpy.dtypes.__builtins__.get"][0])
+    pth = tmp_path / "posix.pth"
+    zip_checkpoint(pth, payloads["posix.system"][0])
+    cfg = setup_cfg(TINY, ["MODEL.WEIGHTS", str(pth)])
+    _refused(lambda: Predictor(cfg), str(pth), "posix.system")
+    _refused(lambda: visualize_predictions.main(["--config-file", TINY, "--weights", str(pkl), "--dataset",
+                                                 "shapes_val_panoptic_with_sem_seg", "--output", str(tmp_path / "vis")]),
+             str(pkl), "numpy.dtypes.__builtins__.get")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.replace(pth, out / "model_0000001.pth")
+    (out / "last_checkpoint").write_text("model_0000001.pth")
+    for extra in ([], ["--eval-only"]):
+        argv = ["--config-file", TINY, "--resume", *extra, "OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "2"]
+        _refused(lambda: train_net.main(default_argument_parser().parse_args(argv)), "model_0000001.pth", "posix.system")
+    assert not marker.exists()
