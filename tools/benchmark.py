@@ -32,6 +32,7 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from odise_ext.config import add_odise_config  # noqa: E402
+from odise_ext.config.defaults import check_yaml_chain  # noqa: E402
 
 BENCHMARK_REGISTRY = Registry("BENCHMARK")
 BENCHMARK_REGISTRY.__doc__ = """
@@ -41,9 +42,10 @@ pass; ``description`` is a dict merged into the JSON output (e.g. image size).
 
 
 def setup_cfg(args):
+    check_yaml_chain(args.config_file)  # every file of the _BASE_ chain is plain, safe YAML
     cfg = get_cfg()
     add_odise_config(cfg)
-    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_file(args.config_file, allow_unsafe=False)
     cfg.merge_from_list(args.opts)
     # Benchmarks measure architectures; without real files they run on random weights.
     if not cfg.MODEL.DIFFUSION.WEIGHTS:

@@ -40,7 +40,7 @@ def setup(args):
     # default_setup only configures detectron2's and fvcore's loggers: ours (e.g. the PNG, depth
     # and referring evaluators' tables) go to the same console and log file
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="odise_ext")
-    if not (args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))):
+    if not (args.resume and os.path.lexists(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))):
         check_weights_file(cfg.MODEL.WEIGHTS)  # a bad file named now, not after building the model
     return cfg
 

@@ -16,7 +16,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
 from odise_ext.data.image_io import read_image  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
@@ -28,6 +27,7 @@ import odise_ext.png.dataset_mapper  # noqa: E402,F401  (registers the mapper)
 import odise_ext.png.meta_arch  # noqa: E402,F401  (registers PNGDiffusion)
 from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.data.build import build_dataset_mapper  # noqa: E402
+from odise_ext.engine.safe_checkpoint import SafeCheckpointer  # noqa: E402
 from odise_ext.png.visualization import draw_png  # noqa: E402
 from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
 from odise_ext.utils.visualization import side_by_side  # noqa: E402
@@ -66,7 +66,7 @@ def main(argv=None):
     opts = list(args.opts) + (["MODEL.WEIGHTS", args.weights] if args.weights else [])
     cfg = setup_cfg(args.config_file, opts)
     model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     mapper = build_dataset_mapper(cfg, is_train=False)
     os.makedirs(args.output, exist_ok=True)
     written = []

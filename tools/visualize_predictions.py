@@ -14,13 +14,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from odise_ext.data.image_io import read_image, read_panoptic_rgb  # noqa: E402
-from detectron2.engine import DefaultPredictor  # noqa: E402
 from panopticapi.utils import rgb2id  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import odise_ext  # noqa: E402,F401
 from odise_ext.config import setup_cfg  # noqa: E402
+from odise_ext.engine.predictor import Predictor  # noqa: E402
 from odise_ext.odise.open_vocab.vocabulary import Vocabulary  # noqa: E402
 from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
 from odise_ext.utils.visualization import draw_panoptic, side_by_side, vocabulary_metadata  # noqa: E402
@@ -38,7 +38,7 @@ def main(argv=None):
 
     opts = list(args.opts) + (["MODEL.WEIGHTS", args.weights] if args.weights else [])
     cfg = setup_cfg(args.config_file, opts)
-    predictor = DefaultPredictor(cfg)
+    predictor = Predictor(cfg)  # reads the weights without executing code
     meta = MetadataCatalog.get(args.dataset)
     predictor.model.set_test_vocabulary(Vocabulary.from_metadata(meta))
     vis_meta = vocabulary_metadata([c.split(",")[0] for c in meta.stuff_classes], meta.get("stuff_colors"))

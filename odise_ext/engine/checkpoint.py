@@ -10,27 +10,24 @@ process's data-stream position and RNG state go into the checkpoint as ``rank_st
 indexed by rank), which ``Trainer.resume_or_load`` restores. Only the main process saves
 (detectron2 registers the checkpoint hook there alone), so with several processes the states are
 gathered beforehand, at the scheduled checkpoint iterations, by a hook that runs on every process
-(``trainer.gathered_rank_states``). Reading goes
-through ``utils/safe_load.py`` (no code is executed from the file).
+(``trainer.gathered_rank_states``). Reading is
+:class:`SafeCheckpointer`'s (``safe_checkpoint.py``: no code is executed from the file).
 """
 import os
 from typing import List
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils import comm
 
 from ..utils.atomic_io import atomic_write, atomic_write_bytes
+from .safe_checkpoint import SafeCheckpointer
 
 __all__ = ["AtomicCheckpointer", "atomic_write_bytes", "state_dict_problems"]
 
 
-class AtomicCheckpointer(DetectionCheckpointer):
-    """A :class:`DetectionCheckpointer` whose ``save`` is atomic and records every process's
+class AtomicCheckpointer(SafeCheckpointer):
+    """A :class:`SafeCheckpointer` whose ``save`` is atomic and records every process's
     data-stream and RNG state."""
-
-    def _is_local(self):
-        return "://" not in str(self.save_dir)
 
     def _rank_states(self):
         trainer = self.checkpointables.get("trainer")

@@ -10,14 +10,19 @@
 class accepts or refuses every input by the rules of ``image_io``. It also resizes images of
 extreme aspect ratio (e.g. 20 x 10000) that ``ResizeShortestEdge`` would shrink to 0 pixels:
 each side keeps at least 1 pixel. A bad ``MODEL.WEIGHTS`` file is named before the model is
-built (``weights_file``).
+built (``weights_file``), and the weights are read by :class:`SafeCheckpointer` (no code from the
+file runs; detectron2's own ``DefaultPredictor`` reads ``.pkl`` files with full pickle, so
+``setup_cfg`` checks a ``.pkl`` ``MODEL.WEIGHTS`` before any model is built).
 """
 import numpy as np
 import torch
+from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.engine import DefaultPredictor
+from detectron2.modeling import build_model
 
 from ..data.image_io import ImageInput, as_image_array
+from .safe_checkpoint import SafeCheckpointer
 from .weights_file import check_weights_file
 
 __all__ = ["Predictor", "ResizeShortestEdgeAtLeastOne"]
@@ -46,10 +51,18 @@ class Predictor(DefaultPredictor):
     """``DefaultPredictor`` (weights from ``MODEL.WEIGHTS``, ``INPUT.*_SIZE_TEST`` resize, output
     at the input's resolution) that takes any :data:`~odise_ext.data.image_io.ImageInput`."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg):  # DefaultPredictor.__init__, reading the weights with SafeCheckpointer
         check_weights_file(cfg.MODEL.WEIGHTS)
-        super().__init__(cfg)
-        self.aug = at_least_one_pixel(self.aug)
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        if len(cfg.DATASETS.TEST):
+            self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+        SafeCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.aug = at_least_one_pixel(T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST))
+        self.input_format = cfg.INPUT.FORMAT
+        if self.input_format not in ("RGB", "BGR"):
+            raise ValueError(f"INPUT.FORMAT={self.input_format!r}: the predictor takes 'RGB' or 'BGR'")
 
     def load(self, image: ImageInput, name: str = "") -> np.ndarray:
         """The checked input as BGR uint8 [H, W, 3] (see ``image_io``)."""

@@ -1,38 +1,59 @@
 """Reading weights and index files without executing code from them.
 
-A Python pickle can run any code while it is read. Every file odise-ext reads goes through one of:
+A Python pickle can run any code while it is read. Every file odise-ext reads goes through
+PyTorch's maintained weights-only unpickler (``torch._weights_only_unpickler``), with the numpy
+globals below allowed for the duration of the call only (``torch.serialization.safe_globals``):
 
-* :func:`safe_torch_load` - ``torch.load(weights_only=True)``: tensors, containers, numbers;
+* :func:`safe_torch_load` - ``torch.load(weights_only=True)`` (zip and legacy ``torch.save`` files);
 * :func:`safe_pickle_load` - plain pickles (detectron2 ``.pkl`` model-zoo weights, dataset index
-  files) through an unpickler that only builds builtin containers and numpy arrays;
+  files), rewritten into the opcodes that unpickler reads (``pickle_opcodes.py``) and read by it;
 * :func:`read_torchscript_tensors` - the tensors of a TorchScript archive (OpenAI CLIP ``.pt``),
-  read from its pickled data without loading (or running) its code.
+  read from its pickled data by the same unpickler, without loading (or running) its code.
 
-A file needing anything else is refused with :class:`UnsafeFileError`, which says why and how
-to convert the file. Setting the environment variable ``ODISE_EXT_ALLOW_PICKLE=1`` opts in to
-reading such files with full pickle, for files you trust.
+Allowed beyond torch's own tensors and containers (:data:`NUMPY_GLOBALS`): what detectron2
+model-zoo ``.pkl`` files hold (numpy arrays: ``_reconstruct``, ``ndarray``, ``dtype`` and its
+classes, protocol 5's ``_frombuffer``) and what mmcv's ``meta`` holds (numpy scalars and dtypes),
+under both the ``numpy.core`` (numpy 1) and ``numpy._core`` (numpy 2) names. Names are matched
+whole: ``numpy.dtypes.__builtins__.get`` is not ``numpy.dtypes.Float32DType``.
+
+A file needing anything else is refused with :class:`UnsafeFileError`, naming the file and the
+global (or opcode) refused. ``ODISE_EXT_ALLOW_PICKLE=1`` reads such files with full pickle, with
+a warning: only for files you trust. A zip checkpoint whose members would decompress to more than
+``max(ODISE_EXT_MAX_CHECKPOINT_EXPANSION (4) x its file size, 2 x the target model's bytes)`` is
+refused before any member is read.
 """
 import io
 import logging
 import os
 import pickle
+import re
 import zipfile
 from typing import Dict
 
+import numpy as np
 import torch
+from torch import _weights_only_unpickler as wo
+
+from .pickle_opcodes import PickleOpcodeError, to_weights_only_opcodes
 
 __all__ = [
     "ALLOW_PICKLE_ENV",
+    "MAX_EXPANSION_ENV",
+    "NUMPY_GLOBALS",
     "UnsafeFileError",
     "unsafe_file_error",
     "pickle_allowed",
+    "check_zip_expansion",
     "safe_torch_load",
     "safe_pickle_load",
+    "scan_pickle",
     "read_torchscript_tensors",
-    "install_safe_detectron2_loading",
 ]
 
 ALLOW_PICKLE_ENV = "ODISE_EXT_ALLOW_PICKLE"
+MAX_EXPANSION_ENV = "ODISE_EXT_MAX_CHECKPOINT_EXPANSION"
+_DEFAULT_EXPANSION = 4.0
+_MODEL_MARGIN = 2.0
 
 _CONVERT_HINT = (
     "To convert a file you trust, load it once with full pickle and keep only its tensors, e.g. "
@@ -54,108 +75,135 @@ def pickle_allowed() -> bool:
 
 def unsafe_file_error(path, why) -> UnsafeFileError:
     """The error for a file (or folder) that needs code execution to read: says why and how to convert."""
-    return _refuse(path, why)
-
-
-def _refuse(path, why):
     return UnsafeFileError(f"Refusing to read {path!r}: {why}. Reading it would execute code stored in the file. {_CONVERT_HINT}")
 
 
-def _warn_unsafe(path):
-    logging.getLogger(__name__).warning(f"{ALLOW_PICKLE_ENV} is set: reading {path!r} with full pickle (it may run code)")
+def _numpy_globals():
+    core = np._core
+    dtype_classes = {type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDGSUV"}  # numpy.dtypes.*DType
+    named = []
+    for mod in ("numpy.core", "numpy._core"):  # the name a numpy 1 / numpy 2 pickle gives
+        named += [(core.multiarray._reconstruct, f"{mod}.multiarray._reconstruct"),
+                  (core.multiarray.scalar, f"{mod}.multiarray.scalar"),
+                  (core.numeric._frombuffer, f"{mod}.numeric._frombuffer")]
+    return [np.ndarray, np.dtype, *sorted(dtype_classes, key=str), *named]
 
 
-def _numpy_scalar_globals():
-    """numpy scalars and dtypes, which torch's weights-only unpickler refuses by default. mmcv
-    runners store e.g. ``meta['hook_msgs']['best_score']`` as a numpy float (the released VPD /
-    Meta-Prompts segmentation checkpoints); rebuilding one runs no code from the file. Both
-    module names: numpy 1 pickles say ``numpy.core``, numpy 2 ones ``numpy._core``."""
-    import numpy as np
-
-    core = getattr(np, "_core", None) or np.core
-    scalar = core.multiarray.scalar
-    dtype_classes = {type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDG"}  # numpy 2: numpy.dtypes.*DType
-    return [np.dtype, *dtype_classes, scalar, (scalar, "numpy.core.multiarray.scalar"),
-            (scalar, "numpy._core.multiarray.scalar")]
+NUMPY_GLOBALS = _numpy_globals()
+# what a plain pickle may name: torch's own allow-list plus the numpy globals
+_PLAIN_ALLOWED = {"collections.OrderedDict", "builtins.set", "builtins.complex", "builtins.bytearray",
+                  "_codecs.encode", "__builtin__.set"} | {
+    g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in NUMPY_GLOBALS}
 
 
-def safe_torch_load(path, map_location="cpu", mmap: bool = False):
-    """``torch.load(path, weights_only=True)`` (numpy scalars allowed); a file that needs more is
-    refused (or opted in). ``mmap``: memory-map a zip archive (torch.save's format since 1.6), so
-    that tensors read their bytes from the file on demand instead of holding a second copy (legacy
-    files load normally)."""
-    with torch.serialization.safe_globals(_numpy_scalar_globals()):
-        return _weights_only_load(path, map_location, mmap)
+def _refused_what(message: str) -> str:
+    """The global / opcode a refusal from torch's unpickler names, in a few words."""
+    for pattern in (r"GLOBAL (\S+) was not an allowed", r"unsupported GLOBAL (\S+)", r"(Unsupported operand \d+)",
+                    r"(reduce for unrecognized function .*)", r"(Can only \w+ .*but got .*)", r"(persistent_load.*)"):
+        m = re.search(pattern, message)
+        if m:  # torch writes builtins.eval as "eval"
+            return m.group(1) if "." in m.group(1) or " " in m.group(1) else f"builtins.{m.group(1)}"
+    return message.strip().splitlines()[-1] if message.strip() else "an unknown construct"
 
 
-def _weights_only_load(path, map_location, mmap):
+def _refuse_or_full_pickle(path, what, full_load):
+    """Refuse ``path`` for ``what`` (a global or opcode), or read it with ``full_load`` if opted in."""
+    if pickle_allowed():
+        logging.getLogger(__name__).warning(
+            f"{ALLOW_PICKLE_ENV} is set: reading {path!r} with full pickle although it names {what} (it may run code)")
+        return full_load()
+    raise unsafe_file_error(path, f"it names {what}, which is not a tensor, container or numpy array") from None
+
+
+def _damaged(path, kind, e):
+    size = os.path.getsize(path) if os.path.isfile(path) else 0
+    return ValueError(f"Could not read {path!r} as {kind}: damaged or truncated? ({size} bytes; "
+                      f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''})")
+
+
+def check_zip_expansion(path, model_bytes: int = 0) -> None:
+    """Refuse a zip ``path`` whose members declare more bytes than
+    ``max(expansion x file size, 2 x model_bytes)``, before any member is read."""
+    if not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as zf:
+        declared = sum(info.file_size for info in zf.infolist())
+    size = os.path.getsize(path)
+    expansion = float(os.environ.get(MAX_EXPANSION_ENV, _DEFAULT_EXPANSION))
+    limit = max(expansion * size, _MODEL_MARGIN * model_bytes)
+    if declared > limit:
+        raise ValueError(
+            f"Refusing to read {path!r}: its zip members decompress to {declared} bytes, more than "
+            f"{expansion:g} x its {size} bytes" + (f" and {_MODEL_MARGIN:g} x the model's {model_bytes} bytes" if model_bytes else "")
+            + f" (a zip bomb?). For a file you trust, raise the factor with {MAX_EXPANSION_ENV}=N.")
+
+
+def safe_torch_load(path, map_location="cpu", mmap: bool = False, model_bytes: int = 0):
+    """``torch.load(path, weights_only=True)`` with :data:`NUMPY_GLOBALS` allowed for this call;
+    a file that needs more is refused (or opted in). ``mmap``: memory-map a zip archive
+    (torch.save's format since 1.6), so that tensors read their bytes from the file on demand
+    instead of holding a second copy (legacy files load normally). ``model_bytes``: the size of
+    the model the file is for (raises the zip expansion cap)."""
+    path = os.fspath(path)
+    check_zip_expansion(path, model_bytes)
     try:
-        if mmap:
-            try:
+        with torch.serialization.safe_globals(NUMPY_GLOBALS):
+            if mmap and zipfile.is_zipfile(path):
                 return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
-            except RuntimeError as e:
-                if "mmap" not in str(e) and "zip" not in str(e):
-                    raise
-        return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        detail = next((line for line in lines if "Unsupported global" in line or "Unsupported class" in line), None)
-        if detail is None:  # not refused for its content: not a (readable) pickle at all
-            raise ValueError(f"Could not read {path!r} as a torch checkpoint ({lines[-1] if lines else type(e).__name__})") from e
-        if pickle_allowed():
-            _warn_unsafe(path)
-            return torch.load(path, map_location=map_location, weights_only=False)
-        raise _refuse(path, f"it is not a plain tensor checkpoint ({detail})") from None
+        return _refuse_or_full_pickle(
+            path, _refused_what(str(e)), lambda: torch.load(path, map_location=map_location, weights_only=False))
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise _damaged(path, "a torch checkpoint", e) from None
 
 
-# Globals a plain weights/index pickle may name: builtin containers and numpy arrays. None of
-# them runs user-controlled code when called with pickled arguments.
-_ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"),
-    ("builtins", "set"),
-    ("builtins", "frozenset"),
-    ("builtins", "slice"),
-    ("builtins", "complex"),
-    ("__builtin__", "set"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),  # protocol 5
-    ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),  # how protocol-2 pickles of Python 3 write bytes
-}
+def _plain_stream(path, data, encoding):
+    try:
+        return to_weights_only_opcodes(data, encoding)
+    except PickleOpcodeError as e:
+        return _refuse_or_full_pickle(path, str(e), lambda: None)
+    except ValueError as e:
+        raise _damaged(path, "a pickle", e) from None
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, f, path, **kwargs):
-        super().__init__(f, **kwargs)
-        self._path = path
-
-    def find_class(self, module, name):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        if module == "numpy" and name.endswith("Dtype") or module == "numpy.dtypes":
-            return super().find_class(module, name)
-        raise _refuse(self._path, f"its pickle names '{module}.{name}', which is not a container or numpy array")
-
-    def persistent_load(self, pid):
-        raise _refuse(self._path, "its pickle uses persistent ids (not a plain pickle)")
+def scan_pickle(path, encoding="latin1") -> None:
+    """Refuse (``UnsafeFileError``) a plain pickle that names anything but tensors, containers and
+    numpy arrays, building nothing: the check made before a file is handed to a reader outside
+    this project (detectron2's ``DefaultPredictor`` reads ``.pkl`` weights with full pickle)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(b"PK\x03\x04"):
+        return  # a zip torch.save file: detectron2 reads it with torch.load (weights_only)
+    result = _plain_stream(path, data, encoding)
+    if result is None:
+        return  # opted in
+    names = result[1] - _PLAIN_ALLOWED
+    if names:
+        _refuse_or_full_pickle(path, f"GLOBAL {sorted(names)[0]}", lambda: None)
 
 
 def safe_pickle_load(path, encoding="latin1"):
     """Read a pickle of builtin containers, numbers, strings and numpy arrays, nothing else."""
+    path = os.fspath(path)
     with open(path, "rb") as f:
         data = f.read()
+
+    def full_load():
+        return pickle.loads(data, encoding=encoding)
+
+    result = _plain_stream(path, data, encoding)
+    if result is None:
+        return full_load()
     try:
-        return _RestrictedUnpickler(io.BytesIO(data), path, encoding=encoding).load()
-    except UnsafeFileError:
-        if pickle_allowed():
-            _warn_unsafe(path)
-            return pickle.loads(data, encoding=encoding)
-        raise
+        with torch.serialization.safe_globals(NUMPY_GLOBALS):
+            return wo.Unpickler(io.BytesIO(result[0]), encoding=encoding).load()
+    except pickle.UnpicklingError as e:
+        return _refuse_or_full_pickle(path, _refused_what(str(e)), full_load)
+    except (TypeError, ValueError, KeyError, IndexError, EOFError, AttributeError) as e:
+        raise _damaged(path, "a pickle", e) from None
 
 
 class _ScriptObject:
@@ -165,30 +213,19 @@ class _ScriptObject:
         self.__dict__["_state"] = state
 
 
-class _TorchScriptUnpickler(pickle.Unpickler):
-    def __init__(self, f, zf, prefix, path):
-        super().__init__(f)
-        self._zf, self._prefix, self._path = zf, prefix, path
+class _TorchScriptUnpickler(wo.Unpickler):
+    """torch's weights-only unpickler whose storages come from the archive's ``data/`` members."""
 
-    def find_class(self, module, name):
-        if module.startswith("__torch__"):
-            return _ScriptObject
-        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_parameter"):
-            return getattr(torch._utils, name)
-        if module == "torch" and name.endswith("Storage"):
-            return getattr(torch, name)
-        if (module, name) == ("collections", "OrderedDict"):
-            return super().find_class(module, name)
-        raise _refuse(self._path, f"its TorchScript data names '{module}.{name}'")
+    def __init__(self, f, zf, prefix):
+        super().__init__(f, encoding="utf-8")
+        self._zf, self._prefix = zf, prefix
 
     def persistent_load(self, pid):
-        kind, storage_type, key, _location, numel = pid
-        if kind != "storage":
-            raise _refuse(self._path, f"unknown persistent id {kind!r}")
-        dtype = storage_type.dtype if not isinstance(storage_type, torch.dtype) else storage_type
+        _kind, storage_type, key, _location, _numel = pid
+        dtype = storage_type if isinstance(storage_type, torch.dtype) else storage_type.dtype
         raw = self._zf.read(f"{self._prefix}/data/{key}")
         storage = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if raw else torch.UntypedStorage(0)
-        return torch.TypedStorage(wrap_storage=storage, dtype=dtype, _internal=True)
+        return torch.storage.TypedStorage(wrap_storage=storage, dtype=dtype, _internal=True)
 
 
 def _collect(obj, prefix, out):
@@ -202,58 +239,27 @@ def _collect(obj, prefix, out):
                     _collect(v, f"{prefix}.{k}" if prefix else k, out)
 
 
-def read_torchscript_tensors(path) -> Dict[str, torch.Tensor]:
+def read_torchscript_tensors(path, model_bytes: int = 0) -> Dict[str, torch.Tensor]:
     """``{dotted attribute name: tensor}`` of a TorchScript archive, like ``jit.load(path).state_dict()``.
 
-    Reads the archive's pickled module tree with an unpickler that builds tensors and plain
-    attribute holders only; the archive's code is never compiled or run.
+    Reads the archive's pickled module tree with torch's weights-only unpickler, where every
+    ``__torch__.*`` class is an inert attribute holder; the archive's code is never compiled or run.
     """
+    path = os.fspath(path)
+    check_zip_expansion(path, model_bytes)
     with zipfile.ZipFile(path) as zf:
         names = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
         if not names:
             raise ValueError(f"{path!r} is not a TorchScript archive (no data.pkl)")
         prefix = names[0].split("/")[0]
-        root = _TorchScriptUnpickler(io.BytesIO(zf.read(names[0])), zf, prefix, path).load()
+        data = zf.read(names[0])
+        try:
+            script_classes = [(_ScriptObject, g) for g in wo.get_globals_in_pkl(io.BytesIO(data)) if g.startswith("__torch__.")]
+            with torch.serialization.safe_globals(script_classes):
+                root = _TorchScriptUnpickler(io.BytesIO(data), zf, prefix).load()
+        except pickle.UnpicklingError as e:
+            return _refuse_or_full_pickle(path, f"(in its TorchScript data) {_refused_what(str(e))}",
+                                          lambda: dict(torch.jit.load(path, map_location="cpu").state_dict()))
     out = {}
     _collect(root, "", out)
     return out
-
-
-def _safe_detectron2_load_file(self, filename):
-    """detectron2's ``DetectionCheckpointer._load_file`` without unpickling code."""
-    if filename.endswith(".pkl"):
-        data = safe_pickle_load(filename)
-        if not isinstance(data, dict):
-            raise ValueError(f"{filename!r} holds a {type(data).__name__}, expected a dict of weights")
-        if "model" in data and "__author__" in data:
-            return data
-        if "blobs" in data:  # Caffe2 / Detectron1 model zoo
-            data = data["blobs"]
-        data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
-        return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
-    if filename.endswith(".pyth"):
-        data = safe_torch_load(filename)
-        if "model_state" not in data:
-            raise ValueError(f"Cannot load .pyth file {filename}; pycls checkpoints must contain 'model_state'.")
-        state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
-        return {"model": state, "__author__": "pycls", "matching_heuristics": True}
-    return _original_load_file(self, filename)
-
-
-def _safe_torch_load_method(self, f):
-    return safe_torch_load(f)
-
-
-_original_load_file = None
-
-
-def install_safe_detectron2_loading():
-    """Make detectron2's ``DetectionCheckpointer`` (and so ``DefaultPredictor``, the evaluation
-    and training entry points) read weights through this module. Idempotent; done on ``import odise_ext``."""
-    global _original_load_file
-    from detectron2.checkpoint import DetectionCheckpointer
-
-    if _original_load_file is None:
-        _original_load_file = DetectionCheckpointer._load_file
-        DetectionCheckpointer._load_file = _safe_detectron2_load_file
-        DetectionCheckpointer._torch_load = _safe_torch_load_method

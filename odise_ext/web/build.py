@@ -1,8 +1,6 @@
 """Building the web demo's model session from a config file, by ``MODEL.META_ARCHITECTURE``."""
 from typing import Callable, Dict, Sequence, Tuple
 
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 
@@ -11,6 +9,8 @@ import odise_ext.png.meta_arch  # noqa: F401  (registers PNGDiffusion)
 
 from ..config import setup_cfg
 from ..dense.predictor import DensePredictor
+from ..engine.predictor import Predictor
+from ..engine.safe_checkpoint import SafeCheckpointer
 from .png_task import PNGRunner
 from .session import DemoSession
 
@@ -24,14 +24,14 @@ def _odise(cfg):
     cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_ON = True
     cfg.MODEL.MASK_FORMER.TEST.INSTANCE_ON = False
     cfg.freeze()
-    predictor = DefaultPredictor(cfg)
+    predictor = Predictor(cfg)
     return DemoSession(cfg, predictor, predictor.aug)
 
 
 def _png(cfg):
     cfg.freeze()
     model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     runner = PNGRunner(cfg, model)
     return DemoSession(cfg, runner, runner.aug)
 

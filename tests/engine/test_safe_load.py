@@ -93,14 +93,12 @@ def test_opt_in_reads_legacy_pickles(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("suffix", [".pkl", ".pth"])
 def test_model_weights_through_detectron2_checkpointers(payload, suffix):
-    """Training init and --eval-only (AtomicCheckpointer), DefaultPredictor and tools (detectron2's own)."""
-    from detectron2.checkpoint import DetectionCheckpointer
-
-    import odise_ext  # noqa: F401  (makes detectron2's checkpointer safe)
-    from odise_ext.engine import AtomicCheckpointer
+    """Training init and --eval-only (AtomicCheckpointer), the predictors and tools (SafeCheckpointer);
+    detectron2's own checkpointer is not patched (DefaultPredictor: see test_default_predictor_and_demo)."""
+    from odise_ext.engine import AtomicCheckpointer, SafeCheckpointer
 
     path = payload(suffix, use_torch=suffix != ".pkl")
-    for cls in (AtomicCheckpointer, DetectionCheckpointer):
+    for cls in (AtomicCheckpointer, SafeCheckpointer):
         with pytest.raises(UnsafeFileError) as e:
             cls(torch.nn.Linear(2, 2)).load(path)
         _assert_refused(e, path)
@@ -112,9 +110,8 @@ def test_default_predictor_and_demo(payload, shapes_root, tmp_path):
     import demo  # tools/demo.py
 
     path = payload(".pkl", use_torch=False)
-    cfg = setup_cfg(TINY, ["MODEL.WEIGHTS", path])
-    with pytest.raises(UnsafeFileError) as e:
-        DefaultPredictor(cfg)
+    with pytest.raises(UnsafeFileError) as e:  # refused by setup_cfg, before detectron2 reads the file
+        DefaultPredictor(setup_cfg(TINY, ["MODEL.WEIGHTS", path]))
     _assert_refused(e, path)
     image = tmp_path / "in.png"
     from PIL import Image
