@@ -10,7 +10,7 @@ setup(
     package_data={"odise_ext.vpd": ["release_keys/*.tsv.gz"]},
     python_requires=">=3.9",
     install_requires=[
-        # torch/torchvision and detectron2 are installed by scripts/setup_env.sh (see README):
+        # torch/torchvision and detectron2 are installed by scripts/setup_env.sh (see docs/getting-started.md):
         # the registry has no CPU torchvision and no official detectron2 wheel.
         "numpy",
         "Pillow",

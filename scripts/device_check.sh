@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one prepared GPU check (README, "GPU"). On the GPU machine, from the repository root, with
+# The one prepared GPU check (docs/benchmarks.md, "GPU"). On the GPU machine, from the repository root, with
 # the wheels of scripts/device_wheels.sh in .whl/ (carried along; that machine has no network):
 #
 #   bash scripts/device_check.sh             # writes into $OUT (default output/device_check)

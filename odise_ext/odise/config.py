@@ -26,7 +26,7 @@ def add_odise_head_config(cfg):
     # Test vocabulary as "cat;dog,puppy;sky" ("" = the test dataset's own classes).
     cfg.MODEL.ODISE.TEST_VOCABULARY = ""
     # Reference-exact preprocessing (as ODISE: windows, bicubic without antialias, pad to 64);
-    # False allows the faster path described in the README.
+    # False aligns the masks with the image before the CLIP branch (docs/exactness.md).
     cfg.MODEL.ODISE.REFERENCE_PREPROCESSING = True
 
     cfg.MODEL.ODISE.CAPTION = CN()

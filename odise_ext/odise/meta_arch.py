@@ -272,7 +272,7 @@ class ODISE(nn.Module):
                 masks = mask_pred[i]
                 if not self.reference_preprocessing:
                     # Align masks with the unpadded image the CLIP branch sees (the reference
-                    # passes the padded-canvas masks; see README "faster / corrected options").
+                    # passes the padded-canvas masks; see docs/exactness.md).
                     sh, sw = masks.shape[-2:]
                     ph, pw = images.tensor.shape[-2:]
                     masks = masks[:, : max(1, round(h * sh / ph)), : max(1, round(w * sw / pw))]

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("ODISE_EXT_CHROMIUM", "/usr/bin/chromium")
 INSTALL = ("install the browser and its driver with `apt-get update && apt-get install -y chromium` and "
            "`pip install -e .[test]` (gradio, playwright); never `playwright install`")
-# Set to a path (e.g. docs/web_demo_odise.png) to also write the README's screenshot there.
+# Set to a path (e.g. docs/web_demo_odise.png) to also write the screenshot of docs/web-demo.md there.
 DOCS_SHOT = os.environ.get("ODISE_EXT_WEB_DEMO_SCREENSHOT", "")
 
 if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
