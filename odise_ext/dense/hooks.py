@@ -2,7 +2,7 @@
 the demo of each of the four meta-architectures (predictor, task inputs, drawing)."""
 
 from ..engine.demo import TaskDemo, register_demo
-from ..engine.evaluators import register_evaluators
+from ..engine.evaluators import EVALUATOR_REGISTRY
 from . import visualization as vpd_vis
 from .evaluation import DepthEvaluator, ReferEvaluator
 from .person_crops import parse_boxes as parse_person_boxes
@@ -11,13 +11,13 @@ from .predictor import DensePredictor
 __all__ = ["parse_boxes"]
 
 
-@register_evaluators("depth")
-def _depth_evaluators(cfg, dataset_name, output_dir):
+@EVALUATOR_REGISTRY.register()
+def depth(cfg, dataset_name, output_dir):
     return [DepthEvaluator(cfg, dataset_name=dataset_name, output_dir=output_dir)]
 
 
-@register_evaluators("refer")
-def _refer_evaluators(cfg, dataset_name, output_dir):
+@EVALUATOR_REGISTRY.register()
+def refer(cfg, dataset_name, output_dir):
     return [ReferEvaluator(cfg, dataset_name=dataset_name, output_dir=output_dir)]
 
 
@@ -35,8 +35,8 @@ class _VPDDemo(TaskDemo):
         return DensePredictor(self.cfg)
 
 
-@register_demo("DenseSemanticSegmentor")
-class SemanticSegmentationDemo(_VPDDemo):
+@register_demo
+class DenseSemanticSegmentorDemo(_VPDDemo):
     def draw(self, rgb, output, metadata):
         scores = output["sem_seg"]
         if not metadata.get("stuff_classes", None):
@@ -46,8 +46,8 @@ class SemanticSegmentationDemo(_VPDDemo):
         return vpd_vis.draw_sem_seg(rgb, scores, metadata), f"{present} classes present"
 
 
-@register_demo("DenseDepthEstimator")
-class DepthDemo(_VPDDemo):
+@register_demo
+class DenseDepthEstimatorDemo(_VPDDemo):
     flags = ("scene",)
 
     def check_args(self):
@@ -62,8 +62,8 @@ class DepthDemo(_VPDDemo):
         return vpd_vis.draw_depth(rgb, depth), f"depth {float(depth.min()):.2f}-{float(depth.max()):.2f} m"
 
 
-@register_demo("DenseReferSegmentor")
-class ReferDemo(_VPDDemo):
+@register_demo
+class DenseReferSegmentorDemo(_VPDDemo):
     flags = ("sentence",)
 
     def inputs(self, bgr):
@@ -77,8 +77,8 @@ class ReferDemo(_VPDDemo):
         return vpd_vis.draw_ref_mask(rgb, prob, self.args.sentence), f"mask covers {100 * area:.1f}%"
 
 
-@register_demo("DensePoseEstimator")
-class PoseDemo(_VPDDemo):
+@register_demo
+class DensePoseEstimatorDemo(_VPDDemo):
     flags = ("boxes",)
 
     def inputs(self, bgr):
