@@ -41,7 +41,6 @@ from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.data.image_io import read_image  # noqa: E402
 from odise_ext.engine.demo import demo_class  # noqa: E402
 from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
-from odise_ext.dense.hooks import parse_boxes  # noqa: E402,F401  (part of this tool's interface)
 
 # Task flags: each model's demo entry (odise_ext/<task>/hooks.py) lists the ones it reads.
 TASK_FLAGS = ("vocab", "things", "sentence", "scene", "boxes")

@@ -3,12 +3,13 @@ the demo of each of the four meta-architectures (predictor, task inputs, drawing
 
 from ..engine.demo import TaskDemo, register_demo
 from ..engine.evaluators import EVALUATOR_REGISTRY
+from ..utils.input_checks import InputError
 from . import visualization as vpd_vis
 from .evaluation import DepthEvaluator, ReferEvaluator
-from .person_crops import parse_boxes as parse_person_boxes
+from .person_crops import parse_boxes
 from .predictor import DensePredictor
 
-__all__ = ["parse_boxes"]
+__all__ = ["DensePoseEstimatorDemo"]
 
 
 @EVALUATOR_REGISTRY.register()
@@ -19,15 +20,6 @@ def depth(cfg, dataset_name, output_dir):
 @EVALUATOR_REGISTRY.register()
 def refer(cfg, dataset_name, output_dir):
     return [ReferEvaluator(cfg, dataset_name=dataset_name, output_dir=output_dir)]
-
-
-def parse_boxes(text, width, height):
-    """--boxes 'x0,y0,x1,y1;...' -> [M, 4] float32 (empty: the whole image); bad boxes exit with
-    the message of :func:`~odise_ext.dense.person_crops.parse_boxes`."""
-    try:
-        return parse_person_boxes(text, width, height)
-    except ValueError as e:
-        raise SystemExit(f"--boxes: {e}") from None
 
 
 class _VPDDemo(TaskDemo):
@@ -83,7 +75,10 @@ class DensePoseEstimatorDemo(_VPDDemo):
 
     def inputs(self, bgr):
         h, w = bgr.shape[:2]
-        return {"boxes": parse_boxes(self.args.boxes, w, h)}  # none given: the whole image
+        try:
+            return {"boxes": parse_boxes(self.args.boxes, w, h)}  # none given: the whole image
+        except InputError as e:
+            raise SystemExit(f"--boxes: {e}") from None
 
     def draw(self, rgb, output, metadata):
         inst = output["instances"]
