@@ -1,4 +1,4 @@
-"""``tools/convert_vpd_checkpoint.py`` and ``odise_ext.vpd.checkpoint``: every released key
+"""``tools/convert_vpd_checkpoint.py`` and ``odise_ext.checkpoint``: every released key
 maps to one of ours and back, wrong keys are errors naming them, full-size shapes fit the real
 configs, and a checkpoint is only ever read with ``weights_only=True``."""
 import os
@@ -8,7 +8,7 @@ import torch
 from detectron2.modeling import build_model
 
 from odise_ext.utils.safe_load import UnsafeFileError
-from odise_ext.vpd.checkpoint import (
+from odise_ext.checkpoint import (
     check_against_model,
     convert_ours_to_release,
     convert_release_to_ours,
