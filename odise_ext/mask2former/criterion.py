@@ -1,3 +1,4 @@
+# Adapted from facebookresearch/Mask2Former@161be514814ea63440fae520d2ec72707b62ba54:mask2former/modeling/criterion.py
 """Set criterion of mask classification (Mask2Former).
 
 Queries are matched one-to-one to targets (Hungarian matching, or an assignment given by the

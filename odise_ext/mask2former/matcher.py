@@ -1,3 +1,4 @@
+# Adapted from facebookresearch/Mask2Former@161be514814ea63440fae520d2ec72707b62ba54:mask2former/modeling/matcher.py
 """Hungarian matching of predicted masks to ground-truth masks (Mask2Former).
 
 Cost of pairing query q with target t:

@@ -1,3 +1,4 @@
+# Adapted from BCV-Uniandes/PNG@c4258ec2d3d6cc79735c5454b8184ff83996741c:baseline/test_net.py
 """Panoptic Narrative Grounding evaluation: the official Average Recall (González et al., ICCV 2021).
 
 Each grounded noun phrase (>= 1 segment id) is one unit. With a predicted soft mask p in [0, 1]
