@@ -6,8 +6,9 @@ setup(
     description="Frozen text-to-image diffusion models as Detectron2 perception backbones "
     "(ODISE, panoptic narrative grounding, VPD / Meta-Prompts)",
     packages=find_packages(include=["odise_ext", "odise_ext.*"]),
-    # key lists of the released VPD / Meta-Prompts checkpoints (tools/convert_vpd_checkpoint.py)
-    package_data={"odise_ext.vpd": ["release_keys/*.tsv.gz"]},
+    # key lists of the released checkpoints, each in its family's release package
+    # (tools/convert_vpd_checkpoint.py)
+    package_data={"odise_ext.vpd.release": ["keys/*.tsv.gz"], "odise_ext.metaprompts.release": ["keys/*.tsv.gz"]},
     python_requires=">=3.9",
     install_requires=[
         # torch/torchvision and detectron2 are installed by scripts/setup_env.sh (see docs/getting-started.md):

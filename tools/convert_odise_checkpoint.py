@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from odise_ext.engine.checkpoint import state_dict_problems  # noqa: E402
-from odise_ext.odise.checkpoint import convert_odise_state_dict  # noqa: E402
+from odise_ext.odise.release import convert_odise_state_dict  # noqa: E402
 from odise_ext.utils.atomic_io import atomic_write  # noqa: E402
 from odise_ext.utils.safe_load import UnsafeFileError, safe_torch_load  # noqa: E402
 

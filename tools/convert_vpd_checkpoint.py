@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from odise_ext.utils.atomic_io import atomic_write  # noqa: E402
-from odise_ext.vpd.checkpoint import (  # noqa: E402
+from odise_ext.checkpoint import (  # noqa: E402
     RELEASE_FORMATS,
     check_against_model,
     convert_ours_to_release,

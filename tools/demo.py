@@ -39,9 +39,8 @@ from tqdm import tqdm  # noqa: E402
 import odise_ext  # noqa: E402,F401  (registers models and their demo entries)
 from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.data.image_io import read_image  # noqa: E402
-from odise_ext.engine.demo import DEMO_REGISTRY  # noqa: E402
+from odise_ext.engine.demo import demo_class  # noqa: E402
 from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
-from odise_ext.dense.hooks import parse_boxes  # noqa: E402,F401  (part of this tool's interface)
 
 # Task flags: each model's demo entry (odise_ext/<task>/hooks.py) lists the ones it reads.
 TASK_FLAGS = ("vocab", "things", "sentence", "scene", "boxes")
@@ -66,9 +65,10 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     cfg = setup_cfg(args.config_file, args.opts)
     arch = cfg.MODEL.META_ARCHITECTURE
-    if arch not in DEMO_REGISTRY:
-        raise SystemExit(f"no demo entry for {arch}; models with one: {sorted(name for name, _ in DEMO_REGISTRY)}")
-    task = DEMO_REGISTRY.get(arch)(cfg, args)
+    try:
+        task = demo_class(arch)(cfg, args)
+    except KeyError as e:
+        raise SystemExit(e.args[0]) from None
     task.check_args()  # before the (slow) model build
     for flag in TASK_FLAGS:
         if getattr(args, flag) and flag not in task.flags:

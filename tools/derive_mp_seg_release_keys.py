@@ -2,7 +2,7 @@
 """Write the key lists of Meta-Prompts' released segmentation checkpoints, DERIVED from the public
 code (no released file was available to read them off):
 
-    python tools/derive_mp_seg_release_keys.py    # -> odise_ext/vpd/release_keys/mp_seg_*.tsv.gz
+    python tools/derive_mp_seg_release_keys.py    # -> odise_ext/metaprompts/release/keys/mp_seg_*.tsv.gz
 
 mmcv's runner saves ``{'meta': ..., 'state_dict': model.state_dict(), ...}``, so the names,
 shapes and order follow from the module definitions (fudan-zvg/meta-prompts at a3e8583):
@@ -31,7 +31,8 @@ import gzip
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KEY_DIR = os.path.join(ROOT, "odise_ext", "vpd", "release_keys")
+KEY_DIR = os.path.join(ROOT, "odise_ext", "metaprompts", "release", "keys")
+VPD_KEY_DIR = os.path.join(ROOT, "odise_ext", "vpd", "release", "keys")  # the released VPD ADE20K list
 # (file, dataset, config, number of classes, refinement steps)
 VARIANTS = (
     ("mp_seg_ade20k_state_dict_keys.tsv.gz", "ADE20K", "configs/.ipynb_checkpoints/ade-checkpoint.py", 150, 3),
@@ -44,7 +45,7 @@ PROMPTS, DIM, CHANNELS, POOL_SCALES, LDM_DIMS = 150, 768, 512, 4, (320, 640, 128
 
 
 def _sd_rows():
-    with gzip.open(os.path.join(KEY_DIR, "vpd_seg_state_dict_keys.tsv.gz"), "rt") as f:
+    with gzip.open(os.path.join(VPD_KEY_DIR, "vpd_seg_state_dict_keys.tsv.gz"), "rt") as f:
         rows = [line.rstrip("\n").split("\t") for line in f if not line.startswith(("#", "key\t"))]
     keep = ("encoder_vq.", "unet.unet.diffusion_model.", "sd_model.")
     return [(k, ast.literal_eval(s), d) for k, s, d, _ in rows if k.startswith(keep)]

@@ -2,32 +2,24 @@
 the demo of each of the four meta-architectures (predictor, task inputs, drawing)."""
 
 from ..engine.demo import TaskDemo, register_demo
-from ..engine.evaluators import register_evaluators
+from ..engine.evaluators import EVALUATOR_REGISTRY
+from ..utils.input_checks import InputError
 from . import visualization as vpd_vis
 from .evaluation import DepthEvaluator, ReferEvaluator
-from .person_crops import parse_boxes as parse_person_boxes
+from .person_crops import parse_boxes
 from .predictor import DensePredictor
 
-__all__ = ["parse_boxes"]
+__all__ = ["DensePoseEstimatorDemo"]
 
 
-@register_evaluators("depth")
-def _depth_evaluators(cfg, dataset_name, output_dir):
+@EVALUATOR_REGISTRY.register()
+def depth(cfg, dataset_name, output_dir):
     return [DepthEvaluator(cfg, dataset_name=dataset_name, output_dir=output_dir)]
 
 
-@register_evaluators("refer")
-def _refer_evaluators(cfg, dataset_name, output_dir):
+@EVALUATOR_REGISTRY.register()
+def refer(cfg, dataset_name, output_dir):
     return [ReferEvaluator(cfg, dataset_name=dataset_name, output_dir=output_dir)]
-
-
-def parse_boxes(text, width, height):
-    """--boxes 'x0,y0,x1,y1;...' -> [M, 4] float32 (empty: the whole image); bad boxes exit with
-    the message of :func:`~odise_ext.dense.person_crops.parse_boxes`."""
-    try:
-        return parse_person_boxes(text, width, height)
-    except ValueError as e:
-        raise SystemExit(f"--boxes: {e}") from None
 
 
 class _VPDDemo(TaskDemo):
@@ -35,8 +27,8 @@ class _VPDDemo(TaskDemo):
         return DensePredictor(self.cfg)
 
 
-@register_demo("DenseSemanticSegmentor")
-class SemanticSegmentationDemo(_VPDDemo):
+@register_demo
+class DenseSemanticSegmentorDemo(_VPDDemo):
     def draw(self, rgb, output, metadata):
         scores = output["sem_seg"]
         if not metadata.get("stuff_classes", None):
@@ -46,8 +38,8 @@ class SemanticSegmentationDemo(_VPDDemo):
         return vpd_vis.draw_sem_seg(rgb, scores, metadata), f"{present} classes present"
 
 
-@register_demo("DenseDepthEstimator")
-class DepthDemo(_VPDDemo):
+@register_demo
+class DenseDepthEstimatorDemo(_VPDDemo):
     flags = ("scene",)
 
     def check_args(self):
@@ -62,8 +54,8 @@ class DepthDemo(_VPDDemo):
         return vpd_vis.draw_depth(rgb, depth), f"depth {float(depth.min()):.2f}-{float(depth.max()):.2f} m"
 
 
-@register_demo("DenseReferSegmentor")
-class ReferDemo(_VPDDemo):
+@register_demo
+class DenseReferSegmentorDemo(_VPDDemo):
     flags = ("sentence",)
 
     def inputs(self, bgr):
@@ -77,13 +69,16 @@ class ReferDemo(_VPDDemo):
         return vpd_vis.draw_ref_mask(rgb, prob, self.args.sentence), f"mask covers {100 * area:.1f}%"
 
 
-@register_demo("DensePoseEstimator")
-class PoseDemo(_VPDDemo):
+@register_demo
+class DensePoseEstimatorDemo(_VPDDemo):
     flags = ("boxes",)
 
     def inputs(self, bgr):
         h, w = bgr.shape[:2]
-        return {"boxes": parse_boxes(self.args.boxes, w, h)}  # none given: the whole image
+        try:
+            return {"boxes": parse_boxes(self.args.boxes, w, h)}  # none given: the whole image
+        except InputError as e:
+            raise SystemExit(f"--boxes: {e}") from None
 
     def draw(self, rgb, output, metadata):
         inst = output["instances"]

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..utils.input_checks import InputError
+
 __all__ = ["CropGeometry", "parse_boxes", "crop_geometry", "crop_images", "image_to_crop", "crop_to_image", "gaussian_heatmaps"]
 
 
@@ -126,7 +128,7 @@ def parse_boxes(text: str, width: int, height: int) -> np.ndarray:
     text -> one box covering the whole ``width`` x ``height`` image.
 
     Raises:
-        ValueError: naming a box that is not four finite numbers, is empty, or lies outside the image.
+        InputError (a ValueError): naming a box that is not four finite numbers, is empty, or lies outside the image.
     """
     parts = [p.strip() for p in (text or "").split(";") if p.strip()]
     if not parts:
@@ -136,13 +138,13 @@ def parse_boxes(text: str, width: int, height: int) -> np.ndarray:
         try:
             box = [float(v) for v in part.split(",")]
         except ValueError:
-            raise ValueError(f"Box '{part}' is not four comma-separated numbers x0,y0,x1,y1.") from None
+            raise InputError(f"Box '{part}' is not four comma-separated numbers x0,y0,x1,y1.") from None
         if len(box) != 4 or not np.all(np.isfinite(box)):
-            raise ValueError(f"Box '{part}' must be four numbers x0,y0,x1,y1.")
+            raise InputError(f"Box '{part}' must be four numbers x0,y0,x1,y1.")
         x0, y0, x1, y1 = box
         if x1 <= x0 or y1 <= y0:
-            raise ValueError(f"Box '{part}' is empty: it needs x1 > x0 and y1 > y0.")
+            raise InputError(f"Box '{part}' is empty: it needs x1 > x0 and y1 > y0.")
         if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
-            raise ValueError(f"Box '{part}' lies outside the {width}x{height} image.")
+            raise InputError(f"Box '{part}' lies outside the {width}x{height} image.")
         boxes.append(box)
     return np.asarray(boxes, dtype=np.float32)

@@ -8,22 +8,35 @@ from detectron2.utils.registry import Registry
 
 from .predictor import Predictor
 
-__all__ = ["DEMO_REGISTRY", "TaskDemo", "register_demo"]
+__all__ = ["DEMO_REGISTRY", "TaskDemo", "register_demo", "demo_class"]
 
 DEMO_REGISTRY = Registry("DEMO")
 DEMO_REGISTRY.__doc__ = """
-``META_ARCHITECTURE`` name -> :class:`TaskDemo` subclass (register with :func:`register_demo`).
+:class:`TaskDemo` subclasses, each named ``<META_ARCHITECTURE>Demo`` (register with
+:func:`register_demo`, look up with :func:`demo_class`).
 """
+_SUFFIX = "Demo"
 
 
-def register_demo(meta_architecture: str):
-    """Class decorator: register a :class:`TaskDemo` for the meta-architecture named so."""
+def register_demo(cls):
+    """Class decorator: register the :class:`TaskDemo` subclass ``<META_ARCHITECTURE>Demo`` (the
+    demo of the meta-architecture its name starts with)."""
+    if not (isinstance(cls, type) and issubclass(cls, TaskDemo)):
+        raise TypeError(f"register_demo expects a TaskDemo subclass, got {cls!r}")
+    if not cls.__name__.endswith(_SUFFIX) or cls.__name__ == _SUFFIX:
+        raise ValueError(f"a demo class is named '<META_ARCHITECTURE>{_SUFFIX}', got '{cls.__name__}'")
+    DEMO_REGISTRY.register(cls)
+    return cls
 
-    def deco(cls):
-        DEMO_REGISTRY._do_register(meta_architecture, cls)
-        return cls
 
-    return deco
+def demo_class(meta_architecture: str) -> type:
+    """The :class:`TaskDemo` registered for ``meta_architecture``; ``KeyError`` naming the models
+    that have one otherwise."""
+    name = meta_architecture + _SUFFIX
+    if name not in DEMO_REGISTRY:
+        known = sorted(n[: -len(_SUFFIX)] for n, _ in DEMO_REGISTRY)
+        raise KeyError(f"no demo entry for {meta_architecture}; models with one: {known}")
+    return DEMO_REGISTRY.get(name)
 
 
 class TaskDemo:

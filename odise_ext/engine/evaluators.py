@@ -39,14 +39,14 @@ __all__ = [
     "instance_evaluator",
     "load_sem_seg_gt",
     "panoptic_evaluator",
-    "register_evaluators",
     "semantic_evaluator",
 ]
 
 EVALUATOR_REGISTRY = Registry("EVALUATOR")
 EVALUATOR_REGISTRY.__doc__ = """
 ``evaluator_type`` (dataset metadata) -> ``fn(cfg, dataset_name, output_dir)`` returning the
-list of enabled evaluators (register with :func:`register_evaluators`).
+list of enabled evaluators, registered as a function named after the type
+(``@EVALUATOR_REGISTRY.register()``).
 """
 
 _WRITING_MODULES = (
@@ -62,16 +62,6 @@ class AtomicOutputEvaluators(DatasetEvaluators):
     def evaluate(self):
         with atomic_path_manager_in(*_WRITING_MODULES):
             return super().evaluate()
-
-
-def register_evaluators(evaluator_type: str):
-    """Decorator: ``fn(cfg, dataset_name, output_dir) -> [evaluator, ...]`` for ``evaluator_type``."""
-
-    def deco(fn):
-        EVALUATOR_REGISTRY._do_register(evaluator_type, fn)
-        return fn
-
-    return deco
 
 
 def load_sem_seg_gt(path, dtype=int, *, dataset_name: str = ""):
@@ -120,13 +110,13 @@ def instance_evaluator(cfg, dataset_name, output_dir):
     )
 
 
-@register_evaluators("sem_seg")
-def _sem_seg_evaluators(cfg, dataset_name, output_dir):
+@EVALUATOR_REGISTRY.register()
+def sem_seg(cfg, dataset_name, output_dir):
     return [semantic_evaluator(cfg, dataset_name, output_dir)]
 
 
-@register_evaluators("coco")
-def _coco_evaluators(cfg, dataset_name, output_dir):
+@EVALUATOR_REGISTRY.register()
+def coco(cfg, dataset_name, output_dir):
     return [instance_evaluator(cfg, dataset_name, output_dir)]
 
 

@@ -1,3 +1,4 @@
+# Adapted from facebookresearch/Mask2Former@161be514814ea63440fae520d2ec72707b62ba54:mask2former/modeling/criterion.py
 """Set criterion of mask classification (Mask2Former).
 
 Queries are matched one-to-one to targets (Hungarian matching, or an assignment given by the
@@ -18,6 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from detectron2.config import configurable
+from detectron2.projects.point_rend.point_features import get_uncertain_point_coords_with_randomness, point_sample
 from detectron2.utils import comm
 from detectron2.utils.registry import Registry
 from torch import nn
@@ -25,12 +27,7 @@ from torch import nn
 from .matcher import HungarianMatcher, sample_target_points
 from ..utils.input_checks import check_all
 from ..utils.precision import float32_loss
-from .point_features import (
-    calculate_uncertainty,
-    get_uncertain_point_coords_with_randomness,
-    pixel_center_coords,
-    point_sample,
-)
+from .point_features import calculate_uncertainty, pixel_center_coords
 
 __all__ = [
     "MASK_FORMER_LOSS_REGISTRY",
@@ -169,6 +166,12 @@ class MaskLoss(nn.Module):
         super().__init__()
         if num_points < 0:
             raise ValueError(f"num_points must be >= 0, got {num_points}")
+        if num_points > 0 and oversample_ratio < 1:
+            raise ValueError(f"MODEL.MASK_FORMER.OVERSAMPLE_RATIO must be >= 1, got {oversample_ratio}")
+        if num_points > 0 and not 0 <= importance_sample_ratio <= 1:
+            raise ValueError(
+                f"MODEL.MASK_FORMER.IMPORTANCE_SAMPLE_RATIO must be in [0, 1], got {importance_sample_ratio}"
+            )
         self.num_points = num_points
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
@@ -218,7 +221,7 @@ class MaskLoss(nn.Module):
                 if len(tgt)
             ]
             point_labels = torch.cat(labels)
-        point_logits = point_sample(src, coords).squeeze(1)
+        point_logits = point_sample(src, coords, align_corners=False).squeeze(1)
         return {
             "loss_mask": sigmoid_ce_loss(point_logits, point_labels, num_masks),
             "loss_dice": dice_loss(point_logits, point_labels, num_masks),

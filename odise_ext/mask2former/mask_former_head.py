@@ -1,3 +1,4 @@
+# Adapted from facebookresearch/Mask2Former@161be514814ea63440fae520d2ec72707b62ba54:mask2former/modeling/meta_arch/mask_former_head.py
 """Mask2Former's segmentation head: pixel decoder + masked-attention transformer decoder.
 
 Names follow Mask2Former (``sem_seg_head.pixel_decoder``, ``sem_seg_head.predictor``) so that

@@ -1,3 +1,4 @@
+# Adapted from facebookresearch/Mask2Former@161be514814ea63440fae520d2ec72707b62ba54:mask2former/modeling/matcher.py
 """Hungarian matching of predicted masks to ground-truth masks (Mask2Former).
 
 Cost of pairing query q with target t:
@@ -16,10 +17,11 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
+from detectron2.projects.point_rend.point_features import point_sample
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from .point_features import pixel_center_coords, point_sample
+from .point_features import pixel_center_coords
 
 __all__ = ["HungarianMatcher", "batch_sigmoid_ce_cost", "batch_dice_cost", "sample_target_points"]
 
@@ -59,7 +61,7 @@ def sample_target_points(masks: torch.Tensor, point_coords: torch.Tensor) -> tor
     """Sample [T, H, W] target masks (bool or float) at [1 or T, P, 2] points -> [T, P] float."""
     masks = masks.to(point_coords.dtype)[:, None]
     coords = point_coords.expand(masks.shape[0], -1, -1)
-    return point_sample(masks, coords).squeeze(1)
+    return point_sample(masks, coords, align_corners=False).squeeze(1)
 
 
 class HungarianMatcher(nn.Module):
@@ -122,7 +124,9 @@ class HungarianMatcher(nn.Module):
         if point_coords is None:
             point_coords = self._point_coords(pred_masks, generator)
         tgt = sample_target_points(target_masks, point_coords)
-        out = point_sample(pred_masks[:, None], point_coords.expand(pred_masks.shape[0], -1, -1)).squeeze(1)
+        out = point_sample(
+            pred_masks[:, None], point_coords.expand(pred_masks.shape[0], -1, -1), align_corners=False
+        ).squeeze(1)
         cost = self.cost_mask * batch_sigmoid_ce_cost(out, tgt) + self.cost_dice * batch_dice_cost(out, tgt)
         if self.cost_class != 0:
             if pred_logits is None or target_labels is None:

@@ -1,3 +1,4 @@
+# Adapted from facebookresearch/Mask2Former@161be514814ea63440fae520d2ec72707b62ba54:mask2former/maskformer_model.py
 """Mask-classification outputs of one image -> semantic / panoptic / instance results.
 
 Pure functions: everything dataset-specific (number of classes, which classes are things) is

@@ -4,8 +4,10 @@ depth head. The recurrent refinement itself is a parameter of the shared diffusi
 extractor; the task models live in ``odise_ext.dense``.
 
 Importing this package registers ``MetaPrompts`` / ``StepMetaPrompts`` in ``PROMPT_REGISTRY`` and
-``MetaPromptsDepthHead`` in the dense head registry.
+``MetaPromptsDepthHead`` in the dense head registry, and Meta-Prompts' released checkpoint formats
+(``release``).
 """
+from . import release  # noqa: F401  (Meta-Prompts' released checkpoint formats)
 from .depth_head import MetaPromptsDepthHead
 from .prompts import MetaPrompts, StepMetaPrompts
 from .rearrange import PromptRearrangement

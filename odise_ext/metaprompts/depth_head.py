@@ -1,3 +1,4 @@
+# Adapted from fudan-zvg/meta-prompts@a3e8583098c64c8854a85b260d80cb8335402469:depth/models_depth/model.py
 """Meta-Prompts' depth head: feature re-arrangement with the meta prompts + depth decoder.
 
 Computation (Meta-Prompts' NYUv2 sizes in brackets; C_s = channels at stride s):

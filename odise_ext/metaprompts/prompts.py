@@ -1,3 +1,5 @@
+# Adapted from fudan-zvg/meta-prompts@a3e8583098c64c8854a85b260d80cb8335402469:depth/models_depth/model.py
+# Adapted from fudan-zvg/meta-prompts@a3e8583098c64c8854a85b260d80cb8335402469:segmentation/models/model.py
 """Meta-Prompts depth's prompts: one set of meta prompts and one adapter MLP per refinement step.
 
 Step i of the recurrent refinement (``MODEL.VPD.REFINE.LOOPS`` UNet passes) uses its own N

@@ -1,3 +1,4 @@
+# Adapted from fudan-zvg/meta-prompts@a3e8583098c64c8854a85b260d80cb8335402469:segmentation/models/model.py
 """Meta-Prompts feature re-arrangement.
 
 Each multi-scale feature map is upsampled (bilinear, x``upsample``), projected to the prompt

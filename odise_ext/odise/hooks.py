@@ -1,7 +1,7 @@
 """ODISE's entries in the shared registries: evaluators of the panoptic datasets it trains and
 tests on, and its demo (open vocabulary from ``--vocab``, panoptic drawing)."""
 from ..engine.demo import TaskDemo, register_demo
-from ..engine.evaluators import instance_evaluator, panoptic_evaluator, register_evaluators, semantic_evaluator
+from ..engine.evaluators import EVALUATOR_REGISTRY, instance_evaluator, panoptic_evaluator, semantic_evaluator
 from ..utils.visualization import draw_panoptic, vocabulary_metadata
 from .open_vocab.vocabulary import parse_vocabulary
 
@@ -19,11 +19,17 @@ def _mask_former_evaluators(cfg, dataset_name, output_dir):
     return [build(cfg, dataset_name, output_dir) for on, build in enabled if on]
 
 
-register_evaluators("coco_panoptic_seg")(_mask_former_evaluators)
-register_evaluators("ade20k_panoptic_seg")(_mask_former_evaluators)
+@EVALUATOR_REGISTRY.register()
+def coco_panoptic_seg(cfg, dataset_name, output_dir):
+    return _mask_former_evaluators(cfg, dataset_name, output_dir)
 
 
-@register_demo("ODISE")
+@EVALUATOR_REGISTRY.register()
+def ade20k_panoptic_seg(cfg, dataset_name, output_dir):
+    return _mask_former_evaluators(cfg, dataset_name, output_dir)
+
+
+@register_demo
 class ODISEDemo(TaskDemo):
     flags = ("vocab", "things")
 

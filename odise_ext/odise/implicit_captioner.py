@@ -1,3 +1,4 @@
+# Adapted from NVlabs/ODISE@49c0378420ed949bab2a28cedea12ea3922120d7:odise/modeling/meta_arch/ldm.py
 """ODISE's implicit captioner.
 
 A frozen CLIP image encoder embeds every window; the projected CLS embedding ("prefix") becomes

@@ -1,3 +1,4 @@
+# Adapted from BCV-Uniandes/PNG@c4258ec2d3d6cc79735c5454b8184ff83996741c:baseline/test_net.py
 """Panoptic Narrative Grounding evaluation: the official Average Recall (González et al., ICCV 2021).
 
 Each grounded noun phrase (>= 1 segment id) is one unit. With a predicted soft mask p in [0, 1]
@@ -27,7 +28,6 @@ Two protocols decide at which resolution p and t are compared (``MODEL.PNG.EVAL_
 * ``"exact"``: the GT at the image's original resolution, untouched; the prediction bilinear to
   it. The GT is never empty there, so the IoU is never NaN.
 """
-import itertools
 import logging
 from collections import OrderedDict
 from typing import Dict
@@ -37,8 +37,9 @@ import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.evaluation import DatasetEvaluator
-from detectron2.utils import comm
 from tabulate import tabulate
+
+from ..utils.gather import gather_on_main
 
 __all__ = ["PNG_EVAL_PROTOCOLS", "PNGEvaluator", "average_recall", "mask_iou", "png_metrics", "official_round_trip"]
 
@@ -200,13 +201,9 @@ class PNGEvaluator(DatasetEvaluator):
     def evaluate(self):
         """``{"png": {AR, AR_things, AR_stuff, AR_singulars, AR_plurals, acc@0.5...}}`` in percent,
         on the main process (other processes return ``{}``)."""
-        parts = (self._ious, self._is_thing, self._plural)
-        if self._distributed:
-            comm.synchronize()
-            gathered = [comm.gather(p, dst=0) for p in parts]
-            if not comm.is_main_process():
-                return {}
-            parts = [list(itertools.chain(*g)) for g in gathered]
+        parts = gather_on_main(self._ious, self._is_thing, self._plural, distributed=self._distributed)
+        if parts is None:
+            return {}
         ious, is_thing, plural = (np.concatenate(p) if p else np.zeros(0) for p in parts)
         if ious.size == 0:
             logger.warning(f"PNGEvaluator on {self._dataset_name!r}: no phrase was evaluated")

@@ -1,4 +1,5 @@
-"""Checks of tensor contents that never stall an accelerator.
+"""Checks of inputs: the error type of bad user input, and checks of tensor contents that never
+stall an accelerator.
 
 A check such as ``if (labels < 0).any(): raise ...`` copies a flag from the GPU to the CPU and
 waits for every queued kernel first, which serialises the forward pass. :func:`check_all` keeps
@@ -11,7 +12,12 @@ the check and its message but makes it free where that matters:
 """
 import torch
 
-__all__ = ["check_all"]
+__all__ = ["InputError", "check_all"]
+
+
+class InputError(ValueError):
+    """Bad user input (an uploaded image, typed boxes, ...): the message says what is wrong and
+    how to fix it, and is shown to the user as is (web page, command-line flag)."""
 
 
 def check_all(ok: torch.Tensor, message: str) -> None:

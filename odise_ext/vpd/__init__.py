@@ -4,9 +4,11 @@ backbone features. The task models that VPD's features feed live in ``odise_ext.
 
 Importing this package registers the prompt modules (``ClassNamePrompt``, ``SceneClassPrompt``,
 ``SentencePrompt`` in ``PROMPT_REGISTRY``) and the backbones (``VPDBackbone``,
-``build_vpd_fpn_backbone`` in detectron2's ``BACKBONE_REGISTRY``).
+``build_vpd_fpn_backbone`` in detectron2's ``BACKBONE_REGISTRY``) and VPD's released checkpoint
+formats (``release``).
 """
 from . import config  # noqa: F401  (MODEL.VPD keys)
+from . import release  # noqa: F401  (VPD's released checkpoint formats)
 from .adapter import TextAdapter
 from .attention import attention_channels, average_attention_by_stride
 from .backbone import VPDBackbone, build_vpd_fpn_backbone

@@ -1,3 +1,4 @@
+# Adapted from wl-zhao/VPD@3480e38129a5a47bb546e5b34b6f07e39b5f5a1f:vpd/models.py
 """VPD's text adapter: ``c + gamma * MLP(c)``."""
 import torch
 from torch import nn

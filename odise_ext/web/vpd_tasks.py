@@ -11,7 +11,8 @@ from PIL import Image, ImageDraw, ImageFont
 from ..dense import visualization as vpd_vis
 from ..dense.depth_vis import colorize_depth
 from ..utils.visualization import side_by_side
-from .inputs import InputError, parse_boxes
+from ..dense.person_crops import parse_boxes
+from .inputs import InputError
 
 __all__ = ["test_metadata", "run_semseg", "run_depth", "depth_colorbar", "run_refer", "run_pose"]
 

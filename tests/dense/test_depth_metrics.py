@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from detectron2.utils import comm as detectron2_comm
 
-from odise_ext.dense.evaluation import depth as depth_evaluation
 from odise_ext.dense.evaluation.depth import DepthEvaluator, depth_eval_mask, depth_metrics
 from odise_ext.dense.depth_vis import colorize_depth, save_depth_png
 
@@ -169,7 +169,7 @@ def test_depth_evaluator_gathers_across_processes(monkeypatch):
     ev.process([samples[0][0]], [samples[0][1]])
     other = DepthEvaluator(min_depth=1e-3, max_depth=10.0, clamp_pred=True, distributed=False)
     other.process([samples[1][0]], [samples[1][1]])
-    comm = depth_evaluation.comm
+    comm = detectron2_comm  # what the evaluators' gather goes through
     monkeypatch.setattr(comm, "gather", lambda data, dst=0: [data, other._per_image])
     monkeypatch.setattr(comm, "is_main_process", lambda: True)
     res = ev.evaluate()

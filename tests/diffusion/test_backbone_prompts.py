@@ -107,7 +107,7 @@ def test_captioner_parameters_follow_odise_names(captioner):
 
 
 def test_unknown_prompt_name(text_encoder, unet):
-    assert {"EmptyPrompt", "ImplicitCaptioner"} <= set(PROMPT_REGISTRY._obj_map)
+    assert {"EmptyPrompt", "ImplicitCaptioner"} <= {name for name, _ in PROMPT_REGISTRY}
     with pytest.raises(KeyError, match="NoSuchPrompt"):
         build_prompt_module(tiny_cfg("MODEL.DIFFUSION.PROMPT.NAME", "NoSuchPrompt"),
                             text_encoder=text_encoder, unet=unet)

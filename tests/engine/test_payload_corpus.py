@@ -81,7 +81,7 @@ def test_payloads_inside_torch_files_refused_by_every_torch_reader(tmp_path):
 
     from odise_ext.odise.clip.open_clip_wrapper import _read_torch_or_torchscript
     from odise_ext.diffusion.sd_loading import read_state_dict
-    from odise_ext.vpd.checkpoint import load_release_checkpoint
+    from odise_ext.checkpoint import load_release_checkpoint
 
     marker = tmp_path / "marker"
     files = []

@@ -19,7 +19,7 @@ from odise_ext.mask2former.criterion import (
     sigmoid_ce_loss,
 )
 from odise_ext.mask2former.matcher import HungarianMatcher
-from odise_ext.mask2former.point_features import get_uncertain_point_coords_with_randomness, point_sample
+from detectron2.projects.point_rend.point_features import get_uncertain_point_coords_with_randomness, point_sample
 
 
 def sig(x):
@@ -123,24 +123,20 @@ def test_mask_loss_uses_importance_sampled_points(monkeypatch):
 
 
 def test_uncertain_point_selection():
-    """With a seeded generator: the kept points are the most uncertain candidates (|logit| of a
-    bilinear sample, computed here independently), followed by fresh uniform points."""
+    """With a seeded global generator (detectron2's sampler, as Mask2Former uses it): the kept
+    points are the most uncertain candidates (|logit| of a bilinear sample, computed here
+    independently), followed by fresh uniform points."""
     logits = torch.linspace(-3, 3, 8 * 8).view(1, 1, 8, 8) * torch.tensor([1.0, -1.0]).view(2, 1, 1, 1)
     seed, num_points, oversample, importance = 7, 6, 4.0, 0.5
-    out = get_uncertain_point_coords_with_randomness(
-        logits,
-        lambda x: -x.abs(),
-        num_points,
-        oversample,
-        importance,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    assert out.shape == (2, num_points, 2)
-    g = torch.Generator().manual_seed(seed)
-    candidates = torch.rand(2, int(num_points * oversample), 2, generator=g)
-    fresh = torch.rand(2, num_points - int(num_points * importance), 2, generator=g)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = get_uncertain_point_coords_with_randomness(logits, lambda x: -x.abs(), num_points, oversample, importance)
+        assert out.shape == (2, num_points, 2)
+        torch.manual_seed(seed)
+        candidates = torch.rand(2, int(num_points * oversample), 2)
+        fresh = torch.rand(2, num_points - int(num_points * importance), 2)
     for n in range(2):
-        vals = point_sample(logits[n : n + 1], candidates[n : n + 1]).flatten().abs()
+        vals = point_sample(logits[n : n + 1], candidates[n : n + 1], align_corners=False).flatten().abs()
         best = set(vals.argsort()[:3].tolist())
         chosen = {
             i for i in range(len(candidates[n])) for j in range(3) if torch.equal(candidates[n, i], out[n, j])
@@ -276,11 +272,21 @@ def test_set_criterion_empty_targets_and_bad_term():
         bad(outputs, targets)
 
 
+def test_mask_loss_rejects_bad_sampling_ratios_when_built():
+    kw = dict(num_points=8, mask_weight=1.0, dice_weight=1.0)
+    with pytest.raises(ValueError, match="OVERSAMPLE_RATIO"):
+        MaskLoss(oversample_ratio=0.5, importance_sample_ratio=0.5, **kw)
+    with pytest.raises(ValueError, match="IMPORTANCE_SAMPLE_RATIO"):
+        MaskLoss(oversample_ratio=3.0, importance_sample_ratio=1.5, **kw)
+    # the dense (sampling-free) loss does not use the ratios
+    MaskLoss(oversample_ratio=0.5, importance_sample_ratio=1.5, **{**kw, "num_points": 0})
+
+
 def test_point_sample_is_bilinear_with_zero_padding():
     img = torch.arange(12.0).view(1, 1, 3, 4)
     # (x, y) normalised; pixel centres at ((j + 0.5) / 4, (i + 0.5) / 3)
     coords = torch.tensor([[[0.125, 1 / 6], [0.25, 0.5], [0.0, 0.5], [0.375, 0.5]]])
-    out = point_sample(img, coords)
+    out = point_sample(img, coords, align_corners=False)
     # centre of (0, 0); halfway between cols 0 and 1 of row 1; left border (half zero padding);
     # centre of (1, 1)
     assert out.flatten().tolist() == pytest.approx([0.0, 4.5, 2.0, 5.0], abs=1e-6)

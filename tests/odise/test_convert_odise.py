@@ -13,7 +13,7 @@ from detectron2.modeling import build_model
 import odise_ext  # noqa: F401
 from odise_ext.config import setup_cfg
 from odise_ext.data.build import build_dataset_mapper
-from odise_ext.odise.checkpoint import FROZEN_PREFIXES, convert_odise_state_dict
+from odise_ext.odise.release import FROZEN_PREFIXES, convert_odise_state_dict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools"))

@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from odise_ext.vpd.checkpoint import (
+from odise_ext.checkpoint import (
     check_against_model,
     convert_ours_to_release,
     convert_release_to_ours,

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from detectron2.modeling import build_model
 
-from odise_ext.vpd.checkpoint import check_against_model, convert_release_to_ours, detect_release_format
-from odise_ext.vpd.release_formats import release_key_shapes
+from odise_ext.checkpoint import check_against_model, convert_release_to_ours, detect_release_format
+from odise_ext.checkpoint import release_key_shapes
 from vpd_release import (
     ROOT,
     bn,

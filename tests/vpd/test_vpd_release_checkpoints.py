@@ -1,4 +1,4 @@
-"""``tools/convert_vpd_checkpoint.py`` and ``odise_ext.vpd.checkpoint``: every released key
+"""``tools/convert_vpd_checkpoint.py`` and ``odise_ext.checkpoint``: every released key
 maps to one of ours and back, wrong keys are errors naming them, full-size shapes fit the real
 configs, and a checkpoint is only ever read with ``weights_only=True``."""
 import os
@@ -8,7 +8,7 @@ import torch
 from detectron2.modeling import build_model
 
 from odise_ext.utils.safe_load import UnsafeFileError
-from odise_ext.vpd.checkpoint import (
+from odise_ext.checkpoint import (
     check_against_model,
     convert_ours_to_release,
     convert_release_to_ours,
@@ -135,3 +135,79 @@ def test_norm_epsilons_are_the_reference_ones():
             eps.setdefault(kind, set()).add(m.eps)
     eps["vae"] = {m.eps for m in ex.vae.module.modules() if isinstance(m, torch.nn.GroupNorm)}
     assert eps == {"resnet": {1e-5}, "transformer": {1e-6}, "vae": {1e-6}}
+
+
+# Hand-written fixtures, typed from the released checkpoints' key lists in shared/reference/ (file
+# and line of each), not read from the converter's own lists: (released key, released shape, our
+# key or None = stored twice and mapped once, our shape).
+_HAND_WRITTEN = {
+    ("vpd_depth", "vpd_nyu_depth.yaml"): [
+        # vpd_depth_release_ckpt_keys.tsv.gz line 3
+        ("encoder.gamma", (768,), "backbone.feature_extractor.prompt.adapter.gamma", (768,)),
+        # line 4
+        ("encoder.class_embeddings", (27, 768), "backbone.feature_extractor.prompt.class_embeddings", (27, 768)),
+        # line 13
+        ("encoder.out_layer.0.weight", (1536, 3520, 1, 1), "depth_head.out_layer.0.weight", (1536, 3520, 1, 1)),
+        # line 17
+        ("encoder.encoder_vq.encoder.conv_in.weight", (128, 3, 3, 3),
+         "backbone.feature_extractor.vae.module.encoder.conv_in.weight", (128, 3, 3, 3)),
+        # line 145
+        ("encoder.unet.unet.diffusion_model.input_blocks.1.1.proj_in.weight", (320, 320, 1, 1),
+         "backbone.feature_extractor.unet.module.down_blocks.0.attentions.0.proj_in.weight", (320, 320, 1, 1)),
+        # line 147
+        ("encoder.unet.unet.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight", (320, 320),
+         "backbone.feature_extractor.unet.module.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight",
+         (320, 320)),
+        # line 221
+        ("encoder.unet.unet.diffusion_model.input_blocks.4.1.proj_in.weight", (640, 640, 1, 1),
+         "backbone.feature_extractor.unet.module.down_blocks.1.attentions.0.proj_in.weight", (640, 640, 1, 1)),
+    ],
+    ("vpd_refer", "vpd_refcoco.yaml"): [
+        # vpd_refer_state_dict_keys.tsv.gz line 3
+        ("gamma", (768,), "backbone.feature_extractor.prompt.adapter.gamma", (768,)),
+        # line 803
+        ("text_adapter.fc.2.bias", (768,), "backbone.feature_extractor.prompt.adapter.mlp.2.bias", (768,)),
+        # line 804: conv1_4 = the first conv of the stride-32 fusion block
+        ("classifier.conv1_4.weight", (640, 2637, 3, 3), "refer_decoder.fuse32.convs.0.weight", (640, 2637, 3, 3)),
+        # line 837: bn2_2 = the second norm of the stride-8 fusion block
+        ("classifier.bn2_2.running_mean", (640,), "refer_decoder.fuse8.convs.1.norm.running_mean", (640,)),
+        # line 840
+        ("classifier.conv1_1.weight", (2, 640, 1, 1), "refer_decoder.predictor.weight", (2, 640, 1, 1)),
+    ],
+    ("mp_depth", "metaprompts_nyu_depth.yaml"): [
+        # mp_depth_release_ckpt_keys.tsv.gz line 3
+        ("encoder.t1", (1, 1280), "backbone.feature_extractor.loop_time_embeds.0", (1, 1280)),
+        # line 6
+        ("encoder.meta_prompts2", (50, 768), "backbone.feature_extractor.prompt.step_prompts.1", (50, 768)),
+        # line 7
+        ("encoder.t3", (1, 1280), "backbone.feature_extractor.loop_time_embeds.2", (1, 1280)),
+        # line 78: the UNet's output head stored again for step 2
+        ("encoder.cross_unet_conv2.0.weight", (320,), None, None),
+        # line 90
+        ("encoder.text_adapter3.fc.0.weight", (768, 768), "backbone.feature_extractor.prompt.step_mlps.2.0.weight",
+         (768, 768)),
+    ],
+}
+
+
+def _model_tensor(model, name):
+    try:
+        return model.get_parameter(name)
+    except AttributeError:
+        return model.get_buffer(name)
+
+
+@pytest.mark.parametrize("fmt,config", sorted(_HAND_WRITTEN))
+def test_hand_written_release_keys_map_onto_the_real_model(fmt, config):
+    """A handful of released keys, typed by hand: the shipped key list has them with the released
+    shape, the converter maps each to the key of ours written here, and the real config's model
+    (meta device) has that key with that shape."""
+    from odise_ext.checkpoint import name_map
+
+    shapes, mapping = release_key_shapes(fmt), name_map(fmt)
+    model = tool("convert_vpd_checkpoint")._model_of(os.path.join(ROOT, "configs", "vpd", config))
+    for release_key, release_shape, ours, our_shape in _HAND_WRITTEN[(fmt, config)]:
+        assert shapes[release_key] == release_shape, release_key
+        assert mapping[release_key][0] == ours, release_key
+        if ours is not None:
+            assert tuple(_model_tensor(model, ours).shape) == our_shape, ours

@@ -8,7 +8,7 @@ public definition (``tests/vpd_release.py``), fp32, <= 1e-5.
 import pytest
 import torch
 
-from odise_ext.vpd.checkpoint import detect_release_format
+from odise_ext.checkpoint import detect_release_format
 from vpd_release import (
     converted_model,
     diffusers_parts,

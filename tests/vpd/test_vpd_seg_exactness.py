@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from odise_ext.vpd.checkpoint import detect_release_format
+from odise_ext.checkpoint import detect_release_format
 from vpd_release import (
     bn,
     conv,

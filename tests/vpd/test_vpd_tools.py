@@ -7,6 +7,7 @@
   evaluator table (depth metrics + colour-mapped visualisations), and ``--eval-only`` from the
   saved weights reproduces the same numbers.
 """
+import argparse
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from PIL import Image
 
 import odise_ext  # noqa: F401  (datasets, mappers, models)
 from odise_ext.config import setup_cfg
+from odise_ext.engine.demo import demo_class
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
@@ -89,10 +91,13 @@ def test_demo_draws_keypoints_for_boxes_or_whole_image(image_path, tmp_path):
     image = _input(image_path).astype(int)
     assert np.abs(given - image).sum() > 0 and np.abs(whole - image).sum() > 0
     assert np.abs(given.astype(int) - whole).sum() > 0  # the boxes decide what is drawn
+    # the demo entry's --boxes: parsed in the input image's pixels, bad boxes exit naming the flag
+    pose_demo = demo_class("DensePoseEstimator")
+    bgr = np.zeros((200, 200, 3), np.uint8)
     for bad in ("1,2,3", "5,5,1,1", "a,b,c,d"):
         with pytest.raises(SystemExit, match="--boxes"):
-            demo.parse_boxes(bad, 200, 200)
-    assert demo.parse_boxes("1,2,3,4; 5,6,7,8;", 200, 200).shape == (2, 4)
+            pose_demo(None, argparse.Namespace(boxes=bad)).inputs(bgr)
+    assert pose_demo(None, argparse.Namespace(boxes="1,2,3,4; 5,6,7,8;")).inputs(bgr)["boxes"].shape == (2, 4)
 
 
 def test_demo_rejects_flags_of_other_tasks(image_path, tmp_path):

@@ -1,7 +1,7 @@
 """Helpers of the released-checkpoint tests (test_vpd_release_*.py).
 
 A checkpoint in the released key layout is written here: every key of the released key list
-(``odise_ext/vpd/release_keys/*.tsv.gz``, copied from the released files) with a scaled-down
+(``odise_ext/{vpd,metaprompts}/release/keys/*.tsv.gz``, copied from the released files) with a scaled-down
 shape (every dimension >= 128 divided by 8, e.g. SD's 320/640/1280 UNet widths become 40/80/160,
 CLIP's 768 becomes 96) and random values. The independent forwards below are written from the
 definition of the public models: diffusers' UNet / VAE used directly (loaded with diffusers' own
@@ -18,8 +18,8 @@ from detectron2.modeling import build_model
 
 import odise_ext  # noqa: F401  (registers models)
 from odise_ext.config import get_odise_cfg
-from odise_ext.vpd.checkpoint import check_against_model, convert_release_to_ours, release_key_shapes
-from odise_ext.vpd.release_formats import release_format
+from odise_ext.checkpoint import check_against_model, convert_release_to_ours, release_key_shapes
+from odise_ext.checkpoint import release_format
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GROUPS = 8  # GroupNorm groups of the scaled-down model (SD: 32, VPD necks: 16)

@@ -12,7 +12,8 @@ from PIL import Image
 from odise_ext.config import setup_cfg
 from odise_ext.data.noun_phrases import NounPhraseExtractor
 from odise_ext.web.html import caption_html, legend_html
-from odise_ext.web.inputs import MIN_IMAGE_SIDE, InputError, load_image, parse_boxes
+from odise_ext.dense.person_crops import parse_boxes
+from odise_ext.web.inputs import MIN_IMAGE_SIDE, InputError, load_image
 from odise_ext.web.odise_task import THINGS_MODES, vocabulary_text, web_vocabulary
 from odise_ext.web.png_task import LexiconTagger, phrase_spans, run_grounding, split_phrases
 from odise_ext.web.session import MAX_DRAW_SIDE, DemoSession, weights_note

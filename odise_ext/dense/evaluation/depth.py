@@ -15,7 +15,6 @@ first images each process sees are also written as colour-mapped PNGs
 ``<output_dir>/depth_vis/<rank>_<index>_<image>.png``: prediction | ground truth side by side,
 both coloured on the same [0, max valid ground truth] range (pixels without ground truth black).
 """
-import itertools
 import logging
 import os
 from collections import OrderedDict
@@ -29,6 +28,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from ...utils.atomic_io import atomic_save_image
+from ...utils.gather import gather_on_main
 
 __all__ = ["depth_metrics", "depth_eval_mask", "DepthEvaluator", "DEPTH_METRIC_NAMES"]
 
@@ -249,12 +249,10 @@ class DepthEvaluator(DatasetEvaluator):
                 self._visualize(name, pred, gt, valid)
 
     def evaluate(self):
-        per_image = self._per_image
-        if self._distributed:
-            comm.synchronize()
-            per_image = list(itertools.chain(*comm.gather(per_image, dst=0)))
-            if not comm.is_main_process():
-                return {}
+        gathered = gather_on_main(self._per_image, distributed=self._distributed)
+        if gathered is None:
+            return {}
+        (per_image,) = gathered
         if not per_image:
             self._logger.warning(f"DepthEvaluator on {self._dataset_name}: no images processed")
             return {}

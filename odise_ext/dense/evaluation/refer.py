@@ -9,7 +9,6 @@ prediction and ground truth are both empty (U = 0) scores ``empty_iou`` (0 in LA
 Where the masks are compared (network input size or original resolution) is the mapper's
 choice (``MODEL.VPD.REFER.EVAL_AT_INPUT_SIZE``).
 """
-import itertools
 import logging
 from collections import OrderedDict
 
@@ -18,7 +17,8 @@ import torch
 
 from detectron2.config import configurable
 from detectron2.evaluation import DatasetEvaluator
-from detectron2.utils import comm
+
+from ...utils.gather import gather_on_main
 
 __all__ = ["ReferEvaluator", "refer_iou_stats", "refer_metrics", "PRECISION_THRESHOLDS"]
 
@@ -121,12 +121,10 @@ class ReferEvaluator(DatasetEvaluator):
             self._stats.append(refer_iou_stats(out["ref_mask"], inp["ref_mask"], self._threshold))
 
     def evaluate(self):
-        stats = self._stats
-        if self._distributed:
-            comm.synchronize()
-            stats = list(itertools.chain(*comm.gather(stats, dst=0)))
-            if not comm.is_main_process():
-                return {}
+        gathered = gather_on_main(self._stats, distributed=self._distributed)
+        if gathered is None:
+            return {}
+        (stats,) = gathered
         if not stats:
             self._logger.warning(f"ReferEvaluator on {self._dataset_name}: no samples processed")
             return {}

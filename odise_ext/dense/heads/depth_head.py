@@ -1,3 +1,4 @@
+# Adapted from wl-zhao/VPD@25818f5e6afdbd20e92de8e7c7b27ef09087f77a:depth/models_depth/model.py
 """Monocular depth decoder of VPD (also used by Meta-Prompts).
 
 Computation (channel sizes are config values; VPD's in brackets):

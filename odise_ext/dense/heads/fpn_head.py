@@ -1,3 +1,4 @@
+# Adapted from open-mmlab/mmsegmentation@bf06aceee051cf2a07cf3207475251cfbda6ff10:mmseg/models/decode_heads/fpn_head.py
 """``FPNHead``: mmseg's ``FPNHead`` (VPD's segmentation head) as a detectron2 sem-seg head.
 
 At test time it is detectron2's ``SemSegFPNHead`` (per level: 3x3 conv - norm - ReLU, each

@@ -1,3 +1,4 @@
+# Adapted from open-mmlab/mmpose@ca97478e659f43260fedb2e0b2d296c423178693:mmpose/models/heads/topdown_heatmap_simple_head.py
 """Top-down human-pose head (SimpleBaseline style) with heatmap decoding and flip testing.
 
 Head: N × (deconv stride 2 → norm → ReLU) → conv to K keypoint heatmaps. Loss: the

@@ -1,3 +1,4 @@
+# Adapted from wl-zhao/VPD@7154e611a2d890790b5399ab56189d2690a7e463:refer/lib/mask_predictor.py
 """LAVT-style decoder for referring segmentation, as VPD uses it.
 
 Progressive top-down fusion of four feature maps (strides 8/16/32/64, with the cross-attention

@@ -1,3 +1,4 @@
+# Adapted from open-mmlab/mmsegmentation@46fd215c9194023e7106d61989e3dc34bc80b0cd:mmseg/models/decode_heads/uper_head.py
 """UPerNet semantic segmentation head (Xiao et al., ECCV 2018) with an auxiliary FCN head, as
 used by Meta-Prompts: pyramid pooling (PPM) on the coarsest feature, FPN top-down fusion, all
 levels concatenated at the finest resolution. Loss = CE + LOVASZ_WEIGHT·Lovász-softmax on the main

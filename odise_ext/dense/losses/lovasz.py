@@ -1,3 +1,4 @@
+# Adapted from bermanmaxim/LovaszSoftmax@19279a04d53ead8f801c47bd11d3dffc889fe3be:pytorch/lovasz_losses.py
 """Lovász-softmax loss (Berman et al., CVPR 2018): a convex surrogate of the per-class Jaccard
 loss, used with cross-entropy by the Meta-Prompts UPerNet segmentation head.
 

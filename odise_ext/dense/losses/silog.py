@@ -1,3 +1,4 @@
+# Adapted from wl-zhao/VPD@25818f5e6afdbd20e92de8e7c7b27ef09087f77a:depth/utils_depth/criterion.py
 """Scale-invariant logarithmic (SiLog) depth loss, in the form VPD and Meta-Prompts train with.
 
 VPD's ``SiLogLoss`` (inherited from GLPDepth) computes, over the pixels with ground truth,

@@ -1,3 +1,5 @@
+# Adapted from facebookresearch/Mask2Former@161be514814ea63440fae520d2ec72707b62ba54:mask2former/modeling/pixel_decoder/ops/modules/ms_deform_attn.py
+# Adapted from facebookresearch/Mask2Former@5c33919116070a6baca5e112617e56b302d0ab4b:mask2former/modeling/pixel_decoder/ops/functions/ms_deform_attn_func.py
 """Multi-scale deformable attention (Deformable DETR, Zhu et al. 2021).
 
 Each query attends, per head, to ``n_points`` bilinearly sampled locations on each of

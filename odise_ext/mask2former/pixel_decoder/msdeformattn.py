@@ -1,3 +1,4 @@
+# Adapted from facebookresearch/Mask2Former@161be514814ea63440fae520d2ec72707b62ba54:mask2former/modeling/pixel_decoder/msdeformattn.py
 """Mask2Former's pixel decoder: a multi-scale deformable-attention encoder over the coarse
 backbone levels, then an FPN path down to ``common_stride`` for the per-pixel mask features.
 

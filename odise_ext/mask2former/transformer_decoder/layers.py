@@ -1,3 +1,4 @@
+# Adapted from facebookresearch/Mask2Former@161be514814ea63440fae520d2ec72707b62ba54:mask2former/modeling/transformer_decoder/mask2former_transformer_decoder.py
 """Building blocks of the masked-attention decoder (batch-first).
 
 Parameter names match ``nn.MultiheadAttention`` and Mask2Former's layers, so Mask2Former / ODISE

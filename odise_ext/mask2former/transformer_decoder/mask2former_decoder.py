@@ -1,3 +1,4 @@
+# Adapted from facebookresearch/Mask2Former@161be514814ea63440fae520d2ec72707b62ba54:mask2former/modeling/transformer_decoder/mask2former_transformer_decoder.py
 """Mask2Former's multi-scale masked-attention transformer decoder (Cheng et al. 2022).
 
 Queries attend, layer by layer and round-robin over the pixel decoder's levels (coarsest

@@ -1,3 +1,4 @@
+# Adapted from facebookresearch/Mask2Former@161be514814ea63440fae520d2ec72707b62ba54:mask2former/modeling/transformer_decoder/position_encoding.py
 """Sine positional encoding of a 2-D feature map (DETR, normalised as in Mask2Former)."""
 
 import math

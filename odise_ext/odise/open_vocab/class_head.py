@@ -1,3 +1,4 @@
+# Adapted from NVlabs/ODISE@e7192c969f8d58fe574d787a47f74424ec99452e:odise/modeling/meta_arch/odise.py
 """ODISE's open-vocabulary class head, plugged into the masked-attention decoder."""
 import torch
 from detectron2.config import configurable

@@ -1,3 +1,4 @@
+# Adapted from NVlabs/ODISE@e7192c969f8d58fe574d787a47f74424ec99452e:odise/modeling/meta_arch/odise.py
 """Geometric ensemble of the diffusion-feature classifier and the CLIP classifier (ODISE).
 
 For K classes plus a "void"/null class::

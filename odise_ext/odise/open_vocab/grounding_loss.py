@@ -1,3 +1,4 @@
+# Adapted from NVlabs/ODISE@e7192c969f8d58fe574d787a47f74424ec99452e:odise/modeling/meta_arch/odise.py
 """Caption grounding loss of ODISE's caption model.
 
 For image i with mask embeddings z_i [Q, E] and caption j with noun-phrase embeddings w_j [P, E]

@@ -1,3 +1,4 @@
+# Adapted from NVlabs/ODISE@e7192c969f8d58fe574d787a47f74424ec99452e:odise/modeling/meta_arch/odise.py
 """Open-vocabulary classification of Mask2Former queries (ODISE's label head).
 
 ``MaskPooledEmbedding`` turns each query into an embedding (hard mask pooling of the stride-4

@@ -1,3 +1,4 @@
+# Adapted from NVlabs/ODISE@e7192c969f8d58fe574d787a47f74424ec99452e:odise/modeling/meta_arch/clip.py
 """Per-mask CLIP classification (ODISE's MaskCLIP branch) on an open_clip ``VisionTransformer``.
 
 One extra token per mask, a copy of the CLS token after ``ln_pre``, is placed before the CLS

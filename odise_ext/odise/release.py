@@ -1,4 +1,4 @@
-"""Renaming ODISE release checkpoints into odise-ext's module layout.
+"""ODISE's released checkpoints: renaming them into odise-ext's module layout.
 
 ODISE checkpoints (``odise_label_coco_50e.pth`` etc.) hold ``{"model": state_dict}``; the
 "full" variants also carry the frozen SD and CLIP weights, which odise-ext reloads from their own
@@ -15,6 +15,8 @@ Every other key (pixel decoder, transformer decoder) keeps its name.
 """
 import re
 from typing import Dict, List, Tuple
+
+from ..checkpoint.convert import rename_key
 
 __all__ = ["FROZEN_PREFIXES", "convert_odise_state_dict", "odise_key_to_ours"]
 
@@ -37,10 +39,7 @@ _RULES = [
 
 def odise_key_to_ours(key: str) -> str:
     """Our name of an ODISE (trainable) key."""
-    for pattern, repl in _RULES:
-        if pattern.match(key):
-            return pattern.sub(repl, key, count=1)
-    return key
+    return rename_key(key, _RULES) or key
 
 
 def convert_odise_state_dict(state_dict: Dict) -> Tuple[Dict, List[str], List[str]]:

@@ -1,32 +1,12 @@
-"""Released VPD / Meta-Prompts checkpoints <-> odise-ext state dicts.
+"""Released checkpoints <-> odise-ext state dicts, for any registered format
+(:mod:`odise_ext.checkpoint.formats`; the formats and key lists belong to the families).
 
-Released formats (defined in :mod:`odise_ext.vpd.release_formats`; the key names and
-shapes of each ship in ``release_keys/*.tsv.gz``):
-
-===========  ===========================  ===============================================
-format       container                    model
-===========  ===========================  ===============================================
-vpd_depth    ``{'model': state_dict}``    VPD NYUv2 depth (``configs/vpd/vpd_nyu_depth.yaml``)
-mp_depth     ``{'model': state_dict}``    Meta-Prompts NYUv2 / KITTI depth (``metaprompts_*_depth``)
-vpd_seg      ``{'state_dict': ..., ...}`` VPD ADE20K (mmcv runner): ``vpd_ade20k_semseg``
-vpd_refer    ``{'model': state_dict}``    VPD RefCOCO (``configs/vpd/vpd_refcoco.yaml``)
-mp_seg_*     ``{'state_dict': ..., ...}`` Meta-Prompts ADE20K / Cityscapes (mmcv runner):
-                                          ``metaprompts_*_semseg``; key lists DERIVED from
-                                          the public code, see below
-===========  ===========================  ===============================================
-
-The SD parts are stored in ldm (CompVis) layout: the UNet (tuned by VPD, so the checkpoint's UNet
-replaces the SD file's) and the VAE encoder (frozen; loaded into our frozen VAE). Their names are
-mapped to diffusers' by diffusers' own single-file converter, run once on placeholder tensors
-(one value per key), so every released key has exactly one of ours and back. Everything else is
-renamed by the per-format rules below. Tensors are read with ``torch.load(weights_only=True)``
-only: a checkpoint that needs arbitrary unpickling is refused.
-
-Meta-Prompts segmentation: formats ``mp_seg_ade20k`` / ``mp_seg_cityscapes`` /
-``mp_seg_cityscapes_extra`` (mmcv runner, ``{'state_dict': ..., ...}``) for
-``configs/vpd/metaprompts_{ade20k,cityscapes,cityscapes_extra}_semseg.yaml``; the first two have
-the same keys and are told apart by the classifier's shape. Their key lists are DERIVED from the
-public code (``tools/derive_mp_seg_release_keys.py``), not read off a released file.
+The SD parts are stored in ldm (CompVis) layout: the UNet (tuned by VPD / Meta-Prompts, so the
+checkpoint's UNet replaces the SD file's) and the VAE encoder (frozen; loaded into our frozen VAE).
+Their names are mapped to diffusers' by diffusers' own single-file converter, run once on
+placeholder tensors (one value per key), so every released key has exactly one of ours and back.
+Everything else is renamed by the format's rules. Tensors are read with
+``torch.load(weights_only=True)`` only: a checkpoint that needs arbitrary unpickling is refused.
 """
 import os
 import re
@@ -37,16 +17,15 @@ import torch
 
 from ..engine.checkpoint import state_dict_problems
 from ..utils.safe_load import safe_torch_load
-from .release_formats import RELEASE_FORMATS, ReleaseFormat, release_format, release_key_shapes
+from .formats import RELEASE_FORMATS, release_format, release_key_shapes
 
 __all__ = [
-    "RELEASE_FORMATS",
-    "ReleaseFormat",
     "convert_ours_to_release",
     "convert_release_to_ours",
     "detect_release_format",
     "load_release_checkpoint",
-    "release_key_shapes",
+    "name_map",
+    "rename_key",
     "check_against_model",
 ]
 
@@ -92,7 +71,7 @@ def detect_release_format(keys: Sequence[str]) -> str:
     best = max(scores, key=scores.get)
     if scores[best] < 0.9:
         raise ValueError(
-            f"the checkpoint matches no released VPD / Meta-Prompts format (key overlap {scores}); "
+            f"the checkpoint matches no released format (key overlap {scores}); "
             "pass the format explicitly"
         )
     tied = [name for name in scores if scores[name] == scores[best]]
@@ -151,8 +130,9 @@ def _ldm_names(keys: List[str], shapes: Dict[str, Tuple[int, ...]], component: s
     return out
 
 
-def _rename(key: str, rules) -> Optional[str]:
-    """``key`` renamed by the first matching rule, None if none matches."""
+def rename_key(key: str, rules) -> Optional[str]:
+    """``key`` renamed by the first matching (regex or compiled pattern, replacement) rule, None
+    if none matches."""
     for pattern, repl in rules:
         if re.match(pattern, key):
             return re.sub(pattern, repl, key, count=1)
@@ -180,7 +160,7 @@ def name_map(fmt: str) -> "OrderedDict[str, Tuple[Optional[str], Optional[int]]]
             new, ndim = vae_map[key[len(f.vae_prefix):]]
             out[key] = (f"{f.ours_prefix}vae.module.{new}", ndim)
         else:
-            new = _rename(key, f.rules)
+            new = rename_key(key, f.rules)
             if new is None:
                 raise RuntimeError(f"format {fmt}: no rule for released key {key}")
             out[key] = (new, None)
