@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
-from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import ImageList
 from detectron2.utils.logger import log_first_n
 from torch import nn
 
-from ..diffusion.backbone import DiffusionBackbone
+from ..diffusion.backbone import build_diffusion_backbone
 from .clip import CLIP_MEAN, CLIP_STD, build_clip
 from ..mask2former.criterion import ClassLoss, SetCriterion, build_loss_term
 from ..mask2former.mask_former_head import MaskFormerHead
@@ -95,12 +95,11 @@ class ODISE(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
-        backbone = build_backbone(cfg)
-        if not isinstance(backbone, DiffusionBackbone):
-            raise TypeError(f"ODISE needs a diffusion backbone (MODEL.BACKBONE.NAME), got {type(backbone).__name__}")
+        backbone = build_diffusion_backbone(cfg)
         # One frozen CLIP for the implicit captioner and the classifier: the backbone's if its
         # prompt module has one.
-        clip = getattr(backbone.feature_extractor.prompt, "clip", None)
+        prompt = backbone.prompt
+        clip = prompt.shared_clip
         if clip is None:
             clip = build_clip(cfg)
         head_cls = CLASS_HEAD_REGISTRY.get(cfg.MODEL.MASK_FORMER.CLASS_HEAD_NAME)

@@ -11,9 +11,9 @@ from odise_ext.engine.optimizer import build_optimizer
 from odise_ext.diffusion import DiffusionFeatureExtractor, load_sd_components
 from odise_ext.diffusion.prompts.sd_text import sd_tokenize
 from odise_ext.dense import sliding_window_inference, sliding_windows
-from odise_ext.diffusion.refinement import VPDFeatureExtractor
-from odise_ext.metaprompts import MetaPrompts, PromptRearrangement
+from odise_ext.metaprompts import MetaPrompts, MetaPromptsBackbone, PromptRearrangement
 from odise_ext.vpd import ClassNamePrompt, SentencePrompt, TextAdapter, VPDBackbone, average_attention_by_stride
+from odise_ext.vpd.backbone import build_vpd_feature_extractor
 
 from conftest import make_cfg
 
@@ -169,7 +169,7 @@ def _mp_cfg(*opts):
 def test_refinement_with_one_loop_equals_plain_forward():
     cfg = _mp_cfg("MODEL.VPD.REFINE.LOOPS", 1, "MODEL.VPD.BACKBONE.UNET_MODE", "frozen")
     torch.manual_seed(0)
-    ours = VPDFeatureExtractor(cfg)
+    ours = build_vpd_feature_extractor(cfg)
     plain = DiffusionFeatureExtractor(cfg)  # same seeds -> same frozen weights
     plain.prompt.load_state_dict(ours.prompt.state_dict())
     unet = ours.unet.module
@@ -183,7 +183,7 @@ def test_refinement_with_one_loop_equals_plain_forward():
 def test_refinement_two_loops_matches_manual_unrolling():
     cfg = _mp_cfg("MODEL.VPD.REFINE.LOOPS", 2)
     torch.manual_seed(0)
-    ex = VPDFeatureExtractor(cfg)
+    ex = build_vpd_feature_extractor(cfg)
     images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     feats = ex(images)
     unet, vae = ex.unet.module, ex.vae.module
@@ -212,12 +212,12 @@ def test_refinement_two_loops_matches_manual_unrolling():
 
 def test_gradients_reach_prompts_time_vectors_and_tuned_unet_with_lr_multiplier():
     cfg = _mp_cfg(
-        "MODEL.VPD.REFINE.LOOPS", 2, "MODEL.VPD.REARRANGE.ENABLED", True, "MODEL.VPD.REARRANGE.GN_GROUPS", 4,
+        "MODEL.VPD.REFINE.LOOPS", 2, "MODEL.VPD.REARRANGE.GN_GROUPS", 4,
         "MODEL.VPD.BACKBONE.OUT_FEATURES", ["res2", "res3", "res4", "res5"],
         "SOLVER.BASE_LR", 1e-3, "OPTIMIZER.LR_MULTIPLIERS", [["feature_extractor.unet", 0.1]],
     )
     torch.manual_seed(0)
-    backbone = VPDBackbone(cfg)
+    backbone = MetaPromptsBackbone(cfg)
     feats = backbone(torch.rand(2, 3, 64, 64))
     assert feats["res2"].shape == (2, 4, 16, 16)  # x2 upsampled, one channel per prompt
     sum(f.square().mean() for f in feats.values()).backward()
@@ -302,7 +302,7 @@ def test_odise_taps_through_the_vpd_extractor_and_backbone():
     cfg.merge_from_list(["MODEL.VPD.BACKBONE.OUT_FEATURES", ["res2", "res3", "res4", "res5"]])
     assert cfg.MODEL.DIFFUSION.ADD_NOISE and cfg.MODEL.DIFFUSION.TIMESTEP == 0
     torch.manual_seed(0)
-    ours = VPDFeatureExtractor(cfg)
+    ours = build_vpd_feature_extractor(cfg)
     torch.manual_seed(0)
     plain = DiffusionFeatureExtractor(cfg)
     plain.prompt.load_state_dict(ours.prompt.state_dict())
