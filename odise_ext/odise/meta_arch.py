@@ -167,7 +167,7 @@ class ODISE(nn.Module):
 
     @property
     def class_head(self):
-        return self.sem_seg_head.predictor.class_embed
+        return self.sem_seg_head.class_head
 
     @property
     def device(self):
@@ -241,8 +241,9 @@ class ODISE(nn.Module):
         if len(phrases) != n * len(batched_inputs):
             raise ValueError("every image must carry the same number of caption phrases")
         text = self.text_cache(phrases, self.clip_template, self.device)
-        phrase_embed = self.class_head.category_head.text_proj(text).view(len(batched_inputs), n, -1)
-        scale = self.class_head.post_mask_embed.scale()
+        class_head = self.class_head
+        phrase_embed = class_head.project_text(text).view(len(batched_inputs), n, -1)
+        scale = class_head.logit_scale()
         out = {}
         for i, pred in enumerate([*outputs.get("aux_outputs", []), outputs]):
             embed = self.class_head.embed(pred["query_features"], outputs["mask_features"], pred["pred_masks"])
@@ -256,8 +257,7 @@ class ODISE(nn.Module):
             self.clip.visual, image[None], mask_logits[None], CLIP_MEAN, CLIP_STD, sdpa=self.mask_clip_sdpa
         )[0]
         sim = F.normalize(embed, dim=-1) @ F.normalize(clip_text, dim=-1).t()
-        # CLIP's own temperature, clamped at 100 as in CLIP's training
-        scale = self.clip.clip.logit_scale.exp().clamp(max=100)
+        scale = self.clip.logit_scale()
         return synonym_max(scale * sim, owner, num_classes)
 
     def inference(self, outputs, batched_inputs, images, vocab, synonyms, owner):
