@@ -25,6 +25,7 @@ from torch import nn
 
 from .feature_extractor import DiffusionFeatureExtractor
 from .output import BackboneOutput
+from .prompts import PromptModule
 
 __all__ = ["DiffusionBackbone", "build_diffusion_backbone"]
 
@@ -39,6 +40,10 @@ class DiffusionBackbone(Backbone):
     Output: :class:`BackboneOutput` with ``{"res<k>": [B, out_channels, H / 2^k, W / 2^k]}``
     float32.
     """
+
+    # Whether the backbone cuts images into windows (then ``prompt`` / ``attention`` of its output
+    # are per window); False: the padded batch is one UNet batch.
+    windowed: bool = False
 
     @configurable
     def __init__(
@@ -100,6 +105,12 @@ class DiffusionBackbone(Backbone):
     @property
     def size_divisibility(self) -> int:
         return max(self._out_feature_strides.values())
+
+    @property
+    def prompt(self) -> PromptModule:
+        """The prompt module the UNet is conditioned on (its typed attributes: token count and
+        width, steps, a shareable CLIP)."""
+        return self.feature_extractor.prompt
 
     @property
     def attention_layer_names(self) -> List[str]:

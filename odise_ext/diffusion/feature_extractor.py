@@ -21,11 +21,18 @@ When the prompt module asks for them (``PromptModule.needs_attention``), the UNe
 cross-attention maps are recorded during the pass; prompt modules read the maps recorded so far
 in their block callbacks (``PromptOutput.attention``) and :meth:`DiffusionFeatureExtractor.extract`
 returns them with the features and the prompt actually used.
+
+The same extractor serves VPD and Meta-Prompts (:mod:`.refinement`): the UNet may be tuned
+instead of frozen (a :class:`~.tuned.TunedModule`), gradient-checkpointed, and run ``loops``
+times (Meta-Prompts' recurrent refinement: pass i may replace the time-embedding MLP's output by
+its own learnable vector t_i; between passes the UNet's full output, i.e. its output head applied
+to the stride-8 features, is the next latent; only the last pass is tapped). With the default
+``loops=1`` the UNet runs once, exactly as without refinement.
 """
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -35,18 +42,16 @@ from torch import nn
 from .cross_attention import AttentionMap, CrossAttentionRecorder
 from .frozen import FrozenModule, freeze, parse_dtype
 from .prompts import PromptModule, PromptOutput, build_prompt_module
+from .refinement import UNET_MODES, check_refinement, loop_time_embedding, make_loop_time_embeds, resolve_unet_mode
 from .schedule import alphas_cumprod, fixed_noise
 from .speed import apply_speed_options
 from .sd_loading import load_sd_components
-from .taps import Tap, parse_taps, tap_channels
+from .taps import Tap, collect_taps, first_tensor, parse_taps, tap_channels
+from .tuned import RecordingCheckpoint, TunedModule
 
-__all__ = ["Tap", "parse_taps", "DiffusionFeatureExtractor", "Extraction", "fixed_noise", "alphas_cumprod"]
+__all__ = ["Tap", "parse_taps", "DiffusionFeatureExtractor", "Extraction", "UNET_MODES", "fixed_noise", "alphas_cumprod"]
 
 _STAGES = ("vae_encoder", "unet", "vae_decoder")
-
-
-class _StopForward(Exception):
-    """Raised from a tap hook once a network has produced everything that is needed."""
 
 
 @dataclass
@@ -65,22 +70,6 @@ class Extraction:
     attention: List[AttentionMap] = field(default_factory=list)
 
 
-def _first_tensor(args, kwargs) -> torch.Tensor:
-    if args:
-        return args[0]
-    if "hidden_states" in kwargs:
-        return kwargs["hidden_states"]
-    return next(v for v in kwargs.values() if torch.is_tensor(v))
-
-
-def _save_input(save, index, module, args, kwargs):
-    save(index, _first_tensor(args, kwargs))
-
-
-def _save_output(save, index, module, args, output):
-    save(index, output)
-
-
 def _add_to_output(delta, module, args, output):
     return output + delta.to(output.dtype)
 
@@ -95,7 +84,7 @@ def _vae_decoder_input(value: str) -> str:
 
 
 class DiffusionFeatureExtractor(nn.Module):
-    """Frozen SD UNet + VAE with a prompt module; returns the configured taps.
+    """SD UNet (frozen or tuned) + frozen VAE with a prompt module; returns the configured taps.
 
     Keys under this module map onto ODISE's ``backbone.feature_extractor.*``: the prompt
     module's parameters are ``prompt.<ODISE name>``; ``unet``/``vae`` are frozen (not saved).
@@ -105,7 +94,7 @@ class DiffusionFeatureExtractor(nn.Module):
     def __init__(
         self,
         *,
-        unet: FrozenModule,
+        unet: Union[FrozenModule, TunedModule],
         vae: FrozenModule,
         prompt: PromptModule,
         taps: Sequence[Tap],
@@ -115,10 +104,14 @@ class DiffusionFeatureExtractor(nn.Module):
         scale_latent: bool,
         decode_unet_output: bool = False,
         record_attention: bool = False,
+        loops: int = 1,
+        loop_time_embed: bool = False,
+        gradient_checkpointing: bool = False,
     ):
         """
         Args:
-            unet: frozen diffusers ``UNet2DConditionModel``.
+            unet: diffusers ``UNet2DConditionModel`` behind :class:`FrozenModule` or (VPD,
+                Meta-Prompts: trainable, saved in checkpoints) :class:`TunedModule`.
             vae: frozen diffusers ``AutoencoderKL``.
             prompt: the prompt module (trainable parts stay float32).
             taps: taps to collect, see :func:`parse_taps`.
@@ -129,7 +122,13 @@ class DiffusionFeatureExtractor(nn.Module):
             decode_unet_output: VAE-decoder taps see the decoding of the UNet's output (the
                 latent it predicts, PNG's mask features) instead of the posterior mean's.
                 The UNet then runs to its end.
-            record_attention: record the UNet's cross-attention maps in every call.
+            record_attention: record the UNet's cross-attention maps in every call (those of
+                the last pass are returned).
+            loops: UNet passes (>= 1; Meta-Prompts' recurrent refinement when > 1).
+            loop_time_embed: learn one time-embedding vector per pass (``loop_time_embeds``),
+                replacing the UNet's time-embedding MLP output (Meta-Prompts).
+            gradient_checkpointing: checkpoint the UNet's resnets / transformer blocks
+                (compatible with attention recording).
         """
         super().__init__()
         self.unet = unet
@@ -151,10 +150,31 @@ class DiffusionFeatureExtractor(nn.Module):
         self.recorder = CrossAttentionRecorder(unet.module) if record_attention else None
         self._tap_modules = [self._resolve(t) for t in self.taps]
         self.tap_channels = [tap_channels(m, t) for m, t in zip(self._tap_modules, self.taps)]
+        check_refinement(unet.module, prompt, loops, noise is not None, self.decode_unet_output)
+        self.loops = int(loops)
+        # Meta-Prompts' t_i (parameters "loop_time_embeds.<i>"), or None: the UNet's own MLP.
+        self.loop_time_embeds = make_loop_time_embeds(unet.module, loops) if loop_time_embed else None
+        if gradient_checkpointing:
+            unet.module.enable_gradient_checkpointing(RecordingCheckpoint(self.recorder))
+        # Image pixels per latent pixel (8 for SD).
+        self.latent_stride = 2 ** (len(vae.module.config.block_out_channels) - 1)
 
     @classmethod
-    def from_config(cls, cfg, clip=None):
-        """``clip``: optional frozen ``ClipWrapper`` shared with the prompt module."""
+    def from_config(
+        cls,
+        cfg,
+        clip=None,
+        *,
+        unet_mode: str = "frozen",
+        loops: int = 1,
+        loop_time_embed: bool = False,
+        gradient_checkpointing: bool = False,
+        record_attention: bool = False,
+    ):
+        """``clip``: optional frozen ``ClipWrapper`` shared with the prompt module. The other
+        arguments are the family's choices (VPD / Meta-Prompts pass their ``MODEL.VPD`` keys):
+        ``unet_mode`` one of :data:`UNET_MODES`; ``record_attention`` records the attention maps
+        even when the prompt module does not need them; see :meth:`__init__` for the rest."""
         d = cfg.MODEL.DIFFUSION
         dtype = parse_dtype(d.DTYPE)
         # UNet and VAE are built in their frozen dtype; the text encoder's users choose its dtype.
@@ -177,7 +197,7 @@ class DiffusionFeatureExtractor(nn.Module):
             else None
         )
         return {
-            "unet": freeze(unet, unet_source, dtype),
+            "unet": resolve_unet_mode(unet_mode)(freeze(unet, unet_source, dtype)),
             "vae": freeze(vae, vae_source, dtype),
             "prompt": prompt,
             "taps": parse_taps(d.TAPS, d.TAP_STRIDES),
@@ -186,7 +206,10 @@ class DiffusionFeatureExtractor(nn.Module):
             "noise": noise,
             "scale_latent": d.SCALE_LATENT,
             "decode_unet_output": _vae_decoder_input(d.VAE_DECODER_INPUT) == "unet_output",
-            "record_attention": prompt.needs_attention,
+            "record_attention": record_attention or prompt.needs_attention,
+            "loops": loops,
+            "loop_time_embed": loop_time_embed,
+            "gradient_checkpointing": gradient_checkpointing,
         }
 
     def _resolve(self, tap: Tap) -> nn.Module:
@@ -199,37 +222,10 @@ class DiffusionFeatureExtractor(nn.Module):
             ) from e
 
     # ---- hooks -----------------------------------------------------------------------------
-    @contextmanager
     def _collect(self, stage: str, store: Dict[int, torch.Tensor], stop_when_done: bool):
-        """Install the tap hooks of ``stage`` (they write float32 features into ``store``).
-
-        With ``stop_when_done`` the hook that completes the stage's taps aborts the forward pass
-        (the exception is swallowed here), so later layers never run.
-        """
+        """The tap hooks of ``stage`` (see :func:`collect_taps`)."""
         wanted = [i for i, t in enumerate(self.taps) if t.stage == stage]
-
-        def save(index, x):
-            if not torch.is_tensor(x):
-                x = x[0]  # tuples / diffusers outputs: the hidden states come first
-            store[index] = x.float()
-            if stop_when_done and all(j in store for j in wanted):
-                raise _StopForward
-
-        handles = []
-        for i in wanted:
-            module = self._tap_modules[i]
-            if self.taps[i].where == "input":
-                hook = partial(_save_input, save, i)
-                handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
-            else:
-                handles.append(module.register_forward_hook(partial(_save_output, save, i)))
-        try:
-            yield
-        except _StopForward:
-            pass
-        finally:
-            for h in handles:
-                h.remove()
+        return collect_taps([(i, self.taps[i].where, self._tap_modules[i]) for i in wanted], store, stop_when_done)
 
     def _unet_blocks(self):
         unet = self.unet.module
@@ -240,7 +236,7 @@ class DiffusionFeatureExtractor(nn.Module):
     def _block_callback_hook(self, name: str, prompt_out: PromptOutput, module, args, kwargs):
         """Forward pre-hook of UNet block ``name``: lets the prompt module replace its context."""
         context = kwargs.get("encoder_hidden_states")
-        new = self.prompt.block_callback(name, _first_tensor(args, kwargs), context, prompt_out)
+        new = self.prompt.block_callback(name, first_tensor(args, kwargs), context, prompt_out)
         if new is None:
             return None
         if "encoder_hidden_states" not in kwargs:
@@ -260,6 +256,12 @@ class DiffusionFeatureExtractor(nn.Module):
         with self.recorder.record() as maps:
             prompt_out.attention = maps
             yield maps
+
+    def _loop_time_embedding(self, loop: int):
+        """Pass ``loop``'s time-vector hook (a no-op without ``loop_time_embeds``)."""
+        if self.loop_time_embeds is None:
+            return nullcontext()
+        return loop_time_embedding(self.unet.module, self.loop_time_embeds[loop])
 
     @contextmanager
     def _prompt_hooks(self, prompt_out: PromptOutput):
@@ -322,23 +324,37 @@ class DiffusionFeatureExtractor(nn.Module):
         prompt_out = None
         if "unet" in self._stages:
             prompt_out = self.prompt(images, image_index, **(prompt_inputs or {}))
-            with ExitStack() as stack:
-                stack.enter_context(self._recording(prompt_out))
-                stack.enter_context(self._prompt_hooks(prompt_out))
-                stack.enter_context(self._collect("unet", store, stop_when_done=not self.decode_unet_output))
-                out = self.unet(
-                    self._unet_latent(mean),
-                    self.timestep,
-                    encoder_hidden_states=prompt_out.context.to(self.unet.dtype),
-                    return_dict=False,
-                )
+            out = self._run_unet(self._unet_latent(mean), prompt_out, store)
             if self.decode_unet_output:
                 decoder_input = self._latent_to_posterior_units(out[0])
         self._decode(decoder_input, store)
         attention = list(prompt_out.attention) if prompt_out is not None else []
         return Extraction(self._in_tap_order(store), prompt_out, attention)
 
-    # The steps below are shared with subclasses that run the UNet differently (VPD's loops).
+    def _run_unet(self, latent: torch.Tensor, prompt_out: PromptOutput, store: Dict[int, torch.Tensor]):
+        """``loops`` UNet passes from ``latent`` [N, 4, h, w]; the last one records the taps.
+
+        Pass i sees step i's context when the prompt module returns step contexts. Returns the
+        UNet's output tuple of the last pass, or None when the taps stopped it early.
+        """
+        contexts = prompt_out.step_contexts or [prompt_out.context] * self.loops
+        for loop in range(self.loops):
+            last = loop == self.loops - 1
+            out = None  # stays None when the taps stop the pass early
+            with ExitStack() as stack:
+                stack.enter_context(self._loop_time_embedding(loop))
+                stack.enter_context(self._prompt_hooks(prompt_out))
+                # Every pass records (not only the last) so that checkpoint recomputation,
+                # which always records, replays the same computation.
+                stack.enter_context(self._recording(prompt_out))
+                stop = not self.decode_unet_output
+                stack.enter_context(self._collect("unet", store, stop_when_done=stop) if last else nullcontext())
+                context = contexts[loop].to(self.unet.dtype)
+                out = self.unet(latent, self.timestep, encoder_hidden_states=context, return_dict=False)
+            if not last:
+                latent = out[0]
+        return out
+
     @property
     def _stages(self):
         return {t.stage for t in self.taps}

@@ -4,12 +4,15 @@ A tap is ``"<component>.<module path>:<input|output>"`` (component ``unet`` or `
 ``"unet.up_blocks.0.resnets.2:input"``; ``MODEL.DIFFUSION.TAPS`` lists them and
 ``MODEL.DIFFUSION.TAP_STRIDES`` gives each one's output stride.
 """
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import List, Sequence
+from functools import partial
+from typing import Dict, List, Sequence, Tuple
 
+import torch
 from torch import nn
 
-__all__ = ["Tap", "parse_taps", "tap_channels"]
+__all__ = ["Tap", "collect_taps", "first_tensor", "parse_taps", "tap_channels"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +84,59 @@ def tap_channels(module: nn.Module, tap: Tap) -> int:
         f"Cannot tell the channels of tap {tap.spec!r} ({type(module).__name__} has no {attr}); "
         f"tap the input of a module with `in_channels` (a resnet, a conv) instead."
     )
+
+
+# ---- hooks that read taps ---------------------------------------------------------------------
+class _StopForward(Exception):
+    """Raised from a tap hook once a network has produced everything that is needed."""
+
+
+def first_tensor(args, kwargs) -> torch.Tensor:
+    """A module call's image-feature argument: the first positional, else ``hidden_states``."""
+    if args:
+        return args[0]
+    if "hidden_states" in kwargs:
+        return kwargs["hidden_states"]
+    return next(v for v in kwargs.values() if torch.is_tensor(v))
+
+
+def _save_input(save, index, module, args, kwargs):
+    save(index, first_tensor(args, kwargs))
+
+
+def _save_output(save, index, module, args, output):
+    save(index, output)
+
+
+@contextmanager
+def collect_taps(taps: Sequence[Tuple[int, str, nn.Module]], store: Dict[int, torch.Tensor], stop_when_done: bool):
+    """Install hooks that write float32 features into ``store`` while active.
+
+    Args:
+        taps: (index in ``store``, "input" or "output", module) per tap of one network.
+        store: {index: [N, C, h, w]} filled by the hooks.
+        stop_when_done: the hook that completes ``taps`` aborts the forward pass (the exception
+            is swallowed here), so later layers never run.
+    """
+    wanted = [i for i, _, _ in taps]
+
+    def save(index, x):
+        if not torch.is_tensor(x):
+            x = x[0]  # tuples / diffusers outputs: the hidden states come first
+        store[index] = x.float()
+        if stop_when_done and all(j in store for j in wanted):
+            raise _StopForward
+
+    handles = []
+    for i, where, module in taps:
+        if where == "input":
+            handles.append(module.register_forward_pre_hook(partial(_save_input, save, i), with_kwargs=True))
+        else:
+            handles.append(module.register_forward_hook(partial(_save_output, save, i)))
+    try:
+        yield
+    except _StopForward:
+        pass
+    finally:
+        for h in handles:
+            h.remove()

@@ -35,6 +35,11 @@ class MaskFormerHead(nn.Module):
             "predictor": build_transformer_decoder(cfg, cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM, mask_classification=True, class_head=class_head),
         }
 
+    @property
+    def class_head(self) -> nn.Module:
+        """The transformer decoder's class head (``predictor.class_embed``)."""
+        return self.predictor.class_embed
+
     def forward(self, features):
         """features: dict name -> [B, C, H, W].
 

@@ -45,8 +45,6 @@ def _upsampler(channels, times, filters, norm):
 class MetaPromptsDepthHead(nn.Module):
     """Meta-Prompts depth head: four feature maps + prompts → metric depth in (0, max_depth)."""
 
-    uses_prompts = True
-
     @configurable
     def __init__(
         self,
@@ -104,7 +102,13 @@ class MetaPromptsDepthHead(nn.Module):
             raise ValueError(f"{len(deconv_filters)} x2 deconvolutions do not undo the stride {self.stride}")
 
     @classmethod
-    def from_config(cls, cfg, input_shape):
+    def from_config(cls, cfg, input_shape, prompt=None):
+        """``prompt``: the built backbone's prompt module (its ``num_tokens`` N and ``token_dim`` D)."""
+        if prompt is None or prompt.num_tokens is None or prompt.token_dim is None:
+            raise ValueError(
+                "MetaPromptsDepthHead needs the backbone's prompt module with a fixed context shape "
+                "(MODEL.DIFFUSION.PROMPT.NAME 'MetaPrompts'); build it through DenseDepthEstimator"
+            )
         d = cfg.MODEL.VPD.DEPTH
         missing = [f for f in d.IN_FEATURES if f not in input_shape]
         if missing:
@@ -113,8 +117,8 @@ class MetaPromptsDepthHead(nn.Module):
             "in_features": list(d.IN_FEATURES),
             "in_channels": [input_shape[f].channels for f in d.IN_FEATURES],
             "in_strides": [input_shape[f].stride for f in d.IN_FEATURES],
-            "num_prompts": cfg.MODEL.VPD.PROMPT.NUM_META_PROMPTS,
-            "prompt_dim": cfg.MODEL.DIFFUSION.UNET_CONFIG.CROSS_ATTENTION_DIM,
+            "num_prompts": prompt.num_tokens,
+            "prompt_dim": prompt.token_dim,
             "gn_groups": d.GN_GROUPS,
             "neck_filters": d.NECK_FILTERS,
             "deconv_filters": list(d.DECONV_FILTERS),
@@ -140,17 +144,23 @@ class MetaPromptsDepthHead(nn.Module):
         x = x[..., : -(-x.shape[-2] * h // int(canvas_size[0])), : -(-x.shape[-1] * w // int(canvas_size[1]))]
         return F.interpolate(x, size=(h // self.stride, w // self.stride), mode="bilinear", align_corners=False)
 
-    def forward(self, features, prompts, image_size, canvas_size=None, targets=None):
-        """
+    def forward(self, features, prompts=None, image_size=None, canvas_size=None, targets=None):
+        """The depth heads' call.
+
         Args:
             features (dict[str, Tensor]): [B, C_i, H_i, W_i] maps named by ``in_features``.
-            prompts (Tensor): [B, N, D] the last refinement step's prompts.
-            image_size (tuple): (h, w) of the images; canvas_size: see :meth:`rearranged`
-                (default: the image size).
+            prompts (Tensor): [B, N, D] the last refinement step's prompts (the backbone
+                output's ``prompt.context``).
+            image_size (tuple): (h, w) of the images (default: the targets'); canvas_size: see
+                :meth:`rearranged` (default: the image size).
             targets (Tensor or None): [B, h, w] ground-truth depth in metres, 0 = invalid.
         Returns:
             depth [B, h, w] in (0, max_depth); losses {"loss_depth"} when ``targets`` is given.
         """
+        if image_size is None and targets is not None:
+            image_size = tuple(targets.shape[-2:])
+        if prompts is None or image_size is None:
+            raise ValueError("MetaPromptsDepthHead needs the prompts and the image size (or targets)")
         x = self.rearranged(features, prompts, image_size, canvas_size or image_size)
         x = self.conv_layers(self.deconv_layers(x))
         depth = (torch.sigmoid(self.last_layer_depth(x)) * self.max_depth)[:, 0]

@@ -28,6 +28,8 @@ class WindowedDiffusionBackbone(DiffusionBackbone):
     ``prompt`` and ``attention`` of the output are per window.
     """
 
+    windowed = True
+
     @configurable
     def __init__(self, *, window_size: int, **kwargs):
         """

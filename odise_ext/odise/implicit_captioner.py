@@ -50,6 +50,7 @@ class ImplicitCaptioner(PromptModule):
         self.clip = clip
         self.register_buffer("empty_context", empty_context.detach().float(), persistent=False)
         _, seq_len, dim = empty_context.shape
+        self.num_tokens, self.token_dim = int(seq_len), int(dim)
         self.clip_project = PositionalLinear(clip.embed_dim, dim, seq_len)
         self.alpha_cond = nn.Parameter(torch.zeros(1, seq_len, dim))
         self.time_embed_project = PositionalLinear(clip.embed_dim, time_embed_dim, 1)
@@ -62,6 +63,11 @@ class ImplicitCaptioner(PromptModule):
             "empty_context": empty_prompt_context(text_encoder),
             "time_embed_dim": unet.time_embedding.linear_2.out_features,
         }
+
+    @property
+    def shared_clip(self) -> ClipWrapper:
+        """The frozen CLIP (ODISE's classifier shares it)."""
+        return self.clip
 
     def forward(self, images, image_index, **inputs) -> PromptOutput:
         """

@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
-from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import ImageList
 from detectron2.utils.logger import log_first_n
 from torch import nn
 
-from ..diffusion.backbone import DiffusionBackbone
+from ..diffusion.backbone import build_diffusion_backbone
 from .clip import CLIP_MEAN, CLIP_STD, build_clip
 from ..mask2former.criterion import ClassLoss, SetCriterion, build_loss_term
 from ..mask2former.mask_former_head import MaskFormerHead
@@ -95,12 +95,11 @@ class ODISE(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
-        backbone = build_backbone(cfg)
-        if not isinstance(backbone, DiffusionBackbone):
-            raise TypeError(f"ODISE needs a diffusion backbone (MODEL.BACKBONE.NAME), got {type(backbone).__name__}")
+        backbone = build_diffusion_backbone(cfg)
         # One frozen CLIP for the implicit captioner and the classifier: the backbone's if its
         # prompt module has one.
-        clip = getattr(backbone.feature_extractor.prompt, "clip", None)
+        prompt = backbone.prompt
+        clip = prompt.shared_clip
         if clip is None:
             clip = build_clip(cfg)
         head_cls = CLASS_HEAD_REGISTRY.get(cfg.MODEL.MASK_FORMER.CLASS_HEAD_NAME)
@@ -168,7 +167,7 @@ class ODISE(nn.Module):
 
     @property
     def class_head(self):
-        return self.sem_seg_head.predictor.class_embed
+        return self.sem_seg_head.class_head
 
     @property
     def device(self):
@@ -242,8 +241,9 @@ class ODISE(nn.Module):
         if len(phrases) != n * len(batched_inputs):
             raise ValueError("every image must carry the same number of caption phrases")
         text = self.text_cache(phrases, self.clip_template, self.device)
-        phrase_embed = self.class_head.category_head.text_proj(text).view(len(batched_inputs), n, -1)
-        scale = self.class_head.post_mask_embed.scale()
+        class_head = self.class_head
+        phrase_embed = class_head.project_text(text).view(len(batched_inputs), n, -1)
+        scale = class_head.logit_scale()
         out = {}
         for i, pred in enumerate([*outputs.get("aux_outputs", []), outputs]):
             embed = self.class_head.embed(pred["query_features"], outputs["mask_features"], pred["pred_masks"])
@@ -257,8 +257,7 @@ class ODISE(nn.Module):
             self.clip.visual, image[None], mask_logits[None], CLIP_MEAN, CLIP_STD, sdpa=self.mask_clip_sdpa
         )[0]
         sim = F.normalize(embed, dim=-1) @ F.normalize(clip_text, dim=-1).t()
-        # CLIP's own temperature, clamped at 100 as in CLIP's training
-        scale = self.clip.clip.logit_scale.exp().clamp(max=100)
+        scale = self.clip.logit_scale()
         return synonym_max(scale * sim, owner, num_classes)
 
     def inference(self, outputs, batched_inputs, images, vocab, synonyms, owner):

@@ -89,6 +89,8 @@ class DynamicPhrasePrompt(PromptModule):
             raise ValueError(f"MODEL.PNG.CONTEXT_LENGTH must be positive, got {context_length}")
         self.phrase_encoder = phrase_encoder
         self.context_length = context_length
+        # The context: L = context_length tokens (phrases, then zeros) of the phrase features' width.
+        self.num_tokens, self.token_dim = int(context_length), int(phrase_encoder.dim)
         adapters = dict(adapters or {})
         # UNet blocks with an adapter, in config order (empty = static prompting).
         self.adapter_blocks: List[str] = list(adapters)

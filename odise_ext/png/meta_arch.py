@@ -23,13 +23,12 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import ImageList
 from torch import nn
 
-from ..diffusion.backbone import DiffusionBackbone
-from ..odise.backbone import WindowedDiffusionBackbone
+from ..diffusion.backbone import DiffusionBackbone, build_diffusion_backbone
 from ..mask2former.transformer_decoder.class_head import LinearClassHead
 from ..mask2former.transformer_decoder.mask2former_decoder import MultiScaleMaskedTransformerDecoder
 from ..utils.precision import float32_loss
@@ -44,15 +43,10 @@ _REQUIRED_INPUTS = ("image", "caption_tokens", "phrase_token_spans")
 _TRAIN_INPUTS = ("gt_masks", "phrase_classes")
 
 
-def _check_backbone(backbone: nn.Module):
-    if not isinstance(backbone, DiffusionBackbone) or isinstance(backbone, WindowedDiffusionBackbone):
+def _check_backbone(backbone: DiffusionBackbone):
+    if backbone.windowed:
         raise TypeError(
             f"PNGDiffusion runs whole images through MODEL.BACKBONE.NAME 'DiffusionBackbone', got {type(backbone).__name__}"
-        )
-    prompt = backbone.feature_extractor.prompt
-    if not isinstance(prompt, DynamicPhrasePrompt):
-        raise TypeError(
-            f"PNGDiffusion needs MODEL.DIFFUSION.PROMPT.NAME 'DynamicPhrasePrompt', got {type(prompt).__name__}"
         )
 
 
@@ -96,7 +90,7 @@ class PNGDiffusion(nn.Module):
         """
         super().__init__()
         _check_backbone(backbone)
-        prompt = backbone.feature_extractor.prompt
+        prompt = backbone.prompt
         if (mlma is None) != (decoder is None):
             raise ValueError("MLMA and the decoder are built together (MLMA provides the decoder's inputs)")
         missing = [b for b in phrase_blocks if prompt.adapter_blocks and b not in prompt.adapter_blocks]
@@ -120,7 +114,11 @@ class PNGDiffusion(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         p = cfg.MODEL.PNG
-        backbone = build_backbone(cfg)
+        if cfg.MODEL.DIFFUSION.PROMPT.NAME != "DynamicPhrasePrompt":
+            raise TypeError(
+                f"PNGDiffusion needs MODEL.DIFFUSION.PROMPT.NAME 'DynamicPhrasePrompt', got {cfg.MODEL.DIFFUSION.PROMPT.NAME!r}"
+            )
+        backbone = build_diffusion_backbone(cfg)
         _check_backbone(backbone)
         shapes = backbone.output_shape()
         needed = list(p.MLMA.IN_FEATURES) + [p.MLMA.MASK_IN_FEATURE]
@@ -132,7 +130,7 @@ class PNGDiffusion(nn.Module):
                 raise ValueError("MODEL.PNG.MLMA.PHRASE_BLOCKS must pair one-to-one with MLMA.IN_FEATURES")
         mlma = decoder = decoder_criterion = None
         if p.DECODER.ENABLED:
-            text_dim = backbone.feature_extractor.prompt.phrase_encoder.dim
+            text_dim = backbone.prompt.token_dim  # the phrase features' width
             phrase_dim = p.EIPA.DIM if p.EIPA.ENABLED else text_dim
             mlma = MultiLevelMutualAggregation(
                 image_channels=[shapes[f].channels for f in p.MLMA.IN_FEATURES],
@@ -182,7 +180,7 @@ class PNGDiffusion(nn.Module):
     def prompt(self) -> DynamicPhrasePrompt:
         """The backbone's prompt module (a property, not a second registration, so its parameters
         appear once in ``state_dict`` and ``named_parameters``)."""
-        return self.backbone.feature_extractor.prompt
+        return self.backbone.prompt
 
     @property
     def device(self) -> torch.device:

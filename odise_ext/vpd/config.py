@@ -191,9 +191,9 @@ def _add_backbone_modes(cfg):
     r.LOOP_TIME_EMBED = False
 
     a = cfg.MODEL.VPD.REARRANGE = CN()
-    # Meta-Prompts feature re-arrangement: every level -> bilinear xUPSAMPLE -> conv3x3-GN-ReLU to
-    # the prompt width -> dot product with each prompt -> one channel per prompt.
-    a.ENABLED = False
+    # Meta-Prompts feature re-arrangement of MODEL.BACKBONE.NAME "MetaPromptsBackbone": every
+    # level -> bilinear xUPSAMPLE -> conv3x3-GN-ReLU to the prompt width -> dot product with each
+    # prompt -> one channel per prompt.
     # Upsampling factor before the projection (Meta-Prompts segmentation: 2; depth: 1).
     a.UPSAMPLE = 2
     # GroupNorm groups of the projection.
@@ -229,6 +229,9 @@ def _add_prompts(cfg):
     p.NUM_META_PROMPTS = 150
     # Pass the meta prompts through an MLP (Linear-GELU-Linear) before use (Meta-Prompts depth).
     p.META_PROMPT_MLP = False
+    # One set of meta prompts (and MLP) per refinement step, REFINE.LOOPS of them (Meta-Prompts
+    # depth); False shares one set by every step (Meta-Prompts segmentation).
+    p.META_PROMPTS_PER_STEP = False
 
 
 def _add_task_inputs(cfg):

@@ -8,8 +8,8 @@
 - :class:`SceneClassPrompt` (VPD depth): one context token per image, the adapted pooled CLIP
   embedding of the image's scene class (prompt input ``scenes``).
 
-Every module exposes ``num_tokens`` (the context length L), which fixes the channel count of the
-attention-map features and of the Meta-Prompts re-arrangement.
+Every module declares ``num_tokens`` (the context length L), which fixes the channel count of the
+attention-map features and of the Meta-Prompts re-arrangement, and ``token_dim`` (D).
 """
 from typing import Sequence
 
@@ -91,6 +91,10 @@ class ClassNamePrompt(PromptModule):
     def num_tokens(self) -> int:
         return self.class_embeddings.shape[0]
 
+    @property
+    def token_dim(self) -> int:
+        return self.class_embeddings.shape[1]
+
     def forward(self, images, image_index, **inputs) -> PromptOutput:
         """[N, 3, R, R'] images -> context [N, K, D] (the same for every image)."""
         context = self.adapter(self.class_embeddings)
@@ -157,6 +161,10 @@ class SceneClassPrompt(PromptModule):
     @property
     def num_tokens(self) -> int:
         return 1
+
+    @property
+    def token_dim(self) -> int:
+        return self.class_embeddings.shape[1]
 
     def scene_row(self, name: str) -> int:
         """Row of ``class_embeddings`` for a scene name, by ``scene_match``."""
@@ -233,7 +241,7 @@ class SentencePrompt(PromptModule):
 
     @property
     def token_dim(self) -> int:
-        """Width D of the sentence tokens (the text encoder's hidden size)."""
+        """Width D of the sentence tokens (the text encoder's hidden size; ``SentenceTokens``)."""
         return self.text_encoder.module.config.hidden_size
 
     def forward(self, images, image_index, sentences: Sequence[str] = None, **inputs) -> PromptOutput:

@@ -304,3 +304,42 @@ def test_prompt_that_needs_attention_gets_the_maps_so_far_and_extract_returns_th
     assert seen[0] == 0 and seen == sorted(seen) and seen[-1] <= len(out.attention)
     torch.testing.assert_close(torch.cat([f.flatten() for f in out.features]),
                                torch.cat([f.flatten() for f in plain(images)]), rtol=1e-4, atol=1e-4)
+
+
+def test_one_loop_is_the_plain_pass_bit_for_bit(images):
+    """The refinement options at their one-pass values (loops=1, tuned UNet, gradient
+    checkpointing) change nothing: the taps equal, bit for bit, a plain diffusers pass by hand
+    (VAE posterior mean, unscaled clean latent, UNet at t, VAE decoder) and those of the
+    extractor built without them."""
+    cfg = tiny_cfg("MODEL.DIFFUSION.ADD_NOISE", False, "MODEL.DIFFUSION.SCALE_LATENT", False)
+    torch.manual_seed(0)
+    ex = DiffusionFeatureExtractor(cfg, unet_mode="tuned", loops=1, gradient_checkpointing=True)
+    assert ex.loops == 1 and ex.loop_time_embeds is None and ex.unet.module.is_gradient_checkpointing
+    ex.eval()
+    vae, unet = ex.vae.module, ex.unet.module
+    with torch.no_grad():
+        feats = ex(images)
+        mean = vae.quant_conv(vae.encoder(images * 2 - 1))[:, :4]
+        context = ex.prompt(images, torch.arange(2)).context
+        modules = {
+            0: vae.encoder.down_blocks[2].resnets[1],
+            1: vae.encoder.down_blocks[3].resnets[1],
+            **{2 + k: unet.up_blocks[k].resnets[2] for k in range(4)},
+            6: vae.decoder.up_blocks[0].resnets[2],
+            7: vae.decoder.up_blocks[1].resnets[2],
+        }
+        store, handles = _capture_inputs(modules)
+        try:
+            vae.quant_conv(vae.encoder(images * 2 - 1))
+            unet(mean, ex.timestep, encoder_hidden_states=context)
+            vae.decoder(vae.post_quant_conv(mean))
+        finally:
+            for h in handles:
+                h.remove()
+        # and the same extractor built without any refinement option
+        torch.manual_seed(0)
+        plain = DiffusionFeatureExtractor(cfg)
+        plain_feats = plain(images)
+    for i, f in enumerate(feats):
+        assert torch.equal(f, store[i][0][0].float()), i
+        assert torch.equal(f, plain_feats[i]), i

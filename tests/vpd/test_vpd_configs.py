@@ -14,7 +14,7 @@ import odise_ext  # noqa: F401  (registers datasets and models)
 from odise_ext.config import get_odise_cfg
 from odise_ext.engine.optimizer import build_optimizer
 from odise_ext.diffusion import TunedModule
-from odise_ext.diffusion.refinement import VPDFeatureExtractor
+from odise_ext.diffusion import DiffusionFeatureExtractor
 from odise_ext.diffusion.tuned import RecordingCheckpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,7 +44,7 @@ def test_real_config_tunes_the_unet_at_its_multiplier(path):
     cfg = real_config_with_tiny_sd(path)
     torch.manual_seed(0)
     model = build_model(cfg)
-    extractors = [m for m in model.modules() if isinstance(m, VPDFeatureExtractor)]
+    extractors = [m for m in model.modules() if isinstance(m, DiffusionFeatureExtractor)]
     assert len(extractors) == 1
     ex = extractors[0]
     assert isinstance(ex.unet, TunedModule) and ex.unet.module.is_gradient_checkpointing

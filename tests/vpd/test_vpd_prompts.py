@@ -11,9 +11,10 @@ from odise_ext.engine.optimizer import build_optimizer
 from odise_ext.diffusion import DiffusionFeatureExtractor, load_sd_components
 from odise_ext.diffusion.prompts.sd_text import sd_tokenize
 from odise_ext.dense import sliding_window_inference, sliding_windows
-from odise_ext.diffusion.refinement import VPDFeatureExtractor
-from odise_ext.metaprompts import MetaPrompts, PromptRearrangement
+from odise_ext.metaprompts import MetaPrompts, MetaPromptsBackbone, PromptRearrangement
 from odise_ext.vpd import ClassNamePrompt, SentencePrompt, TextAdapter, VPDBackbone, average_attention_by_stride
+from odise_ext.vpd.backbone import build_vpd_feature_extractor
+from odise_ext.diffusion.refinement import check_refinement
 
 from conftest import make_cfg
 
@@ -98,6 +99,62 @@ def test_meta_prompts_context_and_mlp():
     assert torch.allclose(out[0], with_mlp.mlp(with_mlp.prompts))
 
 
+def test_meta_prompts_shared_and_per_step():
+    """One class: shared (one set, released layout ``prompts`` / ``mlp``) or per step (one set and
+    one MLP per refinement step, released layout ``step_prompts.<i>`` / ``step_mlps.<i>``)."""
+    torch.manual_seed(0)
+    shared = MetaPrompts(num_prompts=5, dim=8, use_mlp=True)
+    assert (shared.num_tokens, shared.token_dim, shared.steps) == (5, 8, None)
+    assert set(shared.state_dict()) == {"prompts", "mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"}
+    out = shared(torch.rand(2, 3, 8, 8), torch.arange(2))
+    assert out.step_contexts is None and out.context.shape == (2, 5, 8)
+
+    per_step = MetaPrompts(num_prompts=5, dim=8, use_mlp=True, steps=3)
+    assert (per_step.num_tokens, per_step.token_dim, per_step.steps) == (5, 8, 3)
+    keys = set(per_step.state_dict())
+    assert {f"step_prompts.{i}" for i in range(3)} <= keys and "prompts" not in keys
+    assert {f"step_mlps.{i}.{j}.{p}" for i in range(3) for j in (0, 2) for p in ("weight", "bias")} <= keys
+    assert len(keys) == 3 + 3 * 4
+    out = per_step(torch.rand(2, 3, 8, 8), torch.arange(2))
+    assert len(out.step_contexts) == 3
+    for i, context in enumerate(out.step_contexts):
+        by_hand = per_step.step_mlps[i][2](F.gelu(per_step.step_mlps[i][0](per_step.step_prompts[i])))
+        assert context.shape == (2, 5, 8) and torch.allclose(context[1], by_hand, atol=1e-6)
+    assert out.context is out.step_contexts[-1]
+    # steps differ: each step has its own prompts
+    assert not torch.allclose(out.step_contexts[0], out.step_contexts[1])
+    without_mlp = MetaPrompts(num_prompts=5, dim=8, use_mlp=False, steps=2)
+    out = without_mlp(torch.rand(1, 3, 8, 8), torch.arange(1))
+    assert torch.equal(out.step_contexts[0][0], without_mlp.step_prompts[0])
+    with pytest.raises(ValueError, match="steps"):
+        MetaPrompts(num_prompts=5, dim=8, use_mlp=False, steps=0)
+
+
+def test_per_step_meta_prompts_condition_each_refinement_pass():
+    """Pass i of the refinement loop sees step i's context; a step count other than the loops
+    is refused at build time."""
+    cfg = _mp_cfg("MODEL.VPD.REFINE.LOOPS", 2, "MODEL.VPD.PROMPT.META_PROMPTS_PER_STEP", True)
+    torch.manual_seed(0)
+    ex = build_vpd_feature_extractor(cfg)
+    assert ex.prompt.steps == 2 and ex.loops == 2
+    seen = []
+    handle = ex.unet.module.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append(kwargs["encoder_hidden_states"].detach().clone()), with_kwargs=True
+    )
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    try:
+        with torch.no_grad():
+            out = ex.extract(images)
+    finally:
+        handle.remove()
+    assert len(seen) == 2
+    for context, step in zip(seen, out.prompt.step_contexts):
+        assert torch.equal(context, step)
+    assert not torch.equal(seen[0], seen[1])
+    with pytest.raises(ValueError, match="3 prompt steps for MODEL.VPD.REFINE.LOOPS=2"):
+        check_refinement(ex.unet.module, MetaPrompts(num_prompts=4, dim=8, use_mlp=False, steps=3), 2, False, False)
+
+
 # ---- attention maps as features --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def vpd_backbone():
@@ -169,7 +226,7 @@ def _mp_cfg(*opts):
 def test_refinement_with_one_loop_equals_plain_forward():
     cfg = _mp_cfg("MODEL.VPD.REFINE.LOOPS", 1, "MODEL.VPD.BACKBONE.UNET_MODE", "frozen")
     torch.manual_seed(0)
-    ours = VPDFeatureExtractor(cfg)
+    ours = build_vpd_feature_extractor(cfg)
     plain = DiffusionFeatureExtractor(cfg)  # same seeds -> same frozen weights
     plain.prompt.load_state_dict(ours.prompt.state_dict())
     unet = ours.unet.module
@@ -183,7 +240,7 @@ def test_refinement_with_one_loop_equals_plain_forward():
 def test_refinement_two_loops_matches_manual_unrolling():
     cfg = _mp_cfg("MODEL.VPD.REFINE.LOOPS", 2)
     torch.manual_seed(0)
-    ex = VPDFeatureExtractor(cfg)
+    ex = build_vpd_feature_extractor(cfg)
     images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     feats = ex(images)
     unet, vae = ex.unet.module, ex.vae.module
@@ -212,12 +269,12 @@ def test_refinement_two_loops_matches_manual_unrolling():
 
 def test_gradients_reach_prompts_time_vectors_and_tuned_unet_with_lr_multiplier():
     cfg = _mp_cfg(
-        "MODEL.VPD.REFINE.LOOPS", 2, "MODEL.VPD.REARRANGE.ENABLED", True, "MODEL.VPD.REARRANGE.GN_GROUPS", 4,
+        "MODEL.VPD.REFINE.LOOPS", 2, "MODEL.VPD.REARRANGE.GN_GROUPS", 4,
         "MODEL.VPD.BACKBONE.OUT_FEATURES", ["res2", "res3", "res4", "res5"],
         "SOLVER.BASE_LR", 1e-3, "OPTIMIZER.LR_MULTIPLIERS", [["feature_extractor.unet", 0.1]],
     )
     torch.manual_seed(0)
-    backbone = VPDBackbone(cfg)
+    backbone = MetaPromptsBackbone(cfg)
     feats = backbone(torch.rand(2, 3, 64, 64))
     assert feats["res2"].shape == (2, 4, 16, 16)  # x2 upsampled, one channel per prompt
     sum(f.square().mean() for f in feats.values()).backward()
@@ -302,7 +359,7 @@ def test_odise_taps_through_the_vpd_extractor_and_backbone():
     cfg.merge_from_list(["MODEL.VPD.BACKBONE.OUT_FEATURES", ["res2", "res3", "res4", "res5"]])
     assert cfg.MODEL.DIFFUSION.ADD_NOISE and cfg.MODEL.DIFFUSION.TIMESTEP == 0
     torch.manual_seed(0)
-    ours = VPDFeatureExtractor(cfg)
+    ours = build_vpd_feature_extractor(cfg)
     torch.manual_seed(0)
     plain = DiffusionFeatureExtractor(cfg)
     plain.prompt.load_state_dict(ours.prompt.state_dict())

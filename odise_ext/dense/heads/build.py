@@ -15,9 +15,13 @@ called as ``cls(cfg, input_shape)`` with ``input_shape: Dict[str, ShapeSpec]``.
 """
 
 
-def build_depth_head(cfg, input_shape):
-    """Build ``cfg.MODEL.VPD.DEPTH.HEAD_NAME`` for ``input_shape: Dict[str, ShapeSpec]``."""
-    return HEAD_REGISTRY.get(cfg.MODEL.VPD.DEPTH.HEAD_NAME)(cfg, input_shape)
+def build_depth_head(cfg, input_shape, prompt=None):
+    """Build ``cfg.MODEL.VPD.DEPTH.HEAD_NAME`` for ``input_shape: Dict[str, ShapeSpec]`` and the
+    backbone's prompt module ``prompt`` (heads that read the prompts take their widths from it).
+
+    Every depth head is called as ``head(features, prompts, image_size, canvas_size,
+    targets=None)`` -> (depth [B, h, w], losses)."""
+    return HEAD_REGISTRY.get(cfg.MODEL.VPD.DEPTH.HEAD_NAME)(cfg, input_shape, prompt=prompt)
 
 
 def build_refer_decoder(cfg, input_shape, text_dim=None):

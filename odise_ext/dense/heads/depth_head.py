@@ -52,9 +52,6 @@ def crop_to_size(x, size):
 class VPDDepthHead(nn.Module):
     """VPD depth decoder: four feature maps → metric depth in (0, max_depth)."""
 
-    # The depth model passes the prompt context only to heads that read it (Meta-Prompts').
-    uses_prompts = False
-
     @configurable
     def __init__(
         self,
@@ -123,7 +120,8 @@ class VPDDepthHead(nn.Module):
         self._init_weights()
 
     @classmethod
-    def from_config(cls, cfg, input_shape):
+    def from_config(cls, cfg, input_shape, prompt=None):
+        """``prompt``: the backbone's prompt module (not read: VPD's decoder uses no prompts)."""
         d = cfg.MODEL.VPD.DEPTH
         missing = [f for f in d.IN_FEATURES if f not in input_shape]
         if missing:
@@ -182,13 +180,16 @@ class VPDDepthHead(nn.Module):
                 )
         return self.out_layer(torch.cat([x8, x16, s32, x64], dim=1))
 
-    def forward(self, features, targets=None, image_size=None):
-        """
+    def forward(self, features, prompts=None, image_size=None, canvas_size=None, targets=None):
+        """The depth heads' call (see ``MetaPromptsDepthHead.forward``); VPD's decoder reads no
+        prompts and no canvas size.
+
         Args:
             features (dict[str, Tensor]): [B, C_i, H_i, W_i] maps named by ``in_features``.
-            targets (Tensor or None): [B, H, W] ground-truth depth in metres, 0 = invalid.
+            prompts, canvas_size: ignored.
             image_size (tuple or None): (H, W) to crop the prediction to; defaults to the
                 size of ``targets`` when given, otherwise the full decoded size.
+            targets (Tensor or None): [B, H, W] ground-truth depth in metres, 0 = invalid.
 
         Returns:
             depth (Tensor): [B, H, W] depth in metres, in (0, max_depth).

@@ -1,13 +1,13 @@
 """Monocular depth estimation with a diffusion backbone: VPD and Meta-Prompts.
 
-Backbone (``VPDBackbone``; Meta-Prompts variant by config: meta prompts, refinement loops and
-re-arrangement with ``UPSAMPLE 1``) -> VPD depth decoder (``MODEL.VPD.DEPTH``) with SiLog loss.
+Backbone (``VPDBackbone``; Meta-Prompts variant by config: meta prompts and refinement loops) -> VPD depth decoder (``MODEL.VPD.DEPTH``) with SiLog loss.
 
 Every prediction pads its (same-size) images bottom/right to the backbone's size divisibility with
 ``MODEL.VPD.BACKBONE.PAD_VALUE`` — or resizes them by ``MODEL.VPD.BACKBONE.RESIZE_SCALE``
 (Meta-Prompts) — and tells the head the image size (so that it can crop its fused map,
-``MODEL.VPD.DEPTH.CROP_FUSED``, and predict at the image size). A head with ``uses_prompts``
-(``MetaPromptsDepthHead``) also gets the last refinement step's prompts. Test: whole image or sliding windows; with the flip
+``MODEL.VPD.DEPTH.CROP_FUSED``, and predict at the image size) and the prompts the UNet saw (the last
+refinement step's; ``MetaPromptsDepthHead`` reads them, VPD's head ignores them). Every depth head
+has the same call. Test: whole image or sliding windows; with the flip
 test each window (or the whole image) is averaged with the mirrored prediction on its mirror,
 then overlapping windows are averaged (VPD's NYUv2 protocol: two 480 x 480 windows at x = 0 and
 x = 160 of the 480 x 640 image, each with its flip). The prediction is resized (bilinear) to the
@@ -43,9 +43,10 @@ class DenseDepthEstimator(DenseModel):
     def __init__(self, *, depth_head: nn.Module, resize_scale: int = -1, shift_windows: int = 0, **kwargs):
         """
         Args:
-            depth_head: called as ``head(features, targets=None, image_size=None)`` ->
-                (depth [B, H, W], losses); with ``uses_prompts`` as
-                ``head(features, prompts, image_size, canvas_size, targets=None)``.
+            depth_head: called as ``head(features, prompts, image_size, canvas_size,
+                targets=None)`` -> (depth [B, h, w], losses); ``prompts`` [B, N, D] the context
+                the UNet saw, ``canvas_size`` the size the backbone saw (see
+                ``MetaPromptsDepthHead.rearranged``).
             resize_scale: -1 pads the images to the size divisibility d; k >= 0 resizes them to
                 ((h // d + k) * d, (w // d + k) * d) before the backbone.
             shift_windows: n >= 2 tests with n shift windows (:func:`shift_windows`) instead of
@@ -68,7 +69,7 @@ class DenseDepthEstimator(DenseModel):
         backbone = build_backbone(cfg)
         return {
             "backbone": backbone,
-            "depth_head": build_depth_head(cfg, backbone.output_shape()),
+            "depth_head": build_depth_head(cfg, backbone.output_shape(), prompt=backbone.prompt),
             "resize_scale": cfg.MODEL.VPD.BACKBONE.RESIZE_SCALE,
             "shift_windows": cfg.MODEL.VPD.TEST.SHIFT_WINDOWS,
             **dense_model_config(cfg),
@@ -90,9 +91,7 @@ class DenseDepthEstimator(DenseModel):
             x = self._pad(images)
             canvas = tuple(x.shape[-2:])
         features = self.backbone(x, self._prompt_inputs(scenes))
-        if self.depth_head.uses_prompts:
-            return self.depth_head(features, features.prompt.context, size, canvas, targets=targets)
-        return self.depth_head(features, targets=targets, image_size=size)
+        return self.depth_head(features, features.prompt.context, size, canvas, targets=targets)
 
     def _depth(self, images: torch.Tensor, scene: Optional[str] = None) -> torch.Tensor:
         """[n, 3, h, w] unpadded images of one scene -> [n, 1, h, w] metres."""
@@ -119,13 +118,14 @@ class DenseDepthEstimator(DenseModel):
                 # Same-size crops (the usual case): predicted exactly as at test time.
                 _, losses = self._run(torch.stack(images), scenes, targets=torch.stack(depths))
                 return losses
-            if self.resize_scale >= 0 or self.depth_head.uses_prompts:
+            if self.resize_scale >= 0:
                 raise ValueError("this depth model trains on same-size crops (MODEL.VPD.DATA.CROP_SIZE)")
             padded = self.padded(images)
             # Padding is "no measurement" (0), so it never enters the loss.
             targets = self.padded(depths, pad_value=0).tensor
             features = self.backbone(padded.tensor, self._prompt_inputs(scenes))
-            _, losses = self.depth_head(features, targets=targets)
+            size = tuple(targets.shape[-2:])
+            _, losses = self.depth_head(features, features.prompt.context, size, size, targets=targets)
             return losses
         results = []
         for image, scene, inp in zip(images, scenes, batched_inputs):

@@ -48,12 +48,16 @@ class DenseReferSegmentor(DenseModel):
 
     @classmethod
     def from_config(cls, cfg):
+        if cfg.MODEL.DIFFUSION.PROMPT.NAME != "SentencePrompt":
+            raise ValueError(
+                "DenseReferSegmentor reads the sentence tokens of MODEL.DIFFUSION.PROMPT.NAME 'SentencePrompt', "
+                f"got {cfg.MODEL.DIFFUSION.PROMPT.NAME!r}"
+            )
         backbone = build_backbone(cfg)
-        prompt = getattr(getattr(backbone, "feature_extractor", None), "prompt", None)
-        text_dim = getattr(prompt, "token_dim", None)  # the model's sentence-token width
+        prompt = backbone.prompt
         return {
             "backbone": backbone,
-            "refer_decoder": build_refer_decoder(cfg, backbone.output_shape(), text_dim=text_dim),
+            "refer_decoder": build_refer_decoder(cfg, backbone.output_shape(), text_dim=prompt.token_dim),
             **dense_model_config(cfg),
         }
 
@@ -63,13 +67,7 @@ class DenseReferSegmentor(DenseModel):
                 raise ValueError("every input needs a 'sentence' string")
         images = self.padded(self.preprocess_image(batched_inputs))
         features = self.backbone(images.tensor, {"sentences": [x["sentence"] for x in batched_inputs]})
-        prompt = getattr(features, "prompt", None)  # absent when a neck (FPN) wraps the backbone
-        tokens = prompt.state if prompt is not None else None
-        if not isinstance(tokens, SentenceTokens):
-            raise ValueError(
-                "DenseReferSegmentor needs a diffusion backbone (MODEL.BACKBONE.NAME 'VPDBackbone') whose prompt "
-                "module is SentencePrompt (MODEL.DIFFUSION.PROMPT.NAME)"
-            )
+        tokens: SentenceTokens = features.prompt.state  # SentencePrompt's, checked at build time
         if self.training:
             if any("ref_mask" not in x for x in batched_inputs):
                 raise ValueError("training inputs need 'ref_mask'")

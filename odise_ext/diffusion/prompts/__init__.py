@@ -1,5 +1,5 @@
 """Prompt modules: what the diffusion UNet's cross-attention sees (registry + implementations)."""
-from .base import PROMPT_REGISTRY, PromptModule, PromptOutput, SentenceTokens, StepContexts, build_prompt_module
+from .base import PROMPT_REGISTRY, PromptModule, PromptOutput, SentenceTokens, build_prompt_module
 from .empty import EmptyPrompt, empty_prompt_context
 from .sd_text import encode_sd_prompts, sd_tokenize
 
@@ -8,7 +8,6 @@ __all__ = [
     "PromptModule",
     "PromptOutput",
     "SentenceTokens",
-    "StepContexts",
     "build_prompt_module",
     "EmptyPrompt",
     "empty_prompt_context",

@@ -8,6 +8,10 @@ override :meth:`PromptModule.block_callback`; the feature extractor calls it bef
 down/mid/up block, and only installs the hooks for modules that override it. Modules that read
 the UNet's cross-attention maps set ``needs_attention``; the extractor then records them and
 hands the maps recorded so far to the block callbacks (``PromptOutput.attention``).
+
+What callers need to know about a module before calling it is declared as typed attributes of
+:class:`PromptModule` (``num_tokens``, ``token_dim``, ``steps``, ``needs_attention``,
+``shared_clip``); every subclass states the ones that apply to it.
 """
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
@@ -16,7 +20,7 @@ import torch
 from detectron2.utils.registry import Registry
 from torch import nn
 
-__all__ = ["PROMPT_REGISTRY", "PromptModule", "PromptOutput", "SentenceTokens", "StepContexts", "build_prompt_module"]
+__all__ = ["PROMPT_REGISTRY", "PromptModule", "PromptOutput", "SentenceTokens", "build_prompt_module"]
 
 PROMPT_REGISTRY = Registry("PROMPT")
 PROMPT_REGISTRY.__doc__ = """
@@ -40,12 +44,16 @@ class PromptOutput:
             free of per-call attributes).
         attention: the cross-attention maps (``AttentionMap``) recorded so far in this call,
             filled by the feature extractor while the UNet runs (empty unless it records).
+        step_contexts: one [N, L, D] context per UNet pass of the recurrent refinement (pass i
+            sees ``step_contexts[i]``), for modules with ``steps``; None: ``context`` for every
+            pass. ``context`` is then the last step's.
     """
 
     context: torch.Tensor
     time_embed_delta: Optional[torch.Tensor] = None
     state: Any = None
     attention: List[Any] = field(default_factory=list)
+    step_contexts: Optional[List[torch.Tensor]] = None
 
 
 @dataclass
@@ -59,18 +67,25 @@ class SentenceTokens:
     mask: torch.Tensor
 
 
-@dataclass
-class StepContexts:
-    """``PromptOutput.state`` of :class:`StepMetaPrompts`: one [N_img, N, D] context per step."""
-
-    contexts: List[torch.Tensor]
-
-
 class PromptModule(nn.Module):
-    """Base class of prompt modules."""
+    """Base class of prompt modules.
+
+    Subclasses override the class attributes below that apply to them (as class attributes,
+    instance attributes set in ``__init__`` or read-only properties).
+    """
 
     # True when the module (or its task) reads the UNet's cross-attention maps.
-    needs_attention = False
+    needs_attention: bool = False
+    # L, the context length of every call; None when it varies per call (e.g. with the phrases).
+    # Attention-map channels and the Meta-Prompts re-arrangement need a fixed L.
+    num_tokens: Optional[int] = None
+    # D, the width of the context tokens (and of the tokens handed back in ``state``).
+    token_dim: Optional[int] = None
+    # Number of per-pass contexts returned in ``PromptOutput.step_contexts`` (it must equal the
+    # extractor's loops); None: one context for every pass.
+    steps: Optional[int] = None
+    # A frozen CLIP the module holds that other heads may share instead of building another.
+    shared_clip: Optional[nn.Module] = None
 
     def forward(self, images: torch.Tensor, image_index: torch.Tensor, **inputs) -> PromptOutput:
         """

@@ -26,6 +26,7 @@ class EmptyPrompt(PromptModule):
         super().__init__()
         # Derived from frozen weights at build time, so not checkpointed.
         self.register_buffer("empty_context", empty_context.detach().float(), persistent=False)
+        self.num_tokens, self.token_dim = int(empty_context.shape[1]), int(empty_context.shape[2])
 
     @classmethod
     def from_config(cls, cfg, text_encoder, unet):

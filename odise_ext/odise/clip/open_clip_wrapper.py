@@ -175,6 +175,10 @@ class ClipWrapper(nn.Module):
         """The underlying open_clip ``CLIP``."""
         return self.model.module
 
+    def logit_scale(self) -> torch.Tensor:
+        """CLIP's own temperature exp(logit_scale), clamped at 100 as in CLIP's training."""
+        return self.model.module.logit_scale.exp().clamp(max=100)
+
     @property
     def visual(self) -> nn.Module:
         """The open_clip ``VisionTransformer`` (conv1, class_embedding, positional_embedding,

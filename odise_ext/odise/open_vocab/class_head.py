@@ -45,6 +45,14 @@ class OpenVocabClassHead(nn.Module):
             raise ValueError(f"{text_embed.shape[0]} text embeddings for {len(owner)} synonyms")
         self._vocab = (text_embed, owner, num_classes)
 
+    def project_text(self, text_embed):
+        """[S, clip_dim] CLIP text embeddings -> [S, E] in the mask-embedding space."""
+        return self.category_head.text_proj(text_embed)
+
+    def logit_scale(self):
+        """The learnable temperature of the mask-text similarities (a scalar tensor)."""
+        return self.post_mask_embed.scale()
+
     def embed(self, query, mask_features, mask_logits):
         """[B, Q, E] mask embeddings (used by the caption grounding loss too)."""
         return self.post_mask_embed(query, mask_features, mask_logits)
