@@ -138,6 +138,13 @@ def check_zip_expansion(path, model_bytes: int = 0) -> None:
             + f" (a zip bomb?). For a file you trust, raise the factor with {MAX_EXPANSION_ENV}=N.")
 
 
+def _starts_like_a_checkpoint(path) -> bool:
+    """A zip archive (torch.save since 1.6) or a pickle with a protocol header (legacy torch.save)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return head == b"PK" or head[:1] == b"\x80"
+
+
 def safe_torch_load(path, map_location="cpu", mmap: bool = False, model_bytes: int = 0):
     """``torch.load(path, weights_only=True)`` with :data:`NUMPY_GLOBALS` allowed for this call;
     a file that needs more is refused (or opted in). ``mmap``: memory-map a zip archive
@@ -152,6 +159,8 @@ def safe_torch_load(path, map_location="cpu", mmap: bool = False, model_bytes: i
                 return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        if not _starts_like_a_checkpoint(path):  # neither a zip archive nor a pickle: not a refusal
+            raise _damaged(path, "a torch checkpoint", e) from None
         return _refuse_or_full_pickle(
             path, _refused_what(str(e)), lambda: torch.load(path, map_location=map_location, weights_only=False))
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
