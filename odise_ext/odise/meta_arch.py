@@ -19,6 +19,7 @@ from detectron2.utils.logger import log_first_n
 from torch import nn
 
 from ..diffusion.backbone import DiffusionBackbone
+from ..engine.model_hooks import EvaluatedModel
 from .clip import CLIP_MEAN, CLIP_STD, build_clip
 from ..mask2former.criterion import ClassLoss, SetCriterion, build_loss_term
 from ..mask2former.mask_former_head import MaskFormerHead
@@ -27,13 +28,14 @@ from ..mask2former.transformer_decoder.class_head import CLASS_HEAD_REGISTRY, bu
 from .open_vocab import OpenVocabClassHead, TextEmbeddingCache, caption_grounding_loss, geometric_ensemble, mask_clip_embed
 from .open_vocab.heads import synonym_max
 from .open_vocab.vocabulary import Vocabulary, dataset_vocabulary, parse_vocabulary
+from .vocabulary_remap import vocabulary_evaluators
 
 __all__ = ["ODISE"]
 logger = logging.getLogger(__name__)
 
 
 @META_ARCH_REGISTRY.register()
-class ODISE(nn.Module):
+class ODISE(nn.Module, EvaluatedModel):
     """
     Inputs (detectron2 format): list of dicts with ``image`` uint8 [3, H, W] RGB, optional
     ``height``/``width`` (output size), and in training ``instances`` (``gt_classes`` [N],
@@ -180,6 +182,12 @@ class ODISE(nn.Module):
             raise TypeError(f"expected a Vocabulary, got {type(vocabulary).__name__}")
         self.test_vocabulary = vocabulary
         self.seen = vocabulary.seen_mask(self.train_vocabulary)
+
+    def prepare_evaluators(self, cfg, dataset_name, evaluators):
+        """Predictions are indices into the test vocabulary: converted to the dataset's ids by class
+        name, or ``ValueError`` when the dataset's metrics are not defined for the vocabulary
+        (:mod:`~odise_ext.odise.vocabulary_remap`)."""
+        return vocabulary_evaluators(evaluators, self.test_vocabulary, MetadataCatalog.get(dataset_name))
 
     # ------------------------------------------------------------------ forward
     def forward(self, batched_inputs):

@@ -29,6 +29,7 @@ from detectron2.structures import ImageList
 from torch import nn
 
 from ..diffusion.backbone import DiffusionBackbone
+from ..engine.model_hooks import EvaluatedModel
 from ..odise.backbone import WindowedDiffusionBackbone
 from ..mask2former.transformer_decoder.class_head import LinearClassHead
 from ..mask2former.transformer_decoder.mask2former_decoder import MultiScaleMaskedTransformerDecoder
@@ -57,7 +58,7 @@ def _check_backbone(backbone: nn.Module):
 
 
 @META_ARCH_REGISTRY.register()
-class PNGDiffusion(nn.Module):
+class PNGDiffusion(nn.Module, EvaluatedModel):
     """Diffusion-based PNG with EIPA dynamic prompting and MLMA (see the module docstring)."""
 
     @configurable
