@@ -34,13 +34,14 @@ class MaskFormerHead(nn.Module):
             "predictor": build_transformer_decoder(cfg, cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM, mask_classification=True, class_head=class_head),
         }
 
-    def forward(self, features):
-        """features: dict name -> [B, C, H, W].
+    def forward(self, features, *, class_inputs=None):
+        """features: dict name -> [B, C, H, W]; class_inputs: extra keyword arguments of the
+        decoder's class head (e.g. ODISE's vocabulary embedding), or None.
 
         Returns the decoder's prediction dict plus ``mask_features`` [B, mask_dim, H/4, W/4]
         (ODISE's caption loss pools them under each mask).
         """
         mask_features, multi_scale = self.pixel_decoder(features)
-        outputs = self.predictor(multi_scale, mask_features)
+        outputs = self.predictor(multi_scale, mask_features, class_inputs=class_inputs)
         outputs["mask_features"] = mask_features
         return outputs

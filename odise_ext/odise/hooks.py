@@ -28,19 +28,24 @@ class ODISEDemo(TaskDemo):
     flags = ("vocab", "things")
 
     def check_args(self):
-        if self.args.things and not self.args.vocab:
-            raise SystemExit("--things names classes of --vocab: give --vocab too")
-
-    def metadata(self, model):
-        """The vocabulary from --vocab (or the model's test vocabulary) -> drawing metadata."""
         args = self.args
+        if args.things and not args.vocab:
+            raise SystemExit("--things names classes of --vocab: give --vocab too")
+        self.vocabulary = None  # --vocab's classes, passed to every call (None: the model's test vocabulary)
         if args.vocab:
             things = [t.strip() for t in args.things.split(";") if t.strip()]
             try:
-                model.set_test_vocabulary(parse_vocabulary(args.vocab, thing_names=things))
+                self.vocabulary = parse_vocabulary(args.vocab, thing_names=things)
             except ValueError as e:
                 raise SystemExit(f"--vocab / --things: {e}")
-        return vocabulary_metadata(model.test_vocabulary.names)
+
+    def metadata(self, model):
+        """The vocabulary from --vocab (or the model's test vocabulary) -> drawing metadata."""
+        vocabulary = model.test_vocabulary if self.vocabulary is None else self.vocabulary
+        return vocabulary_metadata(vocabulary.names)
+
+    def inputs(self, bgr):
+        return {} if self.vocabulary is None else {"vocabulary": self.vocabulary}
 
     def draw(self, rgb, output, metadata):
         if "panoptic_seg" not in output:

@@ -83,11 +83,9 @@ def run_panoptic(session, rgb: np.ndarray, vocab: Vocabulary) -> PanopticResult:
     inference: query class probabilities times mask probabilities, summed over queries)
     normalised to sum to 1 over the classes; NaN when the config turns that output off.
     """
-    model = session.model
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    with session.lock:  # the vocabulary is model state: set it and run without interleaving
-        model.set_test_vocabulary(vocab)
-        out = session.runner(bgr)
+    with session.lock:  # one request at a time per model; the vocabulary is this call's argument
+        out = session.runner(bgr, vocabulary=vocab)
     seg, info = out["panoptic_seg"]
     seg = seg.cpu().numpy()
     sem = None
