@@ -7,6 +7,7 @@ from . import visualization as vpd_vis
 from .evaluation import DepthEvaluator, ReferEvaluator
 from .person_crops import parse_boxes as parse_person_boxes
 from .predictor import DensePredictor
+from . import web_demo
 
 __all__ = ["parse_boxes"]
 
@@ -37,6 +38,9 @@ class _VPDDemo(TaskDemo):
 
 @register_demo("DenseSemanticSegmentor")
 class SemanticSegmentationDemo(_VPDDemo):
+    web_title, web_prefix = "Semantic segmentation", "semseg"
+    web_tab = staticmethod(web_demo.image_only_tab(web_demo.run_semseg, "Semantic segmentation"))
+
     def draw(self, rgb, output, metadata):
         scores = output["sem_seg"]
         if not metadata.get("stuff_classes", None):
@@ -49,6 +53,8 @@ class SemanticSegmentationDemo(_VPDDemo):
 @register_demo("DenseDepthEstimator")
 class DepthDemo(_VPDDemo):
     flags = ("scene",)
+    web_title, web_prefix = "Depth estimation", "depth"
+    web_tab = staticmethod(web_demo.image_only_tab(web_demo.run_depth, "Depth (near = bright)"))
 
     def check_args(self):
         if self.cfg.MODEL.DIFFUSION.PROMPT.NAME == "SceneClassPrompt" and not self.args.scene.strip():
@@ -65,6 +71,8 @@ class DepthDemo(_VPDDemo):
 @register_demo("DenseReferSegmentor")
 class ReferDemo(_VPDDemo):
     flags = ("sentence",)
+    web_title, web_prefix = "Referring segmentation", "refer"
+    web_tab = staticmethod(web_demo.refer_tab)
 
     def inputs(self, bgr):
         if not self.args.sentence.strip():
@@ -80,6 +88,8 @@ class ReferDemo(_VPDDemo):
 @register_demo("DensePoseEstimator")
 class PoseDemo(_VPDDemo):
     flags = ("boxes",)
+    web_title, web_prefix = "Pose estimation", "pose"
+    web_tab = staticmethod(web_demo.pose_tab)
 
     def inputs(self, bgr):
         h, w = bgr.shape[:2]

@@ -1,5 +1,6 @@
 """ODISE's entries in the shared registries: evaluators of the panoptic datasets it trains and
-tests on, and its demo (open vocabulary from ``--vocab``, panoptic drawing)."""
+tests on, and its demo (open vocabulary from ``--vocab``, panoptic drawing; the web tab of
+``web_demo.py``)."""
 from ..engine.demo import TaskDemo, register_demo
 from ..engine.evaluators import instance_evaluator, panoptic_evaluator, register_evaluators, semantic_evaluator
 from ..utils.visualization import draw_panoptic, vocabulary_metadata
@@ -26,6 +27,7 @@ register_evaluators("ade20k_panoptic_seg")(_mask_former_evaluators)
 @register_demo("ODISE")
 class ODISEDemo(TaskDemo):
     flags = ("vocab", "things")
+    web_title, web_prefix = "Open-vocabulary panoptic segmentation", "odise"
 
     def check_args(self):
         args = self.args
@@ -46,6 +48,22 @@ class ODISEDemo(TaskDemo):
 
     def inputs(self, bgr):
         return {} if self.vocabulary is None else {"vocabulary": self.vocabulary}
+
+    def web_runner(self):
+        # The page draws the panoptic output and scores segments with the semantic one; instance
+        # inference would only cost time.
+        test = self.cfg.MODEL.MASK_FORMER.TEST
+        test.PANOPTIC_ON, test.SEMANTIC_ON, test.INSTANCE_ON = True, True, False
+        return super().web_runner()
+
+    def random_parts(self):
+        clip = ["CLIP (MODEL.CLIP.WEIGHTS = random)"] if self.cfg.MODEL.CLIP.WEIGHTS == "random" else []
+        return super().random_parts() + clip
+
+    def web_tab(self, session, prefix, tagger):
+        from .web_demo import panoptic_tab
+
+        panoptic_tab(session, prefix, tagger)
 
     def draw(self, rgb, output, metadata):
         if "panoptic_seg" not in output:

@@ -8,9 +8,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..dense.person_crops import parse_boxes as parse_person_boxes
 
-__all__ = ["InputError", "MIN_IMAGE_SIDE", "load_image", "to_rgb", "parse_boxes"]
+__all__ = ["InputError", "MIN_IMAGE_SIDE", "load_image", "to_rgb"]
 
 # Smaller images hold too little to segment (the tiny configs' model input is 64-128 px).
 MIN_IMAGE_SIDE = 16
@@ -78,15 +77,3 @@ def load_image(path: Optional[str]) -> np.ndarray:
     if min(h, w) < MIN_IMAGE_SIDE:
         raise InputError(f"The image is {w}x{h} pixels; the demo needs at least {MIN_IMAGE_SIDE} pixels per side.")
     return rgb
-
-
-def parse_boxes(text: str, width: int, height: int) -> np.ndarray:
-    """:func:`odise_ext.dense.person_crops.parse_boxes`, its errors shown in the page.
-
-    Raises:
-        InputError: a box that is not four numbers, is empty, or lies outside the image.
-    """
-    try:
-        return parse_person_boxes(text, width, height)
-    except ValueError as e:
-        raise InputError(str(e)) from None

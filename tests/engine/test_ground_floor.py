@@ -98,7 +98,7 @@ def test_package_import_order_does_not_matter(order, tmp_path):
          "from odise_ext.engine.demo import DEMO_REGISTRY\n"
          "for arch in ('ODISE', 'PNGDiffusion', 'DenseSemanticSegmentor', 'DenseDepthEstimator',\n"
          "             'DenseReferSegmentor', 'DensePoseEstimator'):\n"
-         "    META_ARCH_REGISTRY.get(arch); arch == 'PNGDiffusion' or DEMO_REGISTRY.get(arch)\n"
+         "    META_ARCH_REGISTRY.get(arch); assert DEMO_REGISTRY.get(arch).web_title\n"
          "import odise_ext.web.build\n" % str(copy), tmp_path)
 
 
