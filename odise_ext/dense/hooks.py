@@ -8,6 +8,7 @@ from . import visualization as vpd_vis
 from .evaluation import DepthEvaluator, ReferEvaluator
 from .person_crops import parse_boxes
 from .predictor import DensePredictor
+from . import web_demo
 
 __all__ = ["DensePoseEstimatorDemo"]
 
@@ -29,6 +30,9 @@ class _VPDDemo(TaskDemo):
 
 @register_demo
 class DenseSemanticSegmentorDemo(_VPDDemo):
+    web_title, web_prefix = "Semantic segmentation", "semseg"
+    web_tab = staticmethod(web_demo.image_only_tab(web_demo.run_semseg, "Semantic segmentation"))
+
     def draw(self, rgb, output, metadata):
         scores = output["sem_seg"]
         if not metadata.get("stuff_classes", None):
@@ -41,6 +45,8 @@ class DenseSemanticSegmentorDemo(_VPDDemo):
 @register_demo
 class DenseDepthEstimatorDemo(_VPDDemo):
     flags = ("scene",)
+    web_title, web_prefix = "Depth estimation", "depth"
+    web_tab = staticmethod(web_demo.image_only_tab(web_demo.run_depth, "Depth (near = bright)"))
 
     def check_args(self):
         if self.cfg.MODEL.DIFFUSION.PROMPT.NAME == "SceneClassPrompt" and not self.args.scene.strip():
@@ -57,6 +63,8 @@ class DenseDepthEstimatorDemo(_VPDDemo):
 @register_demo
 class DenseReferSegmentorDemo(_VPDDemo):
     flags = ("sentence",)
+    web_title, web_prefix = "Referring segmentation", "refer"
+    web_tab = staticmethod(web_demo.refer_tab)
 
     def inputs(self, bgr):
         if not self.args.sentence.strip():
@@ -72,6 +80,8 @@ class DenseReferSegmentorDemo(_VPDDemo):
 @register_demo
 class DensePoseEstimatorDemo(_VPDDemo):
     flags = ("boxes",)
+    web_title, web_prefix = "Pose estimation", "pose"
+    web_tab = staticmethod(web_demo.pose_tab)
 
     def inputs(self, bgr):
         h, w = bgr.shape[:2]

@@ -5,7 +5,9 @@ While a :class:`CrossAttentionRecorder` is active, every cross-attention layer (
 transformer block) computes its attention explicitly, ``softmax(Q K^T * scale) V`` — an
 [HW, L] matrix per head with L text tokens (at most 77), never an HW x HW one — and records the
 probabilities averaged over heads. The layer output equals the default SDPA processor's (up to
-float rounding), gradients flow through the maps, and layers run SDPA as usual when inactive.
+float rounding) and gradients flow through the maps. The recording processors and shape hooks
+are installed on entering :meth:`CrossAttentionRecorder.record` and removed on leaving it: outside
+a recording the UNet holds its own processors and no hook of the recorder.
 """
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ class _RecordingProcessor:
         self.recorder, self.name, self.default = recorder, name, default
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
-        if not self.recorder.active or encoder_hidden_states is None:
+        if encoder_hidden_states is None:
             return self.default(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         if attention_mask is not None or attn.spatial_norm is not None or attn.group_norm is not None or hidden_states.ndim != 3:
             raise NotImplementedError(f"{self.name}: only SD v1-style cross-attention can be recorded")
@@ -54,11 +56,11 @@ class _RecordingProcessor:
 
 
 class CrossAttentionRecorder:
-    """Installs recording processors on the cross-attention layers of ``unet``.
+    """Records the cross-attention layers of ``unet`` while :meth:`record` is active.
 
     Usage::
 
-        recorder = CrossAttentionRecorder(unet)      # once, at build time
+        recorder = CrossAttentionRecorder(unet)      # once, at build time (installs nothing)
         with recorder.record() as maps:               # per forward
             unet(...)
         # maps: list of AttentionMap in execution order
@@ -68,25 +70,29 @@ class CrossAttentionRecorder:
         from diffusers.models.attention import BasicTransformerBlock
         from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
-        self.active = False
+        self._unet = unet
         self._maps: List[AttentionMap] = []
-        self._shape: Dict[str, tuple] = {}
+        self._depth = 0  # nesting of record() (a checkpoint recomputation inside a recording)
+        self._installed: List = []  # (attention layer, its own processor) while recording
+        self._handles: List = []
+        self._shape: Dict[str, str] = {}  # layer name -> its transformer's name
+        self._transformers: Dict[str, nn.Module] = {}
+        self._layers: Dict[str, nn.Module] = {}
         self._latent_hw = None
         self._spatial: Dict[str, tuple] = {}
         self.layer_names: List[str] = []
         for tname, tmod in unet.named_modules():
             if not isinstance(tmod, Transformer2DModel):
                 continue
-            tmod.register_forward_pre_hook(self._make_shape_hook(tname))
+            self._transformers[tname] = tmod
             for bname, block in tmod.named_modules():
                 if isinstance(block, BasicTransformerBlock) and getattr(block, "attn2", None) is not None:
                     name = f"{tname}.{bname}.attn2"
                     self._shape[name] = tname
-                    block.attn2.set_processor(_RecordingProcessor(self, name, block.attn2.processor))
+                    self._layers[name] = block.attn2
                     self.layer_names.append(name)
         if not self.layer_names:
             raise ValueError("the UNet has no cross-attention layers to record")
-        unet.register_forward_pre_hook(self._latent_hook, with_kwargs=True)
 
     def _latent_hook(self, module, args, kwargs):
         sample = args[0] if args else kwargs["sample"]
@@ -103,11 +109,35 @@ class CrossAttentionRecorder:
         stride = self._latent_hw[0] // h if self._latent_hw else 1
         self._maps.append(AttentionMap(name, probs.view(probs.shape[0], h, w, probs.shape[-1]), stride))
 
+    def _install(self):
+        self._handles = [self._unet.register_forward_pre_hook(self._latent_hook, with_kwargs=True)]
+        self._handles += [t.register_forward_pre_hook(self._make_shape_hook(n)) for n, t in self._transformers.items()]
+        for name, layer in self._layers.items():
+            self._installed.append((layer, layer.processor))
+            layer.set_processor(_RecordingProcessor(self, name, layer.processor))
+
+    def _remove(self):
+        for layer, own in self._installed:
+            layer.set_processor(own)
+        for handle in self._handles:
+            handle.remove()
+        # the last shapes seen stay: a checkpointed block recomputed in backward (inside a
+        # recording of its own) runs without its transformer's / the UNet's pre-hook
+        self._installed, self._handles = [], []
+
     @contextmanager
     def record(self):
+        """Installs the recording processors and hooks (on the outermost entry), yields the
+        live list of maps recorded in the block, removes them all on leaving it."""
+        outer = self._maps
         self._maps = []
-        self.active = True
+        if self._depth == 0:
+            self._install()
+        self._depth += 1
         try:
             yield self._maps
         finally:
-            self.active = False
+            self._depth -= 1
+            if self._depth == 0:
+                self._remove()
+            self._maps = outer

@@ -7,13 +7,35 @@
   :func:`assign_state_dict` with the tensors of a (memory-mapped) file, converted to the
   network's dtype on the way, so the only copy is the one the network keeps;
 """
+import threading
 from contextlib import contextmanager
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import nn
+from torch.nn.modules.module import (
+    register_module_module_registration_hook,
+    register_module_parameter_registration_hook,
+)
 
 __all__ = ["cast_while_building", "parameters_on_meta", "assign_state_dict"]
+
+
+@contextmanager
+def _registration_hook(register: Callable, hook: Callable):
+    """torch's public registration hook ``register`` (module / parameter) for the block, acting
+    on this thread's registrations only (no ``nn.Module`` method is replaced; another thread
+    building a module meanwhile is untouched), removed on exit."""
+    thread = threading.get_ident()
+
+    def scoped(module, name, value):
+        return hook(value) if threading.get_ident() == thread and value is not None else None
+
+    handle = register(scoped)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 @contextmanager
@@ -29,41 +51,22 @@ def cast_while_building(dtype: Optional[torch.dtype]):
     if dtype is None or dtype == torch.float32:
         yield
         return
-    set_attr, add_module = nn.Module.__setattr__, nn.Module.add_module
-
-    def cast_set_attr(module, name, value):
-        set_attr(module, name, value)
-        if isinstance(value, nn.Module):
-            value.to(dtype)
-
-    def cast_add_module(module, name, value):
-        add_module(module, name, value)
-        if isinstance(value, nn.Module):
-            value.to(dtype)
-
-    nn.Module.__setattr__, nn.Module.add_module = cast_set_attr, cast_add_module
-    try:
+    with _registration_hook(register_module_module_registration_hook, lambda child: child.to(dtype)):
         yield
-    finally:
-        nn.Module.__setattr__, nn.Module.add_module = set_attr, add_module
+
+
+def _to_meta(param: nn.Parameter) -> Optional[nn.Parameter]:
+    if param.device.type == "meta":
+        return None
+    return nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
 
 
 @contextmanager
 def parameters_on_meta():
-    """Every ``nn.Parameter`` registered inside the block lives on the meta device (no memory,
-    and initialisers become no-ops); buffers are untouched."""
-    original = nn.Module.register_parameter
-
-    def register(module, name, param):
-        original(module, name, param)
-        if param is not None and param.device.type != "meta":
-            module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-
-    nn.Module.register_parameter = register
-    try:
+    """Every ``nn.Parameter`` registered inside the block (on this thread) lives on the meta
+    device (no memory: each is dropped as it is registered); buffers are untouched."""
+    with _registration_hook(register_module_parameter_registration_hook, _to_meta):
         yield
-    finally:
-        nn.Module.register_parameter = original
 
 
 def assign_state_dict(model: nn.Module, state: Dict[str, torch.Tensor], dtype: Optional[torch.dtype] = None):

@@ -6,8 +6,11 @@
 - ``COMPILE``: ``torch.compile`` of the ``forward`` of each resnet / transformer block. Blocks,
   not whole networks: the feature taps are forward hooks installed per call, and hooks run
   outside a block's compiled ``forward``, so taps, early stops and prompt callbacks keep working
-  and no call recompiles.
+  and no call recompiles. dynamo's recompile limits are raised only while a compiled block
+  runs (``torch._dynamo.config.patch`` around each call), never for the whole process.
 """
+import functools
+
 import torch
 from torch import nn
 
@@ -26,22 +29,42 @@ _COMPILED_BLOCKS = (
 _RECOMPILE_LIMIT = 128
 
 
+def _recompile_limits() -> dict:
+    """dynamo's recompile limits raised to ours (the names changed across releases:
+    cache_size_limit -> recompile_limit; the older name is an alias where both exist)."""
+    import torch._dynamo
+
+    config, limits = torch._dynamo.config, {}
+    for names, floor in ((("recompile_limit", "cache_size_limit"), _RECOMPILE_LIMIT),
+                         (("accumulated_recompile_limit", "accumulated_cache_size_limit"), 4 * _RECOMPILE_LIMIT)):
+        name = next((n for n in names if hasattr(config, n)), None)
+        if name is not None:
+            limits[name] = max(getattr(config, name), floor)
+    return limits
+
+
+def _compiled(forward, backend: str, limits: dict):
+    import torch._dynamo
+
+    compiled = torch.compile(forward, backend=backend, dynamic=False)
+
+    @functools.wraps(compiled)  # keeps dynamo's attributes of the compiled callable
+    def run(*args, **kwargs):
+        with torch._dynamo.config.patch(**limits):
+            return compiled(*args, **kwargs)
+
+    return run
+
+
 def compile_blocks(module: nn.Module, backend: str) -> int:
     """Replace the ``forward`` of every block of ``module`` (see ``_COMPILED_BLOCKS``) by its
-    ``torch.compile``-d version; nested blocks are compiled with their outermost block.
+    ``torch.compile``-d version, run with dynamo's recompile limits raised for the call only;
+    nested blocks are compiled with their outermost block.
 
     Returns:
         The number of compiled blocks.
     """
-    import torch._dynamo
-
-    config = torch._dynamo.config
-    # the name changed across releases (cache_size_limit -> recompile_limit); raise whichever exist
-    for name, floor in (("recompile_limit", _RECOMPILE_LIMIT), ("cache_size_limit", _RECOMPILE_LIMIT),
-                        ("accumulated_recompile_limit", 4 * _RECOMPILE_LIMIT),
-                        ("accumulated_cache_size_limit", 4 * _RECOMPILE_LIMIT)):
-        if hasattr(config, name):
-            setattr(config, name, max(getattr(config, name), floor))
+    limits = _recompile_limits()
     count = 0
     done = set()
     for name, sub in module.named_modules():
@@ -49,7 +72,7 @@ def compile_blocks(module: nn.Module, backend: str) -> int:
             continue
         if any(name.startswith(p + ".") for p in done):
             continue
-        sub.forward = torch.compile(sub.forward, backend=backend, dynamic=False)
+        sub.forward = _compiled(sub.forward, backend, limits)
         done.add(name)
         count += 1
     return count

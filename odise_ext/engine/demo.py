@@ -1,6 +1,7 @@
-"""How ``tools/demo.py`` runs each model: one entry per ``MODEL.META_ARCHITECTURE``, registered
-by the task package that owns the model (``odise_ext/<task>/hooks.py``)."""
-from typing import Dict, Tuple
+"""How ``tools/demo.py`` and the web demo (``tools/web_demo.py``) run each model: one entry per
+``MODEL.META_ARCHITECTURE``, registered by the task package that owns the model
+(``odise_ext/<task>/hooks.py``). The web demo builds one tab per entry with a ``web_title``."""
+from typing import Dict, List, Tuple
 
 import numpy as np
 from detectron2.data import Metadata, MetadataCatalog
@@ -46,6 +47,9 @@ class TaskDemo:
 
     # Task flags of tools/demo.py this model reads (among "vocab", "things", "sentence", "scene", "boxes").
     flags: Tuple[str, ...] = ()
+    # The web demo's tab title ("": no tab) and the prefix of its page elements' ids.
+    web_title: str = ""
+    web_prefix: str = ""
 
     def __init__(self, cfg, args):
         self.cfg, self.args = cfg, args
@@ -67,4 +71,22 @@ class TaskDemo:
 
     def draw(self, rgb: np.ndarray, output: dict, metadata) -> Tuple[np.ndarray, str]:
         """[H, W, 3] uint8 drawing of ``output`` over ``rgb``, and a one-line summary."""
+        raise NotImplementedError
+
+    # ---- the web demo (``args`` is None there) ----------------------------------------------
+    def web_runner(self):
+        """(runner, its test-time resize: a detectron2 augmentation or None) of the web session;
+        the tab calls ``runner(bgr, **inputs)``. Default: :meth:`build_predictor`."""
+        predictor = self.build_predictor()
+        return predictor, predictor.aug
+
+    def random_parts(self) -> List[str]:
+        """The parts of the model whose weights are random (for the page), besides the task heads."""
+        if self.cfg.MODEL.DIFFUSION.WEIGHTS == "random":
+            return ["the diffusion model (MODEL.DIFFUSION.WEIGHTS = random)"]
+        return []
+
+    def web_tab(self, session, prefix: str, tagger: str) -> None:
+        """Add this task's Gradio components and events to the current tab (element ids start
+        with ``prefix``; ``tagger``: the noun-phrase tagger spec of ``tools/web_demo.py``)."""
         raise NotImplementedError

@@ -6,8 +6,9 @@ dataset is registered). Each task package registers, for the types it evaluates,
 config switches on (e.g. ODISE's ``MODEL.MASK_FORMER.TEST.*_ON``); the shared types (``sem_seg``,
 ``coco``) are registered here. Every evaluator of the project is built the same way:
 ``SomeEvaluator(cfg, dataset_name=..., output_dir=...)``, or detectron2's own ones below.
-An open-vocabulary model's test vocabulary is matched with the dataset's classes here, before
-any inference (``odise_ext.odise.vocabulary_remap``).
+Given the model, its :meth:`~odise_ext.engine.model_hooks.EvaluatedModel.prepare_evaluators`
+hook adapts them before any inference (ODISE matches its test vocabulary with the dataset's
+classes there).
 
 detectron2's evaluators write their outputs (``predictions.json``, ``sem_seg_predictions.json``,
 ``coco_instances_results.json`` ...) through ``PathManager`` in place; while ours evaluate, those
@@ -23,14 +24,12 @@ import detectron2.evaluation.sem_seg_evaluation
 import numpy as np
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, COCOPanopticEvaluator, DatasetEvaluators, SemSegEvaluator
-from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.utils.registry import Registry
 
 from ..data.datasets.json_records import check_coco_instances_json
 from ..data.image_io import read_label_map
-from ..odise.open_vocab.vocabulary import dataset_vocabulary
-from ..odise.vocabulary_remap import VocabularyRemapEvaluator, vocabulary_to_dataset
 from ..utils.atomic_io import atomic_path_manager_in
+from .model_hooks import evaluated_model, evaluated_model_class
 
 __all__ = [
     "AtomicOutputEvaluators",
@@ -95,7 +94,7 @@ def instance_evaluator(cfg, dataset_name, output_dir):
     """COCO box / mask / keypoint AP. The tasks are inferred from the predictions, unless the
     meta-architecture names them in ``coco_eval_tasks`` (top-down pose predicts keypoints *for
     given boxes*, COCO's GT-boxes protocol: its boxes are inputs, not predictions to score)."""
-    arch = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)
+    tasks = evaluated_model_class(cfg).coco_eval_tasks
     json_file = MetadataCatalog.get(dataset_name).get("json_file", None)
     if json_file and os.path.isfile(json_file):  # its ground truth: no image or annotation twice
         check_coco_instances_json(json_file)
@@ -103,7 +102,7 @@ def instance_evaluator(cfg, dataset_name, output_dir):
     # The OKS sigmas matter for keypoint datasets whose keypoints are not COCO's 17 (empty = COCO's).
     return COCOEvaluator(
         dataset_name,
-        tasks=getattr(arch, "coco_eval_tasks", None),
+        tasks=tasks,
         output_dir=output_dir,
         use_fast_impl=False,
         kpt_oks_sigmas=tuple(cfg.TEST.KEYPOINT_OKS_SIGMAS),
@@ -120,30 +119,24 @@ def coco(cfg, dataset_name, output_dir):
     return [instance_evaluator(cfg, dataset_name, output_dir)]
 
 
-def build_evaluators(cfg, dataset_name, output_folder=None, *, vocabulary=None):
+def build_evaluators(cfg, dataset_name, output_folder=None, *, model=None):
     """The :class:`DatasetEvaluators` for ``dataset_name``, from its ``evaluator_type``.
 
     Args:
-        vocabulary: the model's test vocabulary (open-vocabulary models; None for the others):
-            predictions are converted to the dataset's ids by class name, or ``ValueError`` when
-            the dataset's metrics are not defined for it.
+        model: the model to be evaluated (an :class:`~odise_ext.engine.model_hooks.EvaluatedModel`,
+            or a DDP wrapper of one), or None: its ``prepare_evaluators`` hook adapts the
+            evaluators (e.g. to an open-vocabulary model's test vocabulary) or raises
+            ``ValueError`` when the dataset's metrics are not defined for it.
     """
     if output_folder is None:
         output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-    meta = MetadataCatalog.get(dataset_name)
-    kind = meta.get("evaluator_type")
+    kind = MetadataCatalog.get(dataset_name).get("evaluator_type")
     if kind not in EVALUATOR_REGISTRY:
         known = sorted(name for name, _ in EVALUATOR_REGISTRY)
         raise ValueError(f"dataset '{dataset_name}' has evaluator_type={kind!r}; known types: {known}")
     evaluators = EVALUATOR_REGISTRY.get(kind)(cfg, dataset_name, output_folder)
     if not evaluators:
         raise ValueError(f"no evaluator enabled for dataset '{dataset_name}' (type {kind}); check the *_ON switches")
-    if vocabulary is not None:
-        # semantic scores are re-indexed by name alone; panoptic / instance ids also need the
-        # dataset's thing / stuff split
-        check_things = any(not isinstance(e, SemSegEvaluator) for e in evaluators)
-        to_dataset = vocabulary_to_dataset(vocabulary, meta, check_things=check_things)
-        if to_dataset is not None:
-            things = dataset_vocabulary(meta).thing_ids
-            evaluators = [VocabularyRemapEvaluator(e, to_dataset, things) for e in evaluators]
+    if model is not None:
+        evaluators = evaluated_model(model).prepare_evaluators(cfg, dataset_name, list(evaluators))
     return AtomicOutputEvaluators(evaluators)

@@ -4,6 +4,7 @@
     predictor = Predictor(cfg)
     predictor("photo.jpg")            # a path, a PIL image or an (H, W[, C]) BGR numpy array
     predictor(Image.open("photo.png"))
+    predictor(bgr, vocabulary=vocab)  # keyword arguments go to the model's forward (here ODISE's)
 
 ``DefaultPredictor`` takes only a BGR uint8-range (H, W, 3) array and fails with foreign errors
 (or, for a float image in [0, 1], silently predicts on an almost black image) otherwise; this
@@ -68,11 +69,22 @@ class Predictor(DefaultPredictor):
         """The checked input as BGR uint8 [H, W, 3] (see ``image_io``)."""
         return as_image_array(image, format="BGR", name=name)
 
-    def __call__(self, image: ImageInput):
+    def __call__(self, image: ImageInput, **model_kwargs):
         """
         Args:
             image: a path, a PIL image, or a BGR numpy array (see ``odise_ext.data.image_io``).
+            model_kwargs: keyword arguments of this call's model forward (e.g. ODISE's
+                ``vocabulary``); none: exactly ``DefaultPredictor``'s call.
         Returns:
             the model's output dict for this image.
         """
-        return super().__call__(self.load(image))
+        original_image = self.load(image)
+        if not model_kwargs:
+            return super().__call__(original_image)
+        with torch.no_grad():  # DefaultPredictor's pre-processing, then the call with the keywords
+            if self.input_format == "RGB":
+                original_image = original_image[:, :, ::-1]
+            height, width = original_image.shape[:2]
+            resized = self.aug.get_transform(original_image).apply_image(original_image)
+            tensor = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
+            return self.model([{"image": tensor, "height": height, "width": width}], **model_kwargs)[0]

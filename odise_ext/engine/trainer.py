@@ -190,14 +190,14 @@ class Trainer(DefaultTrainer):
         )
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None, *, vocabulary=None):
-        return build_evaluators(cfg, dataset_name, output_folder, vocabulary=vocabulary)
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None, *, model=None):
+        return build_evaluators(cfg, dataset_name, output_folder, model=model)
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
-        """detectron2's test loop; an open-vocabulary model's evaluators are built for its test
-        vocabulary (all of them before the first inference, so a refusal comes up front)."""
+        """detectron2's test loop; the evaluators are built for the model (its
+        ``prepare_evaluators`` hook: e.g. an open-vocabulary model's test vocabulary), all of them
+        before the first inference, so a refusal comes up front."""
         if evaluators is None:
-            vocabulary = getattr(getattr(model, "module", model), "test_vocabulary", None)
-            evaluators = [cls.build_evaluator(cfg, name, vocabulary=vocabulary) for name in cfg.DATASETS.TEST]
+            evaluators = [cls.build_evaluator(cfg, name, model=model) for name in cfg.DATASETS.TEST]
         return super().test(cfg, model, evaluators)

@@ -40,13 +40,14 @@ class MaskFormerHead(nn.Module):
         """The transformer decoder's class head (``predictor.class_embed``)."""
         return self.predictor.class_embed
 
-    def forward(self, features):
-        """features: dict name -> [B, C, H, W].
+    def forward(self, features, *, class_inputs=None):
+        """features: dict name -> [B, C, H, W]; class_inputs: extra keyword arguments of the
+        decoder's class head (e.g. ODISE's vocabulary embedding), or None.
 
         Returns the decoder's prediction dict plus ``mask_features`` [B, mask_dim, H/4, W/4]
         (ODISE's caption loss pools them under each mask).
         """
         mask_features, multi_scale = self.pixel_decoder(features)
-        outputs = self.predictor(multi_scale, mask_features)
+        outputs = self.predictor(multi_scale, mask_features, class_inputs=class_inputs)
         outputs["mask_features"] = mask_features
         return outputs

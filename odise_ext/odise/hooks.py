@@ -1,5 +1,6 @@
 """ODISE's entries in the shared registries: evaluators of the panoptic datasets it trains and
-tests on, and its demo (open vocabulary from ``--vocab``, panoptic drawing)."""
+tests on, and its demo (open vocabulary from ``--vocab``, panoptic drawing; the web tab of
+``web_demo.py``)."""
 from ..engine.demo import TaskDemo, register_demo
 from ..engine.evaluators import EVALUATOR_REGISTRY, instance_evaluator, panoptic_evaluator, semantic_evaluator
 from ..utils.visualization import draw_panoptic, vocabulary_metadata
@@ -32,21 +33,43 @@ def ade20k_panoptic_seg(cfg, dataset_name, output_dir):
 @register_demo
 class ODISEDemo(TaskDemo):
     flags = ("vocab", "things")
+    web_title, web_prefix = "Open-vocabulary panoptic segmentation", "odise"
 
     def check_args(self):
-        if self.args.things and not self.args.vocab:
-            raise SystemExit("--things names classes of --vocab: give --vocab too")
-
-    def metadata(self, model):
-        """The vocabulary from --vocab (or the model's test vocabulary) -> drawing metadata."""
         args = self.args
+        if args.things and not args.vocab:
+            raise SystemExit("--things names classes of --vocab: give --vocab too")
+        self.vocabulary = None  # --vocab's classes, passed to every call (None: the model's test vocabulary)
         if args.vocab:
             things = [t.strip() for t in args.things.split(";") if t.strip()]
             try:
-                model.set_test_vocabulary(parse_vocabulary(args.vocab, thing_names=things))
+                self.vocabulary = parse_vocabulary(args.vocab, thing_names=things)
             except ValueError as e:
                 raise SystemExit(f"--vocab / --things: {e}")
-        return vocabulary_metadata(model.test_vocabulary.names)
+
+    def metadata(self, model):
+        """The vocabulary from --vocab (or the model's test vocabulary) -> drawing metadata."""
+        vocabulary = model.test_vocabulary if self.vocabulary is None else self.vocabulary
+        return vocabulary_metadata(vocabulary.names)
+
+    def inputs(self, bgr):
+        return {} if self.vocabulary is None else {"vocabulary": self.vocabulary}
+
+    def web_runner(self):
+        # The page draws the panoptic output and scores segments with the semantic one; instance
+        # inference would only cost time.
+        test = self.cfg.MODEL.MASK_FORMER.TEST
+        test.PANOPTIC_ON, test.SEMANTIC_ON, test.INSTANCE_ON = True, True, False
+        return super().web_runner()
+
+    def random_parts(self):
+        clip = ["CLIP (MODEL.CLIP.WEIGHTS = random)"] if self.cfg.MODEL.CLIP.WEIGHTS == "random" else []
+        return super().random_parts() + clip
+
+    def web_tab(self, session, prefix, tagger):
+        from .web_demo import panoptic_tab
+
+        panoptic_tab(session, prefix, tagger)
 
     def draw(self, rgb, output, metadata):
         if "panoptic_seg" not in output:

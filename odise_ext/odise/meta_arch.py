@@ -7,6 +7,7 @@ embeddings) -> at test time, fusion with per-mask CLIP classification (geometric
 Mask2Former semantic / panoptic / instance inference.
 """
 import logging
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -19,27 +20,31 @@ from detectron2.utils.logger import log_first_n
 from torch import nn
 
 from ..diffusion.backbone import build_diffusion_backbone
+from ..engine.model_hooks import EvaluatedModel
 from .clip import CLIP_MEAN, CLIP_STD, build_clip
 from ..mask2former.criterion import ClassLoss, SetCriterion, build_loss_term
 from ..mask2former.mask_former_head import MaskFormerHead
 from ..mask2former.postprocessing import instance_inference, panoptic_inference, semantic_inference
 from ..mask2former.transformer_decoder.class_head import CLASS_HEAD_REGISTRY, build_class_head
-from .open_vocab import OpenVocabClassHead, TextEmbeddingCache, caption_grounding_loss, geometric_ensemble, mask_clip_embed
+from .open_vocab import (OpenVocabClassHead, TextEmbeddingCache, VocabularyEmbedding, caption_grounding_loss,
+                         geometric_ensemble, mask_clip_embed)
 from .open_vocab.heads import synonym_max
 from .open_vocab.vocabulary import Vocabulary, dataset_vocabulary, parse_vocabulary
+from .vocabulary_remap import vocabulary_evaluators
 
 __all__ = ["ODISE"]
 logger = logging.getLogger(__name__)
 
 
 @META_ARCH_REGISTRY.register()
-class ODISE(nn.Module):
+class ODISE(nn.Module, EvaluatedModel):
     """
     Inputs (detectron2 format): list of dicts with ``image`` uint8 [3, H, W] RGB, optional
     ``height``/``width`` (output size), and in training ``instances`` (``gt_classes`` [N],
     ``gt_masks`` [N, H, W]) and, for the caption model, ``caption_phrases`` (list of str).
     Outputs (inference): per image a dict with ``sem_seg`` [K, h, w] probabilities,
-    ``panoptic_seg`` (id map [h, w], segments_info) and ``instances``, as enabled.
+    ``panoptic_seg`` (id map [h, w], segments_info) and ``instances``, as enabled, for the K
+    classes of the call's ``vocabulary`` (default: the model's test vocabulary).
     """
 
     @configurable
@@ -174,20 +179,38 @@ class ODISE(nn.Module):
         return next(self.sem_seg_head.parameters()).device
 
     def set_test_vocabulary(self, vocabulary: Vocabulary):
-        """Classes to recognise at test time; text embeddings are computed once and cached."""
+        """The default classes to recognise at test time (the evaluated ones: see
+        :meth:`prepare_evaluators`); a call may pass its own (``forward(..., vocabulary=)``).
+        Text embeddings are computed once and cached."""
+        self.test_vocabulary = self._checked(vocabulary)
+
+    @staticmethod
+    def _checked(vocabulary) -> Vocabulary:
         if not isinstance(vocabulary, Vocabulary):
             raise TypeError(f"expected a Vocabulary, got {type(vocabulary).__name__}")
-        self.test_vocabulary = vocabulary
-        self.seen = vocabulary.seen_mask(self.train_vocabulary)
+        return vocabulary
+
+    def prepare_evaluators(self, cfg, dataset_name, evaluators):
+        """Predictions are indices into the test vocabulary: converted to the dataset's ids by class
+        name, or ``ValueError`` when the dataset's metrics are not defined for the vocabulary
+        (:mod:`~odise_ext.odise.vocabulary_remap`)."""
+        return vocabulary_evaluators(evaluators, self.test_vocabulary, MetadataCatalog.get(dataset_name))
 
     # ------------------------------------------------------------------ forward
-    def forward(self, batched_inputs):
+    def forward(self, batched_inputs, *, vocabulary: Optional[Vocabulary] = None):
+        """``vocabulary``: the classes of this call at test time (None: the model's test
+        vocabulary); training always uses the training vocabulary."""
+        if self.training and vocabulary is not None:
+            raise ValueError("ODISE trains on its training vocabulary; pass `vocabulary` at test time only")
         images = self.preprocess_image(batched_inputs)
-        vocab = self.train_vocabulary if self.training else self.test_vocabulary
+        if self.training:
+            vocab = self.train_vocabulary
+        else:
+            vocab = self.test_vocabulary if vocabulary is None else self._checked(vocabulary)
         synonyms, owner = vocab.flatten()
-        self.class_head.set_vocabulary(self.text_cache(synonyms, self.label_template, self.device), owner, len(vocab))
+        embedding = VocabularyEmbedding(self.text_cache(synonyms, self.label_template, self.device), owner, len(vocab))
         features = self.backbone(images.tensor)
-        outputs = self.sem_seg_head(features)
+        outputs = self.sem_seg_head(features, class_inputs={"vocabulary": embedding.check()})
         if self.training:
             return self.losses(outputs, batched_inputs, images)
         return self.inference(outputs, batched_inputs, images, vocab, synonyms, owner)
@@ -265,6 +288,7 @@ class ODISE(nn.Module):
         mask_pred = outputs["pred_masks"]
         k = len(vocab)
         if self.clip_ensemble:
+            seen = vocab.seen_mask(self.train_vocabulary)
             clip_text = self.text_cache(synonyms, self.clip_template, self.device)
             fused = []
             for i, (h, w) in enumerate(images.image_sizes):
@@ -276,7 +300,7 @@ class ODISE(nn.Module):
                     ph, pw = images.tensor.shape[-2:]
                     masks = masks[:, : max(1, round(h * sh / ph)), : max(1, round(w * sw / pw))]
                 logits = self.clip_logits(images.tensor[i, :, :h, :w], masks, clip_text, owner, k)
-                fused.append(geometric_ensemble(mask_cls[i], logits, self.seen, self.alpha, self.beta))
+                fused.append(geometric_ensemble(mask_cls[i], logits, seen, self.alpha, self.beta))
             mask_cls = torch.stack(fused)
         padded = images.tensor.shape[-2:]
         results = []

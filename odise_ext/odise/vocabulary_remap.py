@@ -22,11 +22,11 @@ inference, whether the dataset's metrics are well defined for that vocabulary:
 from typing import Optional, Sequence
 
 import torch
-from detectron2.evaluation import DatasetEvaluator
+from detectron2.evaluation import DatasetEvaluator, SemSegEvaluator
 
 from .open_vocab.vocabulary import Vocabulary, dataset_vocabulary, match_classes
 
-__all__ = ["VocabularyRemapEvaluator", "vocabulary_to_dataset"]
+__all__ = ["VocabularyRemapEvaluator", "vocabulary_evaluators", "vocabulary_to_dataset"]
 
 
 def vocabulary_to_dataset(vocabulary: Vocabulary, metadata, *, check_things: bool) -> Optional[Sequence]:
@@ -62,6 +62,23 @@ def vocabulary_to_dataset(vocabulary: Vocabulary, metadata, *, check_things: boo
     if list(match) == list(range(len(dataset))):
         return None
     return match
+
+
+def vocabulary_evaluators(evaluators: Sequence[DatasetEvaluator], vocabulary: Vocabulary, metadata) -> list:
+    """``evaluators`` (of the dataset of ``metadata``) scoring predictions made with ``vocabulary``:
+    each wrapped in a :class:`VocabularyRemapEvaluator` unless ``vocabulary`` is the dataset's own.
+
+    Raises:
+        ValueError: the dataset's metrics are not defined for this vocabulary (see module doc).
+    """
+    # semantic scores are re-indexed by name alone; panoptic / instance ids also need the
+    # dataset's thing / stuff split
+    check_things = any(not isinstance(e, SemSegEvaluator) for e in evaluators)
+    to_dataset = vocabulary_to_dataset(vocabulary, metadata, check_things=check_things)
+    if to_dataset is None:
+        return list(evaluators)
+    things = dataset_vocabulary(metadata).thing_ids
+    return [VocabularyRemapEvaluator(e, to_dataset, things) for e in evaluators]
 
 
 class VocabularyRemapEvaluator(DatasetEvaluator):

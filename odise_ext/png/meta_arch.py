@@ -29,6 +29,7 @@ from detectron2.structures import ImageList
 from torch import nn
 
 from ..diffusion.backbone import DiffusionBackbone, build_diffusion_backbone
+from ..engine.model_hooks import EvaluatedModel
 from ..mask2former.transformer_decoder.class_head import LinearClassHead
 from ..mask2former.transformer_decoder.mask2former_decoder import MultiScaleMaskedTransformerDecoder
 from ..utils.precision import float32_loss
@@ -51,7 +52,7 @@ def _check_backbone(backbone: DiffusionBackbone):
 
 
 @META_ARCH_REGISTRY.register()
-class PNGDiffusion(nn.Module):
+class PNGDiffusion(nn.Module, EvaluatedModel):
     """Diffusion-based PNG with EIPA dynamic prompting and MLMA (see the module docstring)."""
 
     @configurable

@@ -1,12 +1,13 @@
 """One loaded model for the web demo: built once per process, reused by every request.
 
 A :class:`DemoSession` holds the config, the predictor (or model) of one config file, the
-test-time resize of that config, a lock (requests of one model run one at a time: an ODISE
-request sets the model's test vocabulary before it runs) and a line saying where the weights
+test-time resize of that config, its task's demo entry (``odise_ext.engine.demo``: the tab
+title and builder), a lock (requests of one model run one at a time; a request's inputs, e.g.
+a vocabulary, are arguments of its call, never model state) and a line saying where the weights
 come from.
 """
 import threading
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 from detectron2.data import transforms as T
@@ -17,13 +18,10 @@ __all__ = ["DemoSession", "MAX_DRAW_SIDE", "weights_note", "describe_resize"]
 MAX_DRAW_SIDE = 1024
 
 
-def weights_note(cfg) -> str:
-    """Where the weights come from, for the page. Random weights are said so plainly."""
-    random_parts = []
-    if cfg.MODEL.DIFFUSION.WEIGHTS == "random":
-        random_parts.append("the diffusion model (MODEL.DIFFUSION.WEIGHTS = random)")
-    if cfg.MODEL.CLIP.WEIGHTS == "random" and cfg.MODEL.META_ARCHITECTURE == "ODISE":
-        random_parts.append("CLIP (MODEL.CLIP.WEIGHTS = random)")
+def weights_note(cfg, random_parts: Sequence[str] = ()) -> str:
+    """Where the weights come from, for the page; ``random_parts``: the model's parts with random
+    weights besides the task heads (its demo entry's ``random_parts()``), said so plainly."""
+    random_parts = list(random_parts)
     if cfg.MODEL.WEIGHTS:
         head = f"Weights: `{cfg.MODEL.WEIGHTS}` (MODEL.WEIGHTS)."
         if random_parts:
@@ -53,16 +51,19 @@ class DemoSession:
         cfg: the frozen config.
         runner: the predictor (``DefaultPredictor`` / ``DensePredictor``) or the model itself.
         aug: the config's test-time resize (a detectron2 augmentation), or None.
+        config_file: the config's path, for the page.
+        demo: the task's :class:`~odise_ext.engine.demo.TaskDemo` (its tab), or None.
     """
 
-    def __init__(self, cfg, runner, aug, config_file: str = ""):
+    def __init__(self, cfg, runner, aug, config_file: str = "", *, demo=None):
         self.cfg = cfg
         self.task = cfg.MODEL.META_ARCHITECTURE
         self.config_file = config_file
         self.runner = runner
         self.aug = aug
+        self.demo = demo
         self.lock = threading.Lock()
-        self.weights_note = weights_note(cfg)
+        self.weights_note = weights_note(cfg, demo.random_parts() if demo is not None else ())
         self.resize_note = describe_resize(aug)
 
     @property

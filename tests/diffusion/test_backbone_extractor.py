@@ -289,6 +289,12 @@ def test_prompt_that_needs_attention_gets_the_maps_so_far_and_extract_returns_th
     # (The recorder's processors fall back to SDPA when inactive: the shared UNet stays usable.)
     ext = DiffusionFeatureExtractor(prompt=_AttentionPrompt(c0, c0), record_attention=True, **kwargs)
     out = ext.extract(images)
+    # after the forward no recording processor or hook of the recorder remains on the UNet
+    from odise_ext.diffusion.cross_attention import _RecordingProcessor
+
+    unet = ext.unet.module
+    assert not any(isinstance(p, _RecordingProcessor) for p in unet.attn_processors.values())
+    assert [n for n, m in unet.named_modules() if m._forward_pre_hooks or m._forward_hooks] == []
     # Reference: the recorder around a plain UNet call with the same latent and context.
     vae = ext.vae.module
     latent = vae.quant_conv(vae.encoder(images * 2 - 1))[:, :4] * vae.config.scaling_factor

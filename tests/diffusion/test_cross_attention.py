@@ -64,3 +64,37 @@ def test_maps_equal_manual_softmax_and_carry_gradient():
     assert torch.allclose(maps[0].probs.reshape(1, -1, 3), manual, atol=1e-5)
     maps[0].probs[..., 0].sum().backward()
     assert ctx.grad is not None and ctx.grad.abs().sum() > 0
+
+
+def _recording_leftovers(unet):
+    """Recording processors and forward pre-hooks anywhere on ``unet``."""
+    from odise_ext.diffusion.cross_attention import _RecordingProcessor
+
+    procs = [n for n, p in unet.attn_processors.items() if isinstance(p, _RecordingProcessor)]
+    hooks = [n for n, m in unet.named_modules() if m._forward_pre_hooks]
+    return procs, hooks
+
+
+def test_nothing_of_the_recorder_stays_on_the_unet_outside_a_recording():
+    unet = _tiny_unet()
+    own = {n: type(p) for n, p in unet.attn_processors.items()}
+    rec = CrossAttentionRecorder(unet)
+    assert _recording_leftovers(unet) == ([], [])  # building installs nothing
+    x, ctx, t = torch.randn(1, 4, 8, 8), torch.randn(1, 3, 24), torch.tensor([0])
+    with torch.no_grad():
+        with rec.record() as maps:
+            procs, hooks = _recording_leftovers(unet)
+            assert len(procs) == 4 and hooks  # installed while recording
+            with rec.record() as inner:  # nested (a checkpoint recomputation): its own list
+                unet(x, t, encoder_hidden_states=ctx)
+            assert _recording_leftovers(unet)[0] == procs  # still recording the outer block
+            unet(x, t, encoder_hidden_states=ctx)
+        assert len(inner) == len(maps) == 4
+        assert _recording_leftovers(unet) == ([], [])
+        assert {n: type(p) for n, p in unet.attn_processors.items()} == own
+        try:  # an exception in the pass (e.g. an early stop) removes them too
+            with rec.record():
+                raise RuntimeError("stop")
+        except RuntimeError:
+            pass
+    assert _recording_leftovers(unet) == ([], [])

@@ -103,6 +103,33 @@ def test_compiled_blocks_are_compiled():
     assert not compiled(unet)  # the hooks of the taps stay outside compiled code
 
 
+def test_compile_leaves_dynamo_settings_of_the_process_alone():
+    import torch._dynamo
+
+    from odise_ext.diffusion import speed
+
+    config = torch._dynamo.config
+    limits = lambda: {k: v for k, v in config.get_config_copy().items() if "limit" in k}  # noqa: E731
+    before = limits()
+    cfg = setup_cfg(TINY, ["MODEL.SPEED.COMPILE", "eager"])
+    torch.manual_seed(0)
+    backbone = build_backbone(cfg)
+    with torch.no_grad():
+        backbone(torch.rand(1, 3, 64, 64))
+    assert limits() == before  # neither building nor running the compiled blocks changed them
+
+    seen = []
+
+    @torch._dynamo.disable  # runs as plain Python inside the compiled call
+    def spy(x):
+        seen.append(config.recompile_limit)
+        return x + 1
+
+    speed._compiled(spy, "eager", speed._recompile_limits())(torch.zeros(2))
+    assert seen == [max(before["recompile_limit"], speed._RECOMPILE_LIMIT)]  # raised for the call only
+    assert limits() == before
+
+
 def test_check_all_raises_the_message_on_cpu():
     check_all(torch.tensor([True, True]), "never")
     check_all(torch.zeros(0, dtype=torch.bool), "empty passes")

@@ -70,3 +70,29 @@ def test_cast_while_building_rounds_the_float32_init_and_restores():
         assert torch.equal(a, b.to(a.dtype)), name
     assert nn.Conv2d(1, 1, 1).weight.dtype == torch.float32  # patches removed
 
+
+
+def test_lean_builds_patch_no_nn_module_method_and_only_this_thread():
+    import threading
+
+    methods = (nn.Module.__setattr__, nn.Module.add_module, nn.Module.register_parameter)
+    built, ready, done = {}, threading.Event(), threading.Event()
+
+    def other_thread():
+        ready.wait(10)
+        built["other"] = _Net()  # built while the main thread is inside both blocks
+        done.set()
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    with parameters_on_meta(), cast_while_building(torch.bfloat16):
+        assert (nn.Module.__setattr__, nn.Module.add_module, nn.Module.register_parameter) == methods
+        ready.set()
+        assert done.wait(10)
+        mine = _Net()
+    worker.join()
+    assert all(p.device.type == "meta" and p.dtype == torch.bfloat16 for p in mine.parameters())
+    assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in built["other"].parameters())
+    # and nothing is left registered afterwards
+    after = nn.Linear(2, 2)
+    assert after.weight.device.type == "cpu" and after.weight.dtype == torch.float32

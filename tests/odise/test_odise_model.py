@@ -88,9 +88,9 @@ def test_inference_and_vocabulary_change(cfg, model):
         assert out3["sem_seg"].shape[0] == 3
         # label + CLIP templates computed once each for the new vocabulary, then cached
         assert model.text_cache.misses == misses + 2
-        assert model.seen == [True, True, True]
+        assert model.test_vocabulary.seen_mask(model.train_vocabulary) == [True, True, True]
         model.set_test_vocabulary(parse_vocabulary("circle;dog"))
-        assert model.seen == [True, False]
+        assert model.test_vocabulary.seen_mask(model.train_vocabulary) == [True, False]
     finally:
         model.set_test_vocabulary(odise_ext.odise.open_vocab.Vocabulary.from_metadata(MetadataCatalog.get(cfg.DATASETS.TEST[0])))
 

@@ -469,15 +469,17 @@ def test_evaluation_setup(text, dataset_things, expected, cfg_files, tmp_path):
     from detectron2.data import MetadataCatalog
 
     from odise_ext.engine.evaluators import build_evaluators
-    from odise_ext.odise.vocabulary_remap import VocabularyRemapEvaluator
+    from odise_ext.odise.vocabulary_remap import VocabularyRemapEvaluator, vocabulary_evaluators
     from odise_ext.odise.open_vocab.vocabulary import dataset_vocabulary, parse_vocabulary
 
     vocab = parse_vocabulary(text)
     if dataset_things:
         vocab = vocab.with_things_from(dataset_vocabulary(MetadataCatalog.get(DATASET)))
-    ev = _assert_outcome(lambda: build_evaluators(cfg_files, DATASET, str(tmp_path), vocabulary=vocab), expected)
+    # what ODISE's prepare_evaluators hook does with its test vocabulary
+    ev = _assert_outcome(lambda: vocabulary_evaluators(
+        build_evaluators(cfg_files, DATASET, str(tmp_path))._evaluators, vocab, MetadataCatalog.get(DATASET)), expected)
     if ev is not None:
-        wrapped = [isinstance(e, VocabularyRemapEvaluator) for e in ev._evaluators]
+        wrapped = [isinstance(e, VocabularyRemapEvaluator) for e in ev]
         assert wrapped == [expected[1] == "remapped"] * 3
 
 

@@ -13,11 +13,11 @@ from odise_ext.config import setup_cfg
 from odise_ext.data.noun_phrases import NounPhraseExtractor
 from odise_ext.web.html import caption_html, legend_html
 from odise_ext.dense.person_crops import parse_boxes
+from odise_ext.dense.web_demo import depth_colorbar
+from odise_ext.odise.web_demo import THINGS_MODES, vocabulary_text, web_vocabulary
+from odise_ext.png.web_demo import LexiconTagger, phrase_spans, run_grounding, split_phrases
 from odise_ext.web.inputs import MIN_IMAGE_SIDE, InputError, load_image
-from odise_ext.web.odise_task import THINGS_MODES, vocabulary_text, web_vocabulary
-from odise_ext.web.png_task import LexiconTagger, phrase_spans, run_grounding, split_phrases
 from odise_ext.web.session import MAX_DRAW_SIDE, DemoSession, weights_note
-from odise_ext.web.vpd_tasks import depth_colorbar
 
 ALL_THINGS, ALL_STUFF, LISTED = THINGS_MODES
 
@@ -114,7 +114,7 @@ def test_vocabulary_fields():
 
 @pytest.mark.parametrize("dataset", ["coco_2017_val_panoptic_with_sem_seg", "ade20k_panoptic_val"])
 def test_presets_round_trip_through_the_text_fields(dataset):
-    from odise_ext.web.odise_task import VOCABULARY_PRESETS, preset_vocabulary
+    from odise_ext.odise.web_demo import VOCABULARY_PRESETS, preset_vocabulary
 
     assert dataset in VOCABULARY_PRESETS.values()
     vocab = preset_vocabulary(dataset)
@@ -188,7 +188,9 @@ def test_large_images_are_resized_as_the_test_transform(tiny_cfg):
 
 def test_handlers_turn_bad_input_into_page_errors(tiny_cfg, tmp_path):
     gr = pytest.importorskip("gradio")
-    from odise_ext.web.app import handle_grounding, handle_panoptic, handle_pose
+    from odise_ext.dense.web_demo import handle_pose
+    from odise_ext.odise.web_demo import handle_panoptic
+    from odise_ext.png.web_demo import handle_grounding
 
     session = DemoSession(tiny_cfg, None, None)  # no model: every call below must fail before it
     quiet = lambda *a, **k: None  # noqa: E731
@@ -228,7 +230,7 @@ def shapes_rgb(shapes_root):
 
 def test_panoptic_run_and_text_embedding_cache(shapes_rgb):
     from odise_ext.web import build_session
-    from odise_ext.web.odise_task import run_panoptic
+    from odise_ext.odise.web_demo import run_panoptic
 
     session = build_session("configs/testing/odise_tiny.yaml", ["SEED", "0"])
     vocab = web_vocabulary("circle;square,box;sky;grass", ALL_THINGS)
@@ -250,7 +252,7 @@ def test_panoptic_run_and_text_embedding_cache(shapes_rgb):
 
 def test_depth_run_and_colour_bar(shapes_rgb):
     from odise_ext.web import build_session
-    from odise_ext.web.vpd_tasks import run_depth
+    from odise_ext.dense.web_demo import run_depth
 
     session = build_session("configs/testing/vpd_depth_tiny.yaml")
     drawing, summary = run_depth(session, shapes_rgb)
@@ -263,3 +265,35 @@ def test_depth_run_and_colour_bar(shapes_rgb):
     cmap = matplotlib.colormaps["magma_r"]
     ends = [np.round(np.asarray(cmap(x)[:3]) * 255).astype(np.uint8) for x in (0.0, 1.0)]
     assert np.array_equal(bar[0, 0], ends[0]) and np.array_equal(bar[0, 99], ends[1])
+
+
+def test_two_sessions_with_different_vocabularies_do_not_see_each_other(shapes_rgb):
+    """The vocabulary is each call's argument: interleaved requests of two sessions (two models in
+    one process) and of one session with two vocabularies each get their own classes, and no
+    model's test vocabulary or class head keeps a request's vocabulary."""
+    import torch
+
+    from odise_ext.odise.web_demo import run_panoptic
+    from odise_ext.web import build_session
+
+    a, b = (build_session("configs/testing/odise_tiny.yaml", ["SEED", "0"]) for _ in range(2))
+    own = [s.model.test_vocabulary for s in (a, b)]
+    va = web_vocabulary("circle;square;sky;grass", ALL_THINGS)
+    vb = web_vocabulary("star;ring;water;sand;triangle", ALL_STUFF)
+    first_a = run_panoptic(a, shapes_rgb, va)
+    first_b = run_panoptic(b, shapes_rgb, vb)
+    again_a = run_panoptic(a, shapes_rgb, va)
+    b_on_a = run_panoptic(a, shapes_rgb, vb)  # the other vocabulary on the same model
+    for result, vocab in ((first_a, va), (first_b, vb), (again_a, va), (b_on_a, vb)):
+        assert {r[1] for r in result.rows} <= set(vocab.names)
+        assert {n for n, _ in result.legend} <= set(vocab.names)
+    assert first_a.rows  # seeded: segments found
+    bgr = np.ascontiguousarray(shapes_rgb[:, :, ::-1])
+    with torch.no_grad():  # interleaved direct calls: each output has its own vocabulary's channels
+        shapes = [s.runner(bgr, vocabulary=v)["sem_seg"].shape[0] for s, v in ((a, va), (b, vb), (a, vb), (b, va))]
+    assert shapes == [4, 5, 5, 4]
+    assert all(r[2] == "stuff" for r in first_b.rows + b_on_a.rows)  # vb's classes are all stuff
+    assert first_a.rows == again_a.rows and first_a.legend == again_a.legend  # drawings jitter thing colours
+    assert [s.model.test_vocabulary for s in (a, b)] == own  # requests leave the models' defaults alone
+    head = a.model.class_head
+    assert not [k for k, v in vars(head).items() if isinstance(v, (tuple, torch.Tensor)) and not k.startswith("_")]

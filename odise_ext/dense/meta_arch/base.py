@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from detectron2.structures import ImageList
 from torch import nn
 
+from ...engine.model_hooks import EvaluatedModel
 from ..sliding_window import sliding_window_inference
 
 __all__ = ["DenseModel", "dense_model_config"]
@@ -28,7 +29,7 @@ def dense_model_config(cfg) -> dict:
     }
 
 
-class DenseModel(nn.Module):
+class DenseModel(nn.Module, EvaluatedModel):
     """Base of the VPD meta-architectures (not registered itself)."""
 
     def __init__(

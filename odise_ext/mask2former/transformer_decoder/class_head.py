@@ -4,11 +4,13 @@ The decoder calls its class head at every prediction step as::
 
     logits = class_head(query=decoder_norm(output),   # [B, Q, C]
                         mask_features=mask_features,  # [B, mask_dim, H, W]
-                        mask_logits=mask_logits)      # [B, Q, H, W]
+                        mask_logits=mask_logits,      # [B, Q, H, W]
+                        **class_inputs)               # the caller's, given to the decoder's forward
     # logits: [B, Q, K + 1], the last column is "no object"
 
 so a head may use more than the query: ODISE's open-vocabulary head pools the mask features
-under each predicted mask and compares the result with text embeddings.
+under each predicted mask and compares the result with the text embeddings of the vocabulary
+that its caller passes in ``class_inputs`` (the head holds no per-call state).
 """
 
 import torch
@@ -22,7 +24,7 @@ CLASS_HEAD_REGISTRY = Registry("CLASS_HEAD")
 CLASS_HEAD_REGISTRY.__doc__ = """
 Per-query classifiers. A registered class is built as ``cls(cfg, **shared)`` (``shared``: models
 the meta-architecture already built, e.g. ODISE's CLIP) and called as
-``head(query=[B,Q,C], mask_features=[B,D,H,W], mask_logits=[B,Q,H,W]) -> [B,Q,K+1]``.
+``head(query=[B,Q,C], mask_features=[B,D,H,W], mask_logits=[B,Q,H,W], **class_inputs) -> [B,Q,K+1]``.
 """
 
 

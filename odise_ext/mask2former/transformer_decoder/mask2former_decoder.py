@@ -167,6 +167,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         queries: Optional[torch.Tensor] = None,
         query_pos: Optional[torch.Tensor] = None,
         query_padding_mask: Optional[torch.Tensor] = None,
+        class_inputs: Optional[Dict[str, object]] = None,
     ) -> Dict[str, object]:
         """
         Args:
@@ -177,6 +178,8 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             query_pos: optional [B, Q, hidden_dim] positional embedding of ``queries``.
             query_padding_mask: optional [B, Q] bool, True at padding queries (not attended
                 by the other queries in self-attention).
+            class_inputs: extra keyword arguments of every class-head call of this forward
+                (e.g. ODISE's vocabulary embedding), or None.
         Returns:
             the dict described in the class docstring.
         """
@@ -197,7 +200,8 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             )
 
         predictions = []
-        pred, attn_mask = self.forward_prediction_heads(output, mask_features, size_list[0])
+        class_inputs = class_inputs or {}
+        pred, attn_mask = self.forward_prediction_heads(output, mask_features, size_list[0], class_inputs)
         predictions.append(pred)
         for i in range(self.num_layers):
             level = i % self.num_feature_levels
@@ -210,7 +214,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             output = self.transformer_ffn_layers[i](output)
             is_last = i == self.num_layers - 1
             next_size = None if is_last else size_list[(i + 1) % self.num_feature_levels]
-            pred, attn_mask = self.forward_prediction_heads(output, mask_features, next_size)
+            pred, attn_mask = self.forward_prediction_heads(output, mask_features, next_size, class_inputs)
             predictions.append(pred)
 
         out = dict(predictions[-1])
@@ -240,13 +244,15 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         return queries, query_pos
 
     def forward_prediction_heads(
-        self, output: torch.Tensor, mask_features: torch.Tensor, attn_size: Optional[Tuple[int, int]]
+        self, output: torch.Tensor, mask_features: torch.Tensor, attn_size: Optional[Tuple[int, int]],
+        class_inputs: Optional[Dict[str, object]] = None,
     ) -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
         """Predict masks (and classes) from the current queries.
 
         Args:
             output: [B, Q, C] queries; mask_features: [B, mask_dim, H, W].
             attn_size: (h, w) of the level the next layer attends to, or None.
+            class_inputs: extra keyword arguments of the class head, or None.
         Returns:
             prediction dict, and the next layer's attention mask [B, 1, Q, h*w] (bool, True =
             may attend) or None.
@@ -257,7 +263,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         pred = {"pred_masks": outputs_mask, "query_features": decoder_output}
         if self.class_embed is not None:
             pred["pred_logits"] = self.class_embed(
-                query=decoder_output, mask_features=mask_features, mask_logits=outputs_mask
+                query=decoder_output, mask_features=mask_features, mask_logits=outputs_mask, **(class_inputs or {})
             )
         attn_mask = None if attn_size is None else self.attention_mask(outputs_mask, attn_size)
         return pred, attn_mask

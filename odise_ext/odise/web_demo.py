@@ -1,17 +1,22 @@
 """The web demo's open-vocabulary panoptic segmentation (ODISE): vocabulary in, panoptic
-drawing, legend and segment table out."""
+drawing, legend and segment table out (the request handler and the tab of ``ODISEDemo.web_tab``)."""
+import functools
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 import numpy as np
 from detectron2.data import MetadataCatalog
 
-from ..odise.open_vocab.vocabulary import Vocabulary, parse_vocabulary
+from .open_vocab.vocabulary import Vocabulary, parse_vocabulary
 from ..utils.visualization import class_palette, draw_panoptic, vocabulary_metadata
-from .inputs import InputError
+from ..web.html import legend_html
+from ..web.handlers import guard, session_image, status
+from ..web.inputs import InputError
 
 __all__ = ["THINGS_MODES", "VOCABULARY_PRESETS", "preset_vocabulary", "vocabulary_text", "web_vocabulary",
-           "PanopticResult", "SEGMENT_COLUMNS", "run_panoptic"]
+           "PanopticResult", "SEGMENT_COLUMNS", "run_panoptic", "handle_panoptic", "panoptic_tab"]
+
+_CUSTOM = "(type your own)"
 
 # How the vocabulary's classes split into things (countable: one segment per instance) and stuff.
 THINGS_MODES = ("every class is a thing", "every class is stuff", "the classes listed as things")
@@ -83,11 +88,9 @@ def run_panoptic(session, rgb: np.ndarray, vocab: Vocabulary) -> PanopticResult:
     inference: query class probabilities times mask probabilities, summed over queries)
     normalised to sum to 1 over the classes; NaN when the config turns that output off.
     """
-    model = session.model
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    with session.lock:  # the vocabulary is model state: set it and run without interleaving
-        model.set_test_vocabulary(vocab)
-        out = session.runner(bgr)
+    with session.lock:  # one request at a time per model; the vocabulary is this call's argument
+        out = session.runner(bgr, vocabulary=vocab)
     seg, info = out["panoptic_seg"]
     seg = seg.cpu().numpy()
     sem = None
@@ -106,3 +109,55 @@ def run_panoptic(session, rgb: np.ndarray, vocab: Vocabulary) -> PanopticResult:
         rows.append([s["id"], vocab.names[s["category_id"]], "thing" if s["isthing"] else "stuff",
                      round(score, 3), area, round(100.0 * area / seg.size, 2)])
     return PanopticResult(drawing, legend, rows)
+
+
+@guard
+def handle_panoptic(session, path, text, things_mode, things_text, progress):
+    """-> (drawing, legend HTML, segment rows, status)."""
+    _, rgb, notes = session_image(session, path, progress)
+    vocabulary = web_vocabulary(text, things_mode, things_text)
+    progress(0.2, desc=f"segmenting with {len(vocabulary)} classes")
+    result = run_panoptic(session, rgb, vocabulary)
+    notes.append(f"{len(result.rows)} segments of {len(result.legend)} classes.")
+    return result.drawing, legend_html(result.legend), result.rows, status(notes)
+
+
+def panoptic_tab(session, p, tagger):
+    """The tab's components and events (element ids start with ``p``)."""
+    import gradio as gr
+
+    # label -> vocabulary (built on demand: the presets' metadata is read only when picked)
+    own = session.model.test_vocabulary
+    presets = {f"The model's test vocabulary ({len(own)} classes)": lambda: own}
+    presets.update({label: functools.partial(preset_vocabulary, ds) for label, ds in VOCABULARY_PRESETS.items()})
+    default = next(iter(presets))
+    default_text, default_things = vocabulary_text(own)
+    with gr.Row():
+        with gr.Column():
+            image = gr.File(label="Image", type="filepath", elem_id=f"{p}-image")
+            preset = gr.Dropdown([_CUSTOM, *presets], value=default, label="Vocabulary preset")
+            vocab = gr.Textbox(default_text, label="Vocabulary: classes separated by ';', synonyms by ','",
+                               placeholder="cat;dog,puppy;sky", lines=2, elem_id=f"{p}-vocab")
+            mode = gr.Radio(list(THINGS_MODES), value=THINGS_MODES[2] if default_things else THINGS_MODES[0],
+                            label="Things (one segment per object) and stuff (one per class)")
+            things = gr.Textbox(default_things, label="Thing classes (first names, ';'-separated)",
+                                elem_id=f"{p}-things")
+            run = gr.Button("Segment", variant="primary", elem_id=f"{p}-run")
+        with gr.Column():
+            out = gr.Image(label="Panoptic segmentation", type="numpy", format="png", elem_id=f"{p}-output")
+            legend = gr.HTML(elem_id=f"{p}-legend")
+            table = gr.Dataframe(headers=SEGMENT_COLUMNS, label="Segments (score: class probability averaged "
+                                 "over the segment)", interactive=False, elem_id=f"{p}-segments")
+            state = gr.Markdown(elem_id=f"{p}-status")
+
+    def pick(name):
+        if name == _CUSTOM:
+            return gr.update(), gr.update(), gr.update()
+        text, thing_names = vocabulary_text(presets[name]())
+        return text, THINGS_MODES[2], thing_names
+
+    def segment(path, text, things_mode, things_text, progress=gr.Progress()):
+        return handle_panoptic(session, path, text, things_mode, things_text, progress)
+
+    preset.change(pick, preset, [vocab, mode, things])
+    run.click(segment, [image, vocab, mode, things], [out, legend, table, state])

@@ -1,5 +1,6 @@
 """The web demo's Panoptic Narrative Grounding: a narrative in, its noun phrases found (and
-editable), one coloured mask per phrase out."""
+editable), one coloured mask per phrase out (the runner, request handler and tab of
+``PNGDemo``, ``hooks.py``)."""
 import re
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
@@ -11,11 +12,13 @@ from detectron2.data import transforms as T
 from ..data.datasets.shapes_world_scene import SHAPE_COLORS, SHAPES_CATEGORIES
 from ..data.noun_phrases import NLTK_DATA_COMMAND, NounPhraseExtractor, TaggerUnavailableError, load_tagger
 from ..data.phrases import CaptionTokenizer
-from ..png.visualization import overlay_phrase_masks, phrase_colors
-from .inputs import InputError
+from .visualization import overlay_phrase_masks, phrase_colors
+from ..web.html import caption_html
+from ..web.handlers import guard, session_image, status
+from ..web.inputs import InputError
 
 __all__ = ["LexiconTagger", "build_phrase_extractor", "split_phrases", "phrase_spans", "PNGRunner",
-           "GroundingResult", "run_grounding"]
+           "GroundingResult", "run_grounding", "handle_grounding", "grounding_tab"]
 
 
 class LexiconTagger:
@@ -123,3 +126,46 @@ def run_grounding(session, rgb: np.ndarray, narrative: str, phrases: Sequence[st
     colors = phrase_colors(len(phrases))
     drawing = overlay_phrase_masks(rgb, masks.float().cpu().numpy(), colors)
     return GroundingResult(drawing, list(phrases), spans, colors)
+
+
+@guard
+def handle_grounding(session, extractor, path, text, phrase_text, progress):
+    """-> (drawing, caption HTML, the phrases grounded, status). Without typed phrases, those
+    that ``extractor`` finds in the narrative."""
+    if not (text or "").strip():
+        raise InputError("Empty narrative: describe the image in a sentence or more.")
+    found = split_phrases(phrase_text) or extractor(text)
+    _, rgb, notes = session_image(session, path, progress)
+    progress(0.2, desc=f"grounding {len(found)} phrases")
+    result = run_grounding(session, rgb, text, found)
+    notes.append(f"{len(result.phrases)} phrases grounded.")
+    return result.drawing, caption_html(text, result.spans, result.colors), "; ".join(found), status(notes)
+
+
+def grounding_tab(session, p, tagger):
+    """The tab's components and events (element ids start with ``p``)."""
+    import gradio as gr
+
+    extractor, tagger_note = build_phrase_extractor(tagger)
+    with gr.Row():
+        with gr.Column():
+            image = gr.File(label="Image", type="filepath", elem_id=f"{p}-image")
+            narrative = gr.Textbox(label="Narrative", lines=3, elem_id=f"{p}-narrative",
+                                   placeholder="In this image we can see a red circle on the grass and the sky.")
+            phrases = gr.Textbox(label="Noun phrases (found in the narrative; edit freely, ';'-separated)",
+                                 elem_id=f"{p}-phrases")
+            gr.Markdown(tagger_note)
+            run = gr.Button("Ground", variant="primary", elem_id=f"{p}-run")
+        with gr.Column():
+            out = gr.Image(label="One mask per phrase", type="numpy", format="png", elem_id=f"{p}-output")
+            caption = gr.HTML(elem_id=f"{p}-caption")
+            state = gr.Markdown(elem_id=f"{p}-status")
+
+    def extract(text):
+        return "; ".join(extractor(text)) if (text or "").strip() else ""
+
+    def ground(path, text, phrase_text, progress=gr.Progress()):
+        return handle_grounding(session, extractor, path, text, phrase_text, progress)
+
+    narrative.change(extract, narrative, phrases)
+    run.click(ground, [image, narrative, phrases], [out, caption, phrases, state])
