@@ -4,7 +4,7 @@
 timestep, noise and latent options, so ODISE taps work unchanged) with what VPD and Meta-Prompts
 need on top:
 
-- **tuned UNet**: ``MODEL.VPD.BACKBONE.UNET_MODE = "tuned"`` keeps the UNet trainable (and in
+- **tuned UNet**: ``MODEL.DIFFUSION.UNET_MODE = "tuned"`` keeps the UNet trainable (and in
   checkpoints) instead of frozen; its lr factor comes from ``OPTIMIZER.LR_MULTIPLIERS``;
 - **gradient checkpointing** of the UNet blocks, compatible with attention recording;
 - **cross-attention maps** of the (last) UNet pass, recorded by the shared extractor's recorder
@@ -37,7 +37,7 @@ def _tune(frozen):
     return TunedModule(frozen.module, frozen.source)
 
 
-# MODEL.VPD.BACKBONE.UNET_MODE -> what to do with the (frozen-built) UNet.
+# MODEL.DIFFUSION.UNET_MODE -> what to do with the (frozen-built) UNet.
 UNET_MODES = {"frozen": _keep_frozen, "tuned": _tune}
 
 
@@ -66,7 +66,7 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
         if self.decode_unet_output:
             raise ValueError("MODEL.DIFFUSION.VAE_DECODER_INPUT 'unet_output' is not supported in VPD mode")
         if loops < 1:
-            raise ValueError(f"MODEL.VPD.REFINE.LOOPS must be >= 1, got {loops}")
+            raise ValueError(f"MODEL.DIFFUSION.REFINE.LOOPS must be >= 1, got {loops}")
         self.loops = int(loops)
         unet = self.unet.module
         if loops > 1 and unet.config.out_channels != unet.config.in_channels:
@@ -89,15 +89,15 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
     @classmethod
     def from_config(cls, cfg):
         args = super().from_config(cfg)
-        b, r = cfg.MODEL.VPD.BACKBONE, cfg.MODEL.VPD.REFINE
-        if b.UNET_MODE not in UNET_MODES:
-            raise ValueError(f"MODEL.VPD.BACKBONE.UNET_MODE={b.UNET_MODE!r}; expected one of {sorted(UNET_MODES)}")
-        args["unet"] = UNET_MODES[b.UNET_MODE](args["unet"])
+        d, r = cfg.MODEL.DIFFUSION, cfg.MODEL.DIFFUSION.REFINE
+        if d.UNET_MODE not in UNET_MODES:
+            raise ValueError(f"MODEL.DIFFUSION.UNET_MODE={d.UNET_MODE!r}; expected one of {sorted(UNET_MODES)}")
+        args["unet"] = UNET_MODES[d.UNET_MODE](args["unet"])
         args.update(
             loops=r.LOOPS,
             loop_time_embed=r.LOOP_TIME_EMBED,
-            record_attention=bool(b.ATTENTION_STRIDES) or args["record_attention"],
-            gradient_checkpointing=b.GRADIENT_CHECKPOINTING,
+            record_attention=bool(cfg.MODEL.VPD.ATTENTION_STRIDES) or args["record_attention"],
+            gradient_checkpointing=d.GRADIENT_CHECKPOINTING,
         )
         return args
 
@@ -143,7 +143,7 @@ class VPDFeatureExtractor(DiffusionFeatureExtractor):
                 # Meta-Prompts depth: each step has its own prompts.
                 if len(prompt_out.state.contexts) != self.loops:
                     raise ValueError(
-                        f"{len(prompt_out.state.contexts)} prompt steps for MODEL.VPD.REFINE.LOOPS={self.loops}"
+                        f"{len(prompt_out.state.contexts)} prompt steps for MODEL.DIFFUSION.REFINE.LOOPS={self.loops}"
                     )
                 contexts = prompt_out.state.contexts
             for loop in range(self.loops):

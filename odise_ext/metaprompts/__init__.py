@@ -6,6 +6,7 @@ extractor; the task models live in ``odise_ext.dense``.
 Importing this package registers ``MetaPrompts`` / ``StepMetaPrompts`` in ``PROMPT_REGISTRY`` and
 ``MetaPromptsDepthHead`` in the dense head registry.
 """
+from . import config  # noqa: F401  (MODEL.META_PROMPTS keys)
 from .depth_head import MetaPromptsDepthHead
 from .prompts import MetaPrompts, StepMetaPrompts
 from .rearrange import PromptRearrangement

@@ -104,7 +104,7 @@ class MetaPromptsDepthHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape):
-        d = cfg.MODEL.VPD.DEPTH
+        d = cfg.MODEL.DEPTH_HEAD
         missing = [f for f in d.IN_FEATURES if f not in input_shape]
         if missing:
             raise ValueError(f"depth head features {missing} not among {sorted(input_shape)}")
@@ -112,7 +112,7 @@ class MetaPromptsDepthHead(nn.Module):
             "in_features": list(d.IN_FEATURES),
             "in_channels": [input_shape[f].channels for f in d.IN_FEATURES],
             "in_strides": [input_shape[f].stride for f in d.IN_FEATURES],
-            "num_prompts": cfg.MODEL.VPD.PROMPT.NUM_META_PROMPTS,
+            "num_prompts": cfg.MODEL.META_PROMPTS.NUM_PROMPTS,
             "prompt_dim": cfg.MODEL.DIFFUSION.UNET_CONFIG.CROSS_ATTENTION_DIM,
             "gn_groups": d.GN_GROUPS,
             "neck_filters": d.NECK_FILTERS,

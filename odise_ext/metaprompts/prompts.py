@@ -1,6 +1,6 @@
 """Meta-Prompts depth's prompts: one set of meta prompts and one adapter MLP per refinement step.
 
-Step i of the recurrent refinement (``MODEL.VPD.REFINE.LOOPS`` UNet passes) uses its own N
+Step i of the recurrent refinement (``MODEL.DIFFUSION.REFINE.LOOPS`` UNet passes) uses its own N
 learnable D-dim prompts p_i, passed through its own Linear-GELU-Linear (no residual, no scale):
 context_i = MLP_i(p_i). The last step's context is also the one the depth head's re-arrangement
 compares the features with. (:class:`MetaPrompts` is the variant with one set for every step.)
@@ -40,12 +40,12 @@ class StepMetaPrompts(PromptModule):
 
     @classmethod
     def from_config(cls, cfg, text_encoder, unet):
-        p = cfg.MODEL.VPD.PROMPT
+        p = cfg.MODEL.META_PROMPTS
         return {
-            "steps": cfg.MODEL.VPD.REFINE.LOOPS,
-            "num_prompts": p.NUM_META_PROMPTS,
+            "steps": cfg.MODEL.DIFFUSION.REFINE.LOOPS,
+            "num_prompts": p.NUM_PROMPTS,
             "dim": text_encoder.config.hidden_size,  # = the UNet cross-attention width
-            "use_mlp": p.META_PROMPT_MLP,
+            "use_mlp": p.MLP,
         }
 
     @property
@@ -87,11 +87,11 @@ class MetaPrompts(PromptModule):
 
     @classmethod
     def from_config(cls, cfg, text_encoder, unet):
-        p = cfg.MODEL.VPD.PROMPT
+        p = cfg.MODEL.META_PROMPTS
         return {
-            "num_prompts": p.NUM_META_PROMPTS,
+            "num_prompts": p.NUM_PROMPTS,
             "dim": text_encoder.config.hidden_size,  # = the UNet cross-attention width
-            "use_mlp": p.META_PROMPT_MLP,
+            "use_mlp": p.MLP,
         }
 
     @property

@@ -134,7 +134,7 @@ class ODISE(nn.Module):
             "criterion": cls._build_criterion(cfg, num_classes=len(train_vocab)),
             "train_vocabulary": train_vocab,
             "test_vocabulary": test_vocab,
-            "size_divisibility": cfg.DATA.SIZE_DIVISIBILITY,
+            "size_divisibility": backbone.size_divisibility,
             "object_mask_threshold": test.OBJECT_MASK_THRESHOLD,
             "overlap_threshold": test.OVERLAP_THRESHOLD,
             "test_topk_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,

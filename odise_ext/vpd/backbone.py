@@ -110,11 +110,11 @@ class VPDBackbone(Backbone):
     def from_config(cls, cfg, input_shape: Optional[ShapeSpec] = None):
         if input_shape is not None and input_shape.channels not in (None, 3):
             raise ValueError(f"VPDBackbone takes RGB input, got {input_shape.channels} channels.")
-        b, a = cfg.MODEL.VPD.BACKBONE, cfg.MODEL.VPD.REARRANGE
+        v, a = cfg.MODEL.VPD, cfg.MODEL.META_PROMPTS.REARRANGE
         return {
             "feature_extractor": VPDFeatureExtractor(cfg),
-            "attention_strides": list(b.ATTENTION_STRIDES),
-            "out_features": list(b.OUT_FEATURES),
+            "attention_strides": list(v.ATTENTION_STRIDES),
+            "out_features": list(v.OUT_FEATURES),
             "rearrange_upsample": a.UPSAMPLE if a.ENABLED else 0,
             "rearrange_gn_groups": a.GN_GROUPS,
         }

@@ -37,13 +37,13 @@ def _features(h, w, batch=2, channels=CHANNELS, seed=0):
 
 def _cfg():
     cfg = make_cfg()
-    d = cfg.MODEL.VPD.DEPTH
+    d = cfg.MODEL.DEPTH_HEAD
     d.FUSE_DIM, d.GN_GROUPS, d.DECONV_FILTERS, d.HIDDEN_DIM = 16, 4, [8, 8, 8], 8
-    u = cfg.MODEL.VPD.UPER
+    u = cfg.MODEL.UPER_HEAD
     u.CHANNELS, u.AUX_CHANNELS, u.POOL_SCALES = 8, 8, [1, 2, 3]
-    r = cfg.MODEL.VPD.REFER
+    r = cfg.MODEL.REFER_HEAD
     r.HIDDEN_DIM, r.TEXT_DIM, r.LANG_GATE = 8, 6, True  # the gated decoder (VPD's has no gates)
-    p = cfg.MODEL.VPD.POSE
+    p = cfg.MODEL.POSE_HEAD
     p.NUM_KEYPOINTS, p.DECONV_FILTERS, p.FLIP_PAIRS = 5, [8, 8, 8], [[1, 2], [3, 4]]
     return cfg
 
@@ -59,7 +59,7 @@ def _assert_all_grads(module):
 
 def test_depth_head_shapes_range_and_gradients():
     cfg = _cfg()
-    cfg.MODEL.VPD.DEPTH.MAX_DEPTH = 7.5
+    cfg.MODEL.DEPTH_HEAD.MAX_DEPTH = 7.5
     head = build_depth_head(cfg, _input_shape())
     head.train()
     feats = _features(64, 128)  # non-square, multiple of 64
@@ -89,8 +89,8 @@ def test_depth_head_crops_to_unpadded_image():
 
 def test_depth_head_config_sizes_and_checks():
     cfg = _cfg()
-    cfg.MODEL.VPD.DEPTH.DECONV_FILTERS = [8, 4]
-    cfg.MODEL.VPD.DEPTH.DECONV_KERNELS = [4, 3]
+    cfg.MODEL.DEPTH_HEAD.DECONV_FILTERS = [8, 4]
+    cfg.MODEL.DEPTH_HEAD.DECONV_KERNELS = [4, 3]
     head = build_depth_head(cfg, _input_shape()).eval()
     with torch.no_grad():
         depth, _ = head(_features(64, 192, batch=1))
@@ -130,8 +130,8 @@ def test_uper_head_training_losses_and_gradients():
 
 def test_uper_head_inference_shape_and_options():
     cfg = _seg_cfg("UPerHead")
-    cfg.MODEL.VPD.UPER.AUX_IN_FEATURE = ""
-    cfg.MODEL.VPD.UPER.LOVASZ_WEIGHT = 0.0
+    cfg.MODEL.UPER_HEAD.AUX_IN_FEATURE = ""
+    cfg.MODEL.UPER_HEAD.LOVASZ_WEIGHT = 0.0
     head = build_sem_seg_head(cfg, _input_shape())
     assert head.aux_head is None
     head.train()
@@ -187,7 +187,7 @@ def test_refer_decoder_shapes_gradients_and_gate():
 
 def test_refer_decoder_weighted_loss():
     cfg = _cfg()
-    cfg.MODEL.VPD.REFER.LANG_GATE = False
+    cfg.MODEL.REFER_HEAD.LANG_GATE = False
     head = build_refer_decoder(cfg, _input_shape()).eval()
     feats = _features(64, 64, batch=1)
     targets = torch.zeros(1, 64, 64, dtype=torch.long)
@@ -258,14 +258,14 @@ def test_flip_heatmaps_and_flip_test():
 
 
 def test_refer_decoder_token_width_comes_from_the_model():
-    """MODEL.VPD.REFER.TEXT_DIM 0 takes the width the model gives; a set value must match it."""
+    """MODEL.REFER_HEAD.TEXT_DIM 0 takes the width the model gives; a set value must match it."""
     cfg = _cfg()
-    cfg.MODEL.VPD.REFER.TEXT_DIM = 0
+    cfg.MODEL.REFER_HEAD.TEXT_DIM = 0
     head = build_refer_decoder(cfg, _input_shape(), text_dim=12)
     assert all(g.in_features == 12 for g in head.gates)
     with pytest.raises(ValueError, match="TEXT_DIM"):
         build_refer_decoder(cfg, _input_shape())  # no model, no key: the width is unknown
-    cfg.MODEL.VPD.REFER.TEXT_DIM = 6
-    with pytest.raises(ValueError, match="MODEL.VPD.REFER.TEXT_DIM=6"):
+    cfg.MODEL.REFER_HEAD.TEXT_DIM = 6
+    with pytest.raises(ValueError, match="MODEL.REFER_HEAD.TEXT_DIM=6"):
         build_refer_decoder(cfg, _input_shape(), text_dim=12)
     assert all(g.in_features == 6 for g in build_refer_decoder(cfg, _input_shape(), text_dim=6).gates)

@@ -44,7 +44,7 @@ def _image(h, w, seed=0):
 
 # ---- semantic segmentation --------------------------------------------------------------------
 def test_vpd_semseg_losses_and_sliding_window_inference():
-    cfg, model = _model("vpd_semseg_tiny", "MODEL.VPD.TEST.CROP_SIZE", [64, 64], "MODEL.VPD.TEST.STRIDE", [48, 48])
+    cfg, model = _model("vpd_semseg_tiny", "TEST.DENSE.CROP_SIZE", [64, 64], "TEST.DENSE.STRIDE", [48, 48])
     model.train()
     batch = [
         {"image": _image(64, 96), "sem_seg": torch.randint(0, 9, (64, 96))},
@@ -76,7 +76,7 @@ def test_metaprompts_semseg_losses():
     model.train()
     losses = model([{"image": _image(64, 64), "sem_seg": torch.randint(0, 9, (64, 64))}] * 2)
     assert set(losses) == {"loss_sem_seg", "loss_lovasz", "loss_sem_seg_aux"}
-    assert model.backbone.output_shape()["res2"].channels == cfg.MODEL.VPD.PROMPT.NUM_META_PROMPTS
+    assert model.backbone.output_shape()["res2"].channels == cfg.MODEL.META_PROMPTS.NUM_PROMPTS
     assert model.backbone.feature_extractor.loops == 2
 
 
