@@ -190,12 +190,9 @@ def test_depth_evaluator_bad_input():
 
 
 def test_depth_evaluator_from_config():
-    from detectron2.config import get_cfg
+    from odise_ext.config import get_odise_cfg
 
-    from odise_ext.vpd.config import add_vpd_config
-
-    cfg = get_cfg()
-    add_vpd_config(cfg)
+    cfg = get_odise_cfg()
     cfg.merge_from_list(
         ["MODEL.DEPTH_HEAD.EVAL_CROP", "garg", "MODEL.DEPTH_HEAD.EVAL_MAX_DEPTH", 80.0]
     )

@@ -141,12 +141,9 @@ def test_refer_bad_input_and_config():
         ev.process([{"ref_mask": np.zeros((2, 2), bool)}], [{"ref_mask": np.zeros((2, 3), bool)}])
     assert ev.evaluate() == {}
 
-    from detectron2.config import get_cfg
+    from odise_ext.config import get_odise_cfg
 
-    from odise_ext.vpd.config import add_vpd_config
-
-    cfg = get_cfg()
-    add_vpd_config(cfg)
+    cfg = get_odise_cfg()
     cfg.MODEL.REFER_HEAD.EVAL_THRESHOLD = 0.8
     assert cfg.MODEL.REFER_HEAD.EMPTY_IOU == 0.0 and cfg.MODEL.REFER_HEAD.EVAL_AT_INPUT_SIZE
     cfg.MODEL.REFER_HEAD.EMPTY_IOU = 1.0

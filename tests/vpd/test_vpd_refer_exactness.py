@@ -188,12 +188,3 @@ def test_full_size_release_shapes_fit_the_refcoco_config():
     release = {k: torch.empty(s, device="meta") for k, s in release_key_shapes("vpd_refer").items()}
     converted, dropped = convert_release_to_ours(release, "vpd_refer")
     assert dropped == {} and check_against_model(converted, model, "vpd_refer") == []
-
-
-@pytest.mark.parametrize("opts", [["MODEL.REFER_HEAD.LANG_GATE", True], ["MODEL.REFER_HEAD.NORM", "GN", "MODEL.REFER_HEAD.HIDDEN_DIM", 96]])
-def test_our_decoder_options_change_the_layout(opts):
-    """Our options (language gates, GroupNorm) are not the released model: the checkpoint check
-    names the difference instead of loading silently."""
-    model = build_model(refer_config(*opts))
-    converted, _ = convert_release_to_ours(refer_release(), "vpd_refer", check_shapes=False)
-    assert check_against_model(converted, model, "vpd_refer") != []
