@@ -37,15 +37,6 @@ class WindowedDiffusionBackbone(DiffusionBackbone):
         """
         super().__init__(**kwargs)
         self.window_size = window_size
-        vae, unet = self.feature_extractor.vae.module.config, self.feature_extractor.unet.module.config
-        # ODISE pads its inputs to the UNet's own divisibility (latent stride x UNet downsampling:
-        # 64 for SD v1), though each window is resized before the UNet sees it.
-        unet_stride = 2 ** (len(vae.block_out_channels) - 1) * 2 ** (len(unet.block_out_channels) - 1)
-        self._size_divisibility = max(super().size_divisibility, unet_stride)
-
-    @property
-    def size_divisibility(self) -> int:
-        return self._size_divisibility
 
     @classmethod
     def from_config(cls, cfg, input_shape: Optional[ShapeSpec] = None, clip=None):
