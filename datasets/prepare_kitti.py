@@ -12,7 +12,7 @@ Nothing is downloaded. Expected inputs under ``$DETECTRON2_DATASETS/kitti``::
 
 Ground-truth PNGs are uint16 with ``depth_scale`` 256 (0 = no measurement). Frames whose ground
 truth is "None" are skipped (BTS evaluates 652 of the 697 Eigen test frames). Evaluate with
-``MODEL.VPD.DEPTH.EVAL_CROP "garg"`` (or "eigen") and ``MODEL.VPD.DATA.KB_CROP True``.
+``MODEL.DEPTH_HEAD.EVAL_CROP "garg"`` (or "eigen") and ``DATA.DEPTH.KB_CROP True``.
 
 Output: ``kitti/eigen_{train,test}.json`` (paths relative to ``$DETECTRON2_DATASETS``).
 Usage: ``python datasets/prepare_kitti.py [--root DIR] [--splits train test]``.

@@ -16,8 +16,6 @@ def add_data_config(cfg):
     cfg.DATA.LSJ.IMAGE_SIZE = 1024
     cfg.DATA.LSJ.MIN_SCALE = 0.1
     cfg.DATA.LSJ.MAX_SCALE = 2.0
-    # Pad images to a multiple of this in the model (Mask2Former/ODISE: 64, the latent stride x 8).
-    cfg.DATA.SIZE_DIVISIBILITY = 64
     # Ground-truth checks when a dataset is loaded (odise_ext/data/validation.py): "none";
     # "files" (every image / label file exists, its header size matches the image: no decoding);
     # "full" ("files" + panoptic PNGs decoded: their segment ids must be those of segments_info).

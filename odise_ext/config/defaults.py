@@ -15,6 +15,7 @@ from detectron2.config import get_cfg
 from ..utils.safe_load import scan_pickle
 from . import add_odise_config
 from .data import check_data_config
+from .renamed import check_renamed_opts, check_renamed_yaml
 
 __all__ = ["check_yaml_chain", "get_odise_cfg", "setup_cfg"]
 
@@ -27,11 +28,14 @@ def get_odise_cfg():
 def setup_cfg(config_file, opts=(), freeze=True):
     """Config from a yaml (``_BASE_`` composition) plus ``KEY VALUE`` overrides.
 
-    Unknown keys raise a ``KeyError`` naming the key (detectron2's ``new_allowed=False``); a
+    Unknown keys raise a ``KeyError`` naming the key (detectron2's ``new_allowed=False``), renamed
+    or removed ones a ``KeyError`` naming what replaced them (``renamed.py``); a
     missing, empty or non-YAML file, or an odd override list, a ``FileNotFoundError`` /
     ``ValueError`` naming it.
     """
     check_yaml_chain(config_file)
+    check_renamed_yaml(config_file)
+    check_renamed_opts(opts)
     cfg = get_odise_cfg()
     cfg.merge_from_file(config_file, allow_unsafe=False)  # safe_load for every file of the chain
     opts = list(opts)

@@ -66,6 +66,22 @@ def add_diffusion_config(cfg):
     # Feature maps returned by the backbone (subset of res2..res5 produced by TAP_STRIDES).
     d.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
 
+    # "frozen": the UNet is a FrozenModule (no weight gradients, not checkpointed); "tuned": the
+    # UNet trains (lr factor via OPTIMIZER.LR_MULTIPLIERS on "<path>.feature_extractor.unet") and
+    # its weights are saved in checkpoints (VPDBackbone only). VPD / Meta-Prompts tune it (0.1 seg,
+    # 0.01 depth).
+    d.UNET_MODE = "frozen"
+    # Activation checkpointing of a tuned UNet's resnets / transformer blocks while gradients flow.
+    d.GRADIENT_CHECKPOINTING = True
+
+    # Recurrent refinement (Meta-Prompts; VPDBackbone only).
+    d.REFINE = CN()
+    # Number of UNet passes; between passes the stride-8 output goes through the UNet's own output
+    # head (norm, act, conv_out) and is the next latent.
+    d.REFINE.LOOPS = 1
+    # Replace the UNet time-embedding MLP output by a learnable vector per pass (Meta-Prompts).
+    d.REFINE.LOOP_TIME_EMBED = False
+
     # Per-tap bottleneck projections (ODISE: detectron2 BottleneckBlock, GN, 128 -> 512).
     d.PROJECTION = CN()
     # Bottleneck width of each projection block.

@@ -77,9 +77,7 @@ def add_mask_former_config(cfg):
     # deformable attention kernel: "auto" (compiled CUDA op when present), "pytorch" or "cuda"
     mf.PIXEL_DECODER.DEFORM_ATTN_IMPL = "auto"
 
-    # --- inference ---
-    # pad inputs to a multiple of this (the diffusion backbone needs 64)
-    mf.SIZE_DIVISIBILITY = 64
+    # --- inference (the padding is the backbone's size_divisibility) ---
     mf.TEST = CN()
     # produce semantic segmentation
     mf.TEST.SEMANTIC_ON = True
@@ -91,6 +89,4 @@ def add_mask_former_config(cfg):
     mf.TEST.OBJECT_MASK_THRESHOLD = 0.0
     # panoptic: drop segments keeping less than this fraction of their own mask after overlap
     mf.TEST.OVERLAP_THRESHOLD = 0.8
-    # instance: (query, class) pairs kept per image
-    mf.TEST.TOPK_PER_IMAGE = 100
     return cfg

@@ -8,7 +8,7 @@
 
 Like :class:`odise_ext.engine.predictor.Predictor`: builds the model, loads ``MODEL.WEIGHTS``,
 takes an image (path, PIL, BGR array; checked by ``odise_ext.data.image_io``), resizes it as the
-task's test mapper does (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``; referring segmentation: the fixed ``MODEL.VPD.DATA.REFER_SIZE``) and returns
+task's test mapper does (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``; referring segmentation: the fixed ``DATA.REFER.SIZE``) and returns
 the model's output at the original resolution. Boxes are given in original-image pixels.
 """
 from typing import Optional, Sequence

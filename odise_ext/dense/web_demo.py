@@ -70,7 +70,7 @@ def run_depth(session, rgb: np.ndarray) -> Tuple[np.ndarray, str]:
     colored = colorize_depth(depth, vmin=lo, vmax=hi, cmap=DEPTH_CMAP)
     top = side_by_side(rgb, colored)
     drawing = np.concatenate([top, depth_colorbar(lo, hi, top.shape[1])], 0)
-    cap = session.cfg.MODEL.VPD.DEPTH.MAX_DEPTH
+    cap = session.cfg.MODEL.DEPTH_HEAD.MAX_DEPTH
     return drawing, f"Depth range {lo:.2f} m to {hi:.2f} m (the model predicts at most {cap:g} m)."
 
 

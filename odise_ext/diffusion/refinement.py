@@ -25,14 +25,14 @@ def _tune(frozen: FrozenModule) -> TunedModule:
     return TunedModule(frozen.module, frozen.source)
 
 
-# MODEL.VPD.BACKBONE.UNET_MODE -> what to do with the (frozen-built) UNet.
+# MODEL.DIFFUSION.UNET_MODE -> what to do with the (frozen-built) UNet.
 UNET_MODES: Dict[str, Callable[[FrozenModule], nn.Module]] = {"frozen": _keep_frozen, "tuned": _tune}
 
 
 def resolve_unet_mode(mode: str) -> Callable[[FrozenModule], nn.Module]:
     """The :data:`UNET_MODES` entry ``mode`` (an unknown mode is an error listing the known)."""
     if mode not in UNET_MODES:
-        raise ValueError(f"MODEL.VPD.BACKBONE.UNET_MODE={mode!r}; expected one of {sorted(UNET_MODES)}")
+        raise ValueError(f"MODEL.DIFFUSION.UNET_MODE={mode!r}; expected one of {sorted(UNET_MODES)}")
     return UNET_MODES[mode]
 
 
@@ -45,9 +45,9 @@ def check_refinement(unet: nn.Module, prompt: nn.Module, loops: int, noisy: bool
         decode_unet_output: the VAE decoder decodes the UNet's output.
     """
     if loops < 1:
-        raise ValueError(f"MODEL.VPD.REFINE.LOOPS must be >= 1, got {loops}")
+        raise ValueError(f"MODEL.DIFFUSION.REFINE.LOOPS must be >= 1, got {loops}")
     if prompt.steps is not None and prompt.steps != loops:
-        raise ValueError(f"{type(prompt).__name__} has {prompt.steps} prompt steps for MODEL.VPD.REFINE.LOOPS={loops}")
+        raise ValueError(f"{type(prompt).__name__} has {prompt.steps} prompt steps for MODEL.DIFFUSION.REFINE.LOOPS={loops}")
     if loops == 1:
         return
     if unet.config.out_channels != unet.config.in_channels:
@@ -58,7 +58,7 @@ def check_refinement(unet: nn.Module, prompt: nn.Module, loops: int, noisy: bool
     if noisy:
         raise ValueError("refinement loops run on the clean latent; set MODEL.DIFFUSION.ADD_NOISE False")
     if decode_unet_output:
-        raise ValueError("MODEL.DIFFUSION.VAE_DECODER_INPUT 'unet_output' needs MODEL.VPD.REFINE.LOOPS 1")
+        raise ValueError("MODEL.DIFFUSION.VAE_DECODER_INPUT 'unet_output' needs MODEL.DIFFUSION.REFINE.LOOPS 1")
 
 
 def make_loop_time_embeds(unet: nn.Module, loops: int) -> nn.ParameterList:

@@ -7,6 +7,7 @@ Importing this package registers ``MetaPrompts`` in ``PROMPT_REGISTRY``, ``MetaP
 in detectron2's ``BACKBONE_REGISTRY``, ``MetaPromptsDepthHead`` in the dense head registry, and
 Meta-Prompts' released checkpoint formats (``release``).
 """
+from . import config  # noqa: F401  (MODEL.META_PROMPTS keys)
 from . import release  # noqa: F401  (Meta-Prompts' released checkpoint formats)
 from .backbone import MetaPromptsBackbone
 from .depth_head import MetaPromptsDepthHead

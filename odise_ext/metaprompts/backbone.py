@@ -49,7 +49,7 @@ class MetaPromptsBackbone(VPDBackbone):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Optional[ShapeSpec] = None):
-        a = cfg.MODEL.VPD.REARRANGE
+        a = cfg.MODEL.META_PROMPTS.REARRANGE
         return {
             **super().from_config(cfg, input_shape),
             "rearrange_upsample": a.UPSAMPLE,

@@ -109,7 +109,7 @@ class MetaPromptsDepthHead(nn.Module):
                 "MetaPromptsDepthHead needs the backbone's prompt module with a fixed context shape "
                 "(MODEL.DIFFUSION.PROMPT.NAME 'MetaPrompts'); build it through DenseDepthEstimator"
             )
-        d = cfg.MODEL.VPD.DEPTH
+        d = cfg.MODEL.DEPTH_HEAD
         missing = [f for f in d.IN_FEATURES if f not in input_shape]
         if missing:
             raise ValueError(f"depth head features {missing} not among {sorted(input_shape)}")

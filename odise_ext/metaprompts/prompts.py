@@ -6,7 +6,7 @@ set per step.
 - shared (Meta-Prompts segmentation): one set p, optionally through one Linear-GELU-Linear
   (no residual, no scale); the context of every UNet pass is MLP(p). Parameters ``prompts``,
   ``mlp``.
-- per step (Meta-Prompts depth, ``MODEL.VPD.REFINE.LOOPS`` UNet passes): step i has its own p_i
+- per step (Meta-Prompts depth, ``MODEL.DIFFUSION.REFINE.LOOPS`` UNet passes): step i has its own p_i
   and its own MLP_i, context_i = MLP_i(p_i). Parameters ``step_prompts.<i>``, ``step_mlps.<i>``.
 
 The two layouts keep the parameter names the released checkpoints convert to. The last step's
@@ -57,12 +57,12 @@ class MetaPrompts(PromptModule):
 
     @classmethod
     def from_config(cls, cfg, text_encoder, unet):
-        p = cfg.MODEL.VPD.PROMPT
+        p = cfg.MODEL.META_PROMPTS
         return {
-            "num_prompts": p.NUM_META_PROMPTS,
+            "num_prompts": p.NUM_PROMPTS,
             "dim": text_encoder.config.hidden_size,  # = the UNet cross-attention width
-            "use_mlp": p.META_PROMPT_MLP,
-            "steps": cfg.MODEL.VPD.REFINE.LOOPS if p.META_PROMPTS_PER_STEP else None,
+            "use_mlp": p.MLP,
+            "steps": cfg.MODEL.DIFFUSION.REFINE.LOOPS if p.PER_STEP else None,
         }
 
     def forward(self, images, image_index, **inputs) -> PromptOutput:

@@ -28,7 +28,7 @@ class PromptRearrangement(nn.Module):
     def __init__(self, in_channels: Sequence[int], dim: int, upsample: int = 1, gn_groups: int = 16):
         super().__init__()
         if upsample < 1:
-            raise ValueError(f"MODEL.VPD.REARRANGE.UPSAMPLE must be >= 1, got {upsample}")
+            raise ValueError(f"MODEL.META_PROMPTS.REARRANGE.UPSAMPLE must be >= 1, got {upsample}")
         if dim % gn_groups:
             raise ValueError(f"REARRANGE.GN_GROUPS={gn_groups} does not divide the prompt width {dim}")
         self.upsample = int(upsample)

@@ -33,6 +33,10 @@ from .open_vocab.vocabulary import Vocabulary, dataset_vocabulary, parse_vocabul
 from .vocabulary_remap import vocabulary_evaluators
 
 __all__ = ["ODISE"]
+
+# ODISE pads its inputs to a multiple of 64 (its Mask2Former SIZE_DIVISIBILITY, the UNet's own
+# divisibility at 512-px windows), beyond the 32 the windowed backbone's feature grid needs.
+ODISE_PAD_DIVISIBILITY = 64
 logger = logging.getLogger(__name__)
 
 
@@ -138,7 +142,7 @@ class ODISE(nn.Module, EvaluatedModel):
             "criterion": cls._build_criterion(cfg, num_classes=len(train_vocab)),
             "train_vocabulary": train_vocab,
             "test_vocabulary": test_vocab,
-            "size_divisibility": cfg.DATA.SIZE_DIVISIBILITY,
+            "size_divisibility": max(backbone.size_divisibility, ODISE_PAD_DIVISIBILITY),
             "object_mask_threshold": test.OBJECT_MASK_THRESHOLD,
             "overlap_threshold": test.OVERLAP_THRESHOLD,
             "test_topk_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,

@@ -18,13 +18,6 @@ def add_png_config(cfg):
     # each resized bilinearly to 256x256 and back to the image size; comparable with published AR);
     # "exact" = the GT untouched at the image's original resolution, the prediction resized to it.
     cfg.MODEL.PNG.EVAL_PROTOCOL = "official"
-    # Replaced key: a config that still sets it fails with this pointer instead of "unknown key".
-    if not cfg.key_is_renamed("MODEL.PNG.EVAL_RESOLUTION"):
-        cfg.register_renamed_key(
-            "MODEL.PNG.EVAL_RESOLUTION",
-            "MODEL.PNG.EVAL_PROTOCOL",
-            message='0 (original size) is now EVAL_PROTOCOL "exact"; the official protocol is "official"',
-        )
     # --- PNG model keys (added by the model component) go below.
     m = cfg.MODEL.PNG
     # Number of categories of the phrase class labels (category of each phrase's last segment;

@@ -46,7 +46,7 @@ def attention_channels(averaged: Dict[int, torch.Tensor], stride: int, size) -> 
     if stride not in averaged:
         raise ValueError(
             f"no cross-attention layer runs at image stride {stride} (available: {sorted(averaged)}); "
-            "check MODEL.VPD.BACKBONE.ATTENTION_STRIDES"
+            "check MODEL.VPD.ATTENTION_STRIDES"
         )
     maps = averaged[stride]
     if tuple(maps.shape[-2:]) != tuple(size):

@@ -36,16 +36,17 @@ def level_name(stride: int) -> str:
 
 
 def build_vpd_feature_extractor(cfg) -> DiffusionFeatureExtractor:
-    """The diffusion feature extractor with VPD / Meta-Prompts' options (``MODEL.VPD.BACKBONE``
-    UNet mode, gradient checkpointing, attention recording; ``MODEL.VPD.REFINE`` loops)."""
-    b, r = cfg.MODEL.VPD.BACKBONE, cfg.MODEL.VPD.REFINE
+    """The diffusion feature extractor with VPD / Meta-Prompts' options: ``MODEL.DIFFUSION``'s UNet
+    mode, gradient checkpointing and refinement loops, attention recording for
+    ``MODEL.VPD.ATTENTION_STRIDES``."""
+    d = cfg.MODEL.DIFFUSION
     return DiffusionFeatureExtractor(
         cfg,
-        unet_mode=b.UNET_MODE,
-        loops=r.LOOPS,
-        loop_time_embed=r.LOOP_TIME_EMBED,
-        gradient_checkpointing=b.GRADIENT_CHECKPOINTING,
-        record_attention=bool(b.ATTENTION_STRIDES),
+        unet_mode=d.UNET_MODE,
+        loops=d.REFINE.LOOPS,
+        loop_time_embed=d.REFINE.LOOP_TIME_EMBED,
+        gradient_checkpointing=d.GRADIENT_CHECKPOINTING,
+        record_attention=bool(cfg.MODEL.VPD.ATTENTION_STRIDES),
     )
 
 
@@ -115,7 +116,7 @@ class VPDBackbone(Backbone):
     def from_config(cls, cfg, input_shape: Optional[ShapeSpec] = None):
         if input_shape is not None and input_shape.channels not in (None, 3):
             raise ValueError(f"{cls.__name__} takes RGB input, got {input_shape.channels} channels.")
-        b = cfg.MODEL.VPD.BACKBONE
+        b = cfg.MODEL.VPD
         return {
             "feature_extractor": build_vpd_feature_extractor(cfg),
             "attention_strides": list(b.ATTENTION_STRIDES),

@@ -84,7 +84,7 @@ class ClassNamePrompt(PromptModule):
         return {
             "class_embeddings": embeddings,
             "adapter": _adapter(cfg, embeddings.shape[1]),
-            "persistent": cfg.MODEL.VPD.PROMPT.CHECKPOINT_CLASS_EMBEDDINGS,
+            "persistent": True,  # VPD's released model stores the embeddings it was trained with
         }
 
     @property

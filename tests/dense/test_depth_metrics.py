@@ -190,19 +190,16 @@ def test_depth_evaluator_bad_input():
 
 
 def test_depth_evaluator_from_config():
-    from detectron2.config import get_cfg
+    from odise_ext.config import get_odise_cfg
 
-    from odise_ext.vpd.config import add_vpd_config
-
-    cfg = get_cfg()
-    add_vpd_config(cfg)
+    cfg = get_odise_cfg()
     cfg.merge_from_list(
-        ["MODEL.VPD.DEPTH.EVAL_CROP", "garg", "MODEL.VPD.DEPTH.EVAL_MAX_DEPTH", 80.0]
+        ["MODEL.DEPTH_HEAD.EVAL_CROP", "garg", "MODEL.DEPTH_HEAD.EVAL_MAX_DEPTH", 80.0]
     )
     ev = DepthEvaluator(cfg, distributed=False)
     assert ev._crop == "garg" and ev._max_depth == 80.0 and ev._clamp_pred is False
     with pytest.raises((KeyError, AssertionError), match="NOT_A_KEY"):
-        cfg.merge_from_list(["MODEL.VPD.DEPTH.NOT_A_KEY", 1])
+        cfg.merge_from_list(["MODEL.DEPTH_HEAD.NOT_A_KEY", 1])
 
 
 def test_colorize_depth_fixed_range_and_invalid_black(tmp_path):

@@ -37,13 +37,13 @@ def _features(h, w, batch=2, channels=CHANNELS, seed=0):
 
 def _cfg():
     cfg = make_cfg()
-    d = cfg.MODEL.VPD.DEPTH
+    d = cfg.MODEL.DEPTH_HEAD
     d.FUSE_DIM, d.GN_GROUPS, d.DECONV_FILTERS, d.HIDDEN_DIM = 16, 4, [8, 8, 8], 8
-    u = cfg.MODEL.VPD.UPER
+    u = cfg.MODEL.UPER_HEAD
     u.CHANNELS, u.AUX_CHANNELS, u.POOL_SCALES = 8, 8, [1, 2, 3]
-    r = cfg.MODEL.VPD.REFER
-    r.HIDDEN_DIM, r.TEXT_DIM, r.LANG_GATE = 8, 6, True  # the gated decoder (VPD's has no gates)
-    p = cfg.MODEL.VPD.POSE
+    r = cfg.MODEL.REFER_HEAD
+    r.HIDDEN_DIM = 8
+    p = cfg.MODEL.POSE_HEAD
     p.NUM_KEYPOINTS, p.DECONV_FILTERS, p.FLIP_PAIRS = 5, [8, 8, 8], [[1, 2], [3, 4]]
     return cfg
 
@@ -59,7 +59,7 @@ def _assert_all_grads(module):
 
 def test_depth_head_shapes_range_and_gradients():
     cfg = _cfg()
-    cfg.MODEL.VPD.DEPTH.MAX_DEPTH = 7.5
+    cfg.MODEL.DEPTH_HEAD.MAX_DEPTH = 7.5
     head = build_depth_head(cfg, _input_shape())
     head.train()
     feats = _features(64, 128)  # non-square, multiple of 64
@@ -79,7 +79,7 @@ def test_depth_head_crops_to_unpadded_image():
     head = build_depth_head(_cfg(), _input_shape()).eval()
     feats = _features(70, 100, batch=1)  # stride-32 grid 3x4 → decoded 96x128
     with torch.no_grad():
-        full, _ = head(feats)
+        full, _ = head(feats, image_size=(96, 128))  # the same 3x4 fused grid
         cropped, losses = head(feats, image_size=(70, 100))
     assert full.shape == (1, 96, 128) and cropped.shape == (1, 70, 100) and losses == {}
     assert torch.equal(cropped, full[:, :70, :100])
@@ -89,9 +89,10 @@ def test_depth_head_crops_to_unpadded_image():
 
 def test_depth_head_config_sizes_and_checks():
     cfg = _cfg()
-    cfg.MODEL.VPD.DEPTH.DECONV_FILTERS = [8, 4]
-    cfg.MODEL.VPD.DEPTH.DECONV_KERNELS = [4, 3]
+    cfg.MODEL.DEPTH_HEAD.DECONV_FILTERS = [8, 4]
+    cfg.MODEL.DEPTH_HEAD.DECONV_KERNELS = [4, 3]
     head = build_depth_head(cfg, _input_shape()).eval()
+    head.crop_fused = False  # the decoded size itself, not cropped to an image
     with torch.no_grad():
         depth, _ = head(_features(64, 192, batch=1))
     # stride 32 → two ×2 deconvs → two ×2 upsamples: stride 2
@@ -130,8 +131,8 @@ def test_uper_head_training_losses_and_gradients():
 
 def test_uper_head_inference_shape_and_options():
     cfg = _seg_cfg("UPerHead")
-    cfg.MODEL.VPD.UPER.AUX_IN_FEATURE = ""
-    cfg.MODEL.VPD.UPER.LOVASZ_WEIGHT = 0.0
+    cfg.MODEL.UPER_HEAD.AUX_IN_FEATURE = ""
+    cfg.MODEL.UPER_HEAD.LOVASZ_WEIGHT = 0.0
     head = build_sem_seg_head(cfg, _input_shape())
     assert head.aux_head is None
     head.train()
@@ -143,52 +144,26 @@ def test_uper_head_inference_shape_and_options():
     assert logits.shape == (1, 5, 64, 192) and empty == {}
 
 
-def test_detectron2_fpn_head_serves_vpd_features():
-    head = build_sem_seg_head(_seg_cfg("SemSegFPNHead"), _input_shape()).eval()
-    with torch.no_grad():
-        logits, _ = head(_features(64, 192, batch=1))
-    assert logits.shape == (1, 5, 64, 192)
-
-
 # ----------------------------------------------------------------------------- referring
 
 
-def test_refer_decoder_shapes_gradients_and_gate():
+def test_refer_decoder_shapes_and_gradients():
     head = build_refer_decoder(_cfg(), _input_shape())
     head.train()
     feats = _features(64, 128)
-    lang = torch.randn(2, 4, 6)
-    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
     targets = (torch.rand(2, 64, 128) > 0.5).long()
-    logits, losses = head(feats, lang, mask, targets=targets)
+    logits, losses = head(feats, targets=targets)
     assert logits.shape == (2, 2, 64, 128) and set(losses) == {"loss_refer"}
     losses["loss_refer"].backward()
     _assert_all_grads(head)
-
     head.eval()
     with torch.no_grad():
-        a, _ = head(feats, lang, mask)
-        # Padding tokens do not matter; zero-initialised gates ignore language at the start.
-        lang2 = lang.clone()
-        lang2[0, 3] = 100.0
-        b, _ = head(feats, lang2, mask)
-        c, _ = head(feats, torch.randn(2, 4, 6), mask)
-        assert a.shape == (2, 2, 64, 128)
-        assert torch.allclose(a, b) and torch.allclose(a, c)
-        for gate in head.gates:
-            gate.weight.normal_()
-        d, _ = head(feats, lang, mask)
-        e, _ = head(feats, lang2, mask)
-        f, _ = head(feats, torch.randn(2, 4, 6), mask)
-        assert torch.allclose(d, e) and not torch.allclose(d, f)
-    with pytest.raises(ValueError, match="lang_feats"):
-        head(feats)
+        a, empty = head(feats)
+    assert a.shape == (2, 2, 64, 128) and empty == {}
 
 
 def test_refer_decoder_weighted_loss():
-    cfg = _cfg()
-    cfg.MODEL.VPD.REFER.LANG_GATE = False
-    head = build_refer_decoder(cfg, _input_shape()).eval()
+    head = build_refer_decoder(_cfg(), _input_shape()).eval()
     feats = _features(64, 64, batch=1)
     targets = torch.zeros(1, 64, 64, dtype=torch.long)
     targets[:, :10] = 1
@@ -255,17 +230,3 @@ def test_flip_heatmaps_and_flip_test():
     assert avg[0, 0, 1, 2] == 0.5 and avg[0, 0, 1, 3] == 0.5 and avg.sum() == 1.0
     with pytest.raises(ValueError, match="invalid"):
         flip_heatmaps(h, [[1, 5]])
-
-
-def test_refer_decoder_token_width_comes_from_the_model():
-    """MODEL.VPD.REFER.TEXT_DIM 0 takes the width the model gives; a set value must match it."""
-    cfg = _cfg()
-    cfg.MODEL.VPD.REFER.TEXT_DIM = 0
-    head = build_refer_decoder(cfg, _input_shape(), text_dim=12)
-    assert all(g.in_features == 12 for g in head.gates)
-    with pytest.raises(ValueError, match="TEXT_DIM"):
-        build_refer_decoder(cfg, _input_shape())  # no model, no key: the width is unknown
-    cfg.MODEL.VPD.REFER.TEXT_DIM = 6
-    with pytest.raises(ValueError, match="MODEL.VPD.REFER.TEXT_DIM=6"):
-        build_refer_decoder(cfg, _input_shape(), text_dim=12)
-    assert all(g.in_features == 6 for g in build_refer_decoder(cfg, _input_shape(), text_dim=6).gates)

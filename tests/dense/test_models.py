@@ -44,7 +44,7 @@ def _image(h, w, seed=0):
 
 # ---- semantic segmentation --------------------------------------------------------------------
 def test_vpd_semseg_losses_and_sliding_window_inference():
-    cfg, model = _model("vpd_semseg_tiny", "MODEL.VPD.TEST.CROP_SIZE", [64, 64], "MODEL.VPD.TEST.STRIDE", [48, 48])
+    cfg, model = _model("vpd_semseg_tiny", "TEST.DENSE.CROP_SIZE", [64, 64], "TEST.DENSE.STRIDE", [48, 48])
     model.train()
     batch = [
         {"image": _image(64, 96), "sem_seg": torch.randint(0, 9, (64, 96))},
@@ -76,7 +76,7 @@ def test_metaprompts_semseg_losses():
     model.train()
     losses = model([{"image": _image(64, 64), "sem_seg": torch.randint(0, 9, (64, 64))}] * 2)
     assert set(losses) == {"loss_sem_seg", "loss_lovasz", "loss_sem_seg_aux"}
-    assert model.backbone.output_shape()["res2"].channels == cfg.MODEL.VPD.PROMPT.NUM_META_PROMPTS
+    assert model.backbone.output_shape()["res2"].channels == cfg.MODEL.META_PROMPTS.NUM_PROMPTS
     assert model.backbone.feature_extractor.loops == 2
 
 
@@ -86,15 +86,17 @@ def test_depth_inference_size_range_and_flip_test_average():
     model.train()
     depth = torch.rand(64, 128) * 40
     depth[:8] = 0  # no measurement
-    losses = model([{"image": _image(64, 128), "depth": depth}])
+    losses = model([{"image": _image(64, 128), "depth": depth, "scene": "grass"}])
     assert set(losses) == {"loss_depth"} and torch.isfinite(losses["loss_depth"])
     model.eval()
     image = _image(64, 128)
+    inp = {"height": 96, "width": 192, "scene": "grass"}
+    assert model.flip_test  # the tiny config tests with flips, as VPD
     with torch.no_grad():
-        plain = model([{"image": image, "height": 96, "width": 192}])[0]["depth"]
-        mirrored = model([{"image": image.flip(-1), "height": 96, "width": 192}])[0]["depth"]
-        model.flip_test = True
-        flipped = model([{"image": image, "height": 96, "width": 192}])[0]["depth"]
+        flipped = model([{"image": image, **inp}])[0]["depth"]
+        model.flip_test = False
+        plain = model([{"image": image, **inp}])[0]["depth"]
+        mirrored = model([{"image": image.flip(-1), **inp}])[0]["depth"]
     assert plain.shape == (96, 192) and 0 < plain.min() and plain.max() < 50
     # the flip test is the mean of the prediction and the mirrored prediction of the mirror
     assert torch.allclose(flipped, 0.5 * (plain + mirrored.flip(-1)), atol=1e-4)
@@ -215,7 +217,7 @@ def test_predictor_for_each_task():
     cfg = setup_cfg("configs/testing/vpd_semseg_tiny.yaml", [])
     assert DensePredictor(cfg)(bgr)["sem_seg"].shape == (9, 100, 150)
     cfg = setup_cfg("configs/testing/vpd_depth_tiny.yaml", [])
-    assert DensePredictor(cfg)(bgr)["depth"].shape == (100, 150)
+    assert DensePredictor(cfg)(bgr, scene="grass")["depth"].shape == (100, 150)
     cfg = setup_cfg("configs/testing/vpd_refer_tiny.yaml", [])
     assert DensePredictor(cfg)(bgr, sentence="the blue square")["ref_mask"].shape == (100, 150)
     cfg = setup_cfg("configs/testing/vpd_pose_tiny.yaml", [])

@@ -141,17 +141,14 @@ def test_refer_bad_input_and_config():
         ev.process([{"ref_mask": np.zeros((2, 2), bool)}], [{"ref_mask": np.zeros((2, 3), bool)}])
     assert ev.evaluate() == {}
 
-    from detectron2.config import get_cfg
+    from odise_ext.config import get_odise_cfg
 
-    from odise_ext.vpd.config import add_vpd_config
-
-    cfg = get_cfg()
-    add_vpd_config(cfg)
-    cfg.MODEL.VPD.REFER.EVAL_THRESHOLD = 0.8
-    assert cfg.MODEL.VPD.REFER.EMPTY_IOU == 0.0 and cfg.MODEL.VPD.REFER.EVAL_AT_INPUT_SIZE
-    cfg.MODEL.VPD.REFER.EMPTY_IOU = 1.0
+    cfg = get_odise_cfg()
+    cfg.MODEL.REFER_HEAD.EVAL_THRESHOLD = 0.8
+    assert cfg.MODEL.REFER_HEAD.EMPTY_IOU == 0.0 and cfg.MODEL.REFER_HEAD.EVAL_AT_INPUT_SIZE
+    cfg.MODEL.REFER_HEAD.EMPTY_IOU = 1.0
     assert ReferEvaluator(cfg, distributed=False)._empty_iou == 1.0
-    cfg.MODEL.VPD.REFER.EMPTY_IOU = 0.0
+    cfg.MODEL.REFER_HEAD.EMPTY_IOU = 0.0
     ev = ReferEvaluator(cfg, distributed=False)
     ev.process([{"ref_mask": np.ones((1, 2), bool)}], [{"ref_mask": np.array([[0.9, 0.7]])}])
     assert ev.evaluate()["refer"]["oIoU"] == pytest.approx(50.0)

@@ -39,7 +39,7 @@ from vpd_release import (
 UNET = "unet.unet.diffusion_model."
 # Scaled-down sizes (vpd_release.tiny_shape divides dims >= 128 by 8): 150 prompts / ADE20K
 # classes -> 18, head channels 512 -> 64.
-TINY = ["MODEL.VPD.PROMPT.NUM_META_PROMPTS", 18, "MODEL.VPD.UPER.CHANNELS", 64, "MODEL.VPD.UPER.AUX_CHANNELS", 64]
+TINY = ["MODEL.META_PROMPTS.NUM_PROMPTS", 18, "MODEL.UPER_HEAD.CHANNELS", 64, "MODEL.UPER_HEAD.AUX_CHANNELS", 64]
 
 
 def _model(fmt, config, *opts):
@@ -104,7 +104,7 @@ def fcn_head(x, r):
 # ---- tests ------------------------------------------------------------------------------------------
 def test_mp_seg_ade20k_release_converts_loads_and_reproduces_the_reference():
     model, cfg, r = _model("mp_seg_ade20k", "metaprompts_ade20k_semseg.yaml", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 18,
-                           "MODEL.VPD.TEST.CROP_SIZE", [64, 64], "MODEL.VPD.TEST.STRIDE", [48, 48])
+                           "TEST.DENSE.CROP_SIZE", [64, 64], "TEST.DENSE.STRIDE", [48, 48])
     torch.manual_seed(2)
     image = torch.randint(0, 256, (3, 96, 160)).float()  # 2 x 3 windows, the last ones shifted back
     unet, vae = diffusers_parts(r, "", cfg)
@@ -133,8 +133,8 @@ def test_mp_seg_ade20k_release_converts_loads_and_reproduces_the_reference():
     ("mp_seg_cityscapes_extra", "metaprompts_cityscapes_extra_semseg.yaml", 1),  # Mapillary-pretrained
 ])
 def test_mp_seg_cityscapes_release_reproduces_the_reference(fmt, config, steps):
-    model, cfg, r = _model(fmt, config, "MODEL.VPD.TEST.CROP_SIZE", [128, 128], "MODEL.VPD.TEST.STRIDE", [64, 64])
-    assert cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES == 19 and cfg.MODEL.VPD.UPER.DROPOUT == 0.1
+    model, cfg, r = _model(fmt, config, "TEST.DENSE.CROP_SIZE", [128, 128], "TEST.DENSE.STRIDE", [64, 64])
+    assert cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES == 19 and cfg.MODEL.UPER_HEAD.DROPOUT == 0.1
     torch.manual_seed(3)
     # 2 windows at x = 0, 64; 128 windows give a 4 x 4 coarsest level, on which every pool scale acts
     image = torch.randint(0, 256, (3, 128, 192)).float()

@@ -61,8 +61,9 @@ def test_class_name_prompt_is_pooled_clip_text_computed_once():
     eot = (ids == 49407).int().argmax(dim=1)
     expected = hidden[torch.arange(len(CLASSES)), eot]
     assert torch.allclose(prompt.class_embeddings, expected, atol=1e-5)
-    # cached: a buffer, never checkpointed, and no text encoder is kept to recompute it
-    assert "class_embeddings" not in prompt.state_dict()
+    # cached: a buffer saved in checkpoints (as VPD's released model stores it), and no text
+    # encoder is kept to recompute it
+    assert torch.equal(prompt.state_dict()["class_embeddings"], prompt.class_embeddings)
     assert not any("text" in n for n, _ in prompt.named_modules())
     assert prompt.num_tokens == 3
     out = prompt(torch.rand(2, 3, 64, 64), torch.arange(2))
@@ -133,7 +134,7 @@ def test_meta_prompts_shared_and_per_step():
 def test_per_step_meta_prompts_condition_each_refinement_pass():
     """Pass i of the refinement loop sees step i's context; a step count other than the loops
     is refused at build time."""
-    cfg = _mp_cfg("MODEL.VPD.REFINE.LOOPS", 2, "MODEL.VPD.PROMPT.META_PROMPTS_PER_STEP", True)
+    cfg = _mp_cfg("MODEL.DIFFUSION.REFINE.LOOPS", 2, "MODEL.META_PROMPTS.PER_STEP", True)
     torch.manual_seed(0)
     ex = build_vpd_feature_extractor(cfg)
     assert ex.prompt.steps == 2 and ex.loops == 2
@@ -151,7 +152,7 @@ def test_per_step_meta_prompts_condition_each_refinement_pass():
     for context, step in zip(seen, out.prompt.step_contexts):
         assert torch.equal(context, step)
     assert not torch.equal(seen[0], seen[1])
-    with pytest.raises(ValueError, match="3 prompt steps for MODEL.VPD.REFINE.LOOPS=2"):
+    with pytest.raises(ValueError, match="3 prompt steps for MODEL.DIFFUSION.REFINE.LOOPS=2"):
         check_refinement(ex.unet.module, MetaPrompts(num_prompts=4, dim=8, use_mlp=False, steps=3), 2, False, False)
 
 
@@ -198,7 +199,7 @@ def test_attention_average_matches_manual_layer_mean(vpd_backbone):
 
 def test_attention_stride_errors():
     with pytest.raises(ValueError, match="ATTENTION_STRIDES"):
-        VPDBackbone(vpd_cfg("MODEL.VPD.BACKBONE.ATTENTION_STRIDES", [4]))
+        VPDBackbone(vpd_cfg("MODEL.VPD.ATTENTION_STRIDES", [4]))
 
 
 # ---- Meta-Prompts re-arrangement and refinement -----------------------------------------------
@@ -218,13 +219,13 @@ def test_rearrangement_is_prompt_dot_product():
 
 def _mp_cfg(*opts):
     return vpd_cfg(
-        "MODEL.DIFFUSION.PROMPT.NAME", "MetaPrompts", "MODEL.VPD.PROMPT.NUM_META_PROMPTS", 4,
-        "MODEL.VPD.REFINE.LOOP_TIME_EMBED", True, "MODEL.VPD.BACKBONE.ATTENTION_STRIDES", [], *opts,
+        "MODEL.DIFFUSION.PROMPT.NAME", "MetaPrompts", "MODEL.META_PROMPTS.NUM_PROMPTS", 4,
+        "MODEL.DIFFUSION.REFINE.LOOP_TIME_EMBED", True, "MODEL.VPD.ATTENTION_STRIDES", [], *opts,
     )
 
 
 def test_refinement_with_one_loop_equals_plain_forward():
-    cfg = _mp_cfg("MODEL.VPD.REFINE.LOOPS", 1, "MODEL.VPD.BACKBONE.UNET_MODE", "frozen")
+    cfg = _mp_cfg("MODEL.DIFFUSION.REFINE.LOOPS", 1, "MODEL.DIFFUSION.UNET_MODE", "frozen")
     torch.manual_seed(0)
     ours = build_vpd_feature_extractor(cfg)
     plain = DiffusionFeatureExtractor(cfg)  # same seeds -> same frozen weights
@@ -238,7 +239,7 @@ def test_refinement_with_one_loop_equals_plain_forward():
 
 
 def test_refinement_two_loops_matches_manual_unrolling():
-    cfg = _mp_cfg("MODEL.VPD.REFINE.LOOPS", 2)
+    cfg = _mp_cfg("MODEL.DIFFUSION.REFINE.LOOPS", 2)
     torch.manual_seed(0)
     ex = build_vpd_feature_extractor(cfg)
     images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
@@ -269,8 +270,8 @@ def test_refinement_two_loops_matches_manual_unrolling():
 
 def test_gradients_reach_prompts_time_vectors_and_tuned_unet_with_lr_multiplier():
     cfg = _mp_cfg(
-        "MODEL.VPD.REFINE.LOOPS", 2, "MODEL.VPD.REARRANGE.GN_GROUPS", 4,
-        "MODEL.VPD.BACKBONE.OUT_FEATURES", ["res2", "res3", "res4", "res5"],
+        "MODEL.DIFFUSION.REFINE.LOOPS", 2, "MODEL.META_PROMPTS.REARRANGE.GN_GROUPS", 4,
+        "MODEL.VPD.OUT_FEATURES", ["res2", "res3", "res4", "res5"],
         "SOLVER.BASE_LR", 1e-3, "OPTIMIZER.LR_MULTIPLIERS", [["feature_extractor.unet", 0.1]],
     )
     torch.manual_seed(0)
@@ -296,7 +297,7 @@ def test_gradients_reach_prompts_time_vectors_and_tuned_unet_with_lr_multiplier(
 
 
 def test_frozen_unet_gets_no_gradient_but_prompts_do():
-    cfg = vpd_cfg("MODEL.VPD.BACKBONE.UNET_MODE", "frozen")
+    cfg = vpd_cfg("MODEL.DIFFUSION.UNET_MODE", "frozen")
     backbone = VPDBackbone(cfg)
     sum(f.mean() for f in backbone(torch.rand(1, 3, 64, 64)).values()).backward()
     ex = backbone.feature_extractor
@@ -304,14 +305,14 @@ def test_frozen_unet_gets_no_gradient_but_prompts_do():
     assert ex.prompt.adapter.gamma.grad.abs().sum() > 0
     assert not any(k.startswith("feature_extractor.unet.module.") for k in backbone.state_dict())
     with pytest.raises(ValueError, match="UNET_MODE"):
-        VPDBackbone(vpd_cfg("MODEL.VPD.BACKBONE.UNET_MODE", "half"))
+        VPDBackbone(vpd_cfg("MODEL.DIFFUSION.UNET_MODE", "half"))
 
 
 def test_gradient_checkpointing_with_attention_gives_same_gradients():
     grads = []
     for ckpt in (False, True):
         torch.manual_seed(0)
-        backbone = VPDBackbone(vpd_cfg("MODEL.VPD.BACKBONE.GRADIENT_CHECKPOINTING", ckpt))
+        backbone = VPDBackbone(vpd_cfg("MODEL.DIFFUSION.GRADIENT_CHECKPOINTING", ckpt))
         images = torch.rand(2, 3, 64, 128, generator=torch.Generator().manual_seed(5))
         sum(f.square().mean() for f in backbone(images).values()).backward()
         ex = backbone.feature_extractor
@@ -356,7 +357,7 @@ def test_odise_taps_through_the_vpd_extractor_and_backbone():
     cfg = get_cfg()
     add_odise_config(cfg)
     cfg.merge_from_file("configs/testing/base_tiny_diffusion.yaml")
-    cfg.merge_from_list(["MODEL.VPD.BACKBONE.OUT_FEATURES", ["res2", "res3", "res4", "res5"]])
+    cfg.merge_from_list(["MODEL.VPD.OUT_FEATURES", ["res2", "res3", "res4", "res5"]])
     assert cfg.MODEL.DIFFUSION.ADD_NOISE and cfg.MODEL.DIFFUSION.TIMESTEP == 0
     torch.manual_seed(0)
     ours = build_vpd_feature_extractor(cfg)

@@ -24,7 +24,7 @@ def test_vpd_depth_release_converts_loads_and_reproduces_the_reference():
     release = release_checkpoint("vpd_depth")
     assert detect_release_format(release) == "vpd_depth"
     # the NYUv2 protocol scaled down: 96 x 128 image, two 96 windows at x = 0 and 32, each + flip
-    cfg = scaled_config("vpd_nyu_depth.yaml", "MODEL.VPD.TEST.CROP_SIZE", [96, 96], "MODEL.VPD.TEST.STRIDE", [96, 32])
+    cfg = scaled_config("vpd_nyu_depth.yaml", "TEST.DENSE.CROP_SIZE", [96, 96], "TEST.DENSE.STRIDE", [96, 32])
     model, converted, _ = converted_model(cfg, "vpd_depth", release)
     vae = model.backbone.feature_extractor.vae.module
     assert torch.equal(vae.encoder.conv_in.weight, release["encoder.encoder_vq.encoder.conv_in.weight"])
@@ -45,8 +45,8 @@ def test_vpd_depth_release_converts_loads_and_reproduces_the_reference():
 def test_mp_depth_release_converts_loads_and_reproduces_the_reference():
     release = release_checkpoint("mp_depth")
     assert detect_release_format(release) == "mp_depth"
-    cfg = scaled_config("metaprompts_nyu_depth.yaml", "MODEL.VPD.TEST.CROP_SIZE", [96, 96],
-                        "MODEL.VPD.TEST.STRIDE", [96, 32])
+    cfg = scaled_config("metaprompts_nyu_depth.yaml", "TEST.DENSE.CROP_SIZE", [96, 96],
+                        "TEST.DENSE.STRIDE", [96, 32])
     model, _, _ = converted_model(cfg, "mp_depth", release)
     torch.manual_seed(3)
     image = torch.randint(0, 256, (3, 96, 128)).float()
@@ -62,8 +62,8 @@ def test_mp_depth_release_converts_loads_and_reproduces_the_reference():
 
 def test_vpd_depth_scene_changes_the_prediction_and_unknown_scene_is_an_error():
     release = release_checkpoint("vpd_depth")
-    model, _, _ = converted_model(scaled_config("vpd_nyu_depth.yaml", "MODEL.VPD.TEST.FLIP", False,
-                                                "MODEL.VPD.TEST.CROP_SIZE", [], "MODEL.VPD.TEST.STRIDE", []),
+    model, _, _ = converted_model(scaled_config("vpd_nyu_depth.yaml", "TEST.DENSE.FLIP", False,
+                                                "TEST.DENSE.CROP_SIZE", [], "TEST.DENSE.STRIDE", []),
                                   "vpd_depth", release)
     image = torch.randint(0, 256, (3, 64, 64)).float()
     with torch.no_grad():
@@ -91,7 +91,7 @@ def test_shift_windows_follow_the_reference_protocol():
 
 def test_mp_kitti_depth_uses_shift_windows_and_resize():
     release = release_checkpoint("mp_depth")
-    cfg = scaled_config("metaprompts_kitti_depth.yaml", "MODEL.VPD.TEST.SHIFT_WINDOWS", 3)
+    cfg = scaled_config("metaprompts_kitti_depth.yaml", "TEST.DENSE.SHIFT_WINDOWS", 3)
     model, _, _ = converted_model(cfg, "mp_depth", release)
     torch.manual_seed(4)
     image = torch.randint(0, 256, (3, 48, 112)).float()
@@ -114,8 +114,8 @@ def test_predictor_and_demo_pass_the_scene(tmp_path):
     from vpd_release import ROOT, tool
 
     release = release_checkpoint("vpd_depth")
-    cfg = scaled_config("vpd_nyu_depth.yaml", "MODEL.VPD.TEST.CROP_SIZE", [], "MODEL.VPD.TEST.STRIDE", [],
-                        "MODEL.VPD.TEST.FLIP", False, "INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 64)
+    cfg = scaled_config("vpd_nyu_depth.yaml", "TEST.DENSE.CROP_SIZE", [], "TEST.DENSE.STRIDE", [],
+                        "TEST.DENSE.FLIP", False, "INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 64)
     model, converted, _ = converted_model(cfg, "vpd_depth", release)
     bgr = np.random.RandomState(0).randint(0, 256, (64, 64, 3)).astype(np.uint8)
     weights = tmp_path / "w.pth"

@@ -69,7 +69,8 @@ def test_demo_draws_colour_mapped_depth(image_path, tmp_path):
         torch.nn.init.normal_(p, std=0.3)
     weights = tmp_path / "random.pth"
     torch.save({"model": model.state_dict()}, weights)
-    drawn = _run_demo("vpd_depth_tiny", image_path, tmp_path / "depth.png", "--opts", "MODEL.WEIGHTS", str(weights))
+    drawn = _run_demo("vpd_depth_tiny", image_path, tmp_path / "depth.png", "--scene", "grass",
+                      "--opts", "MODEL.WEIGHTS", str(weights))
     colours = np.unique(drawn.reshape(-1, 3), axis=0)
     assert len(colours) > 10, "the depth drawing is (nearly) constant"
     # colour-mapped: not a grey-scale image
@@ -101,7 +102,8 @@ def test_demo_draws_keypoints_for_boxes_or_whole_image(image_path, tmp_path):
 
 
 def test_demo_rejects_flags_of_other_tasks(image_path, tmp_path):
-    common = ["--config-file", "configs/testing/vpd_depth_tiny.yaml", "--input", image_path, "--output", str(tmp_path / "x.png")]
+    common = ["--config-file", "configs/testing/vpd_depth_tiny.yaml", "--input", image_path, "--output", str(tmp_path / "x.png"),
+              "--scene", "grass"]
     for flag, value in (("--vocab", "cat;dog"), ("--sentence", "the cat"), ("--boxes", "1,2,3,4")):
         with pytest.raises(SystemExit, match=flag):
             demo.main([*common, flag, value])

@@ -110,13 +110,26 @@ def _paths(root: Path, split: str) -> Dict[str, str]:
     }.items()}
 
 
+def _largest_stuff(panoptic_json: str) -> Dict[int, str]:
+    """image id -> name of its largest stuff segment (the scene's main background)."""
+    stuff = {c["id"]: c["name"] for c in SHAPES_CATEGORIES if not c["isthing"]}
+    scenes = {}
+    for ann in load_json(panoptic_json, _MISSING.format(panoptic_json))["annotations"]:
+        regions = [s for s in ann["segments_info"] if s["category_id"] in stuff]
+        if regions:
+            scenes[ann["image_id"]] = stuff[max(regions, key=lambda s: s["area"])["category_id"]]
+    return scenes
+
+
 def load_shapes_depth(root, split: str) -> List[Dict[str, object]]:
     """Depth dicts: ``file_name``, ``image_id``, ``height``, ``width``, ``depth_file_name``
-    (uint16 PNG), ``depth_scale`` (PNG value / scale = metres; 0 = invalid), ``max_depth`` (m)."""
+    (uint16 PNG), ``depth_scale`` (PNG value / scale = metres; 0 = invalid), ``max_depth`` (m),
+    ``scene`` (the largest stuff class: the scene class of VPD depth's prompt)."""
     p = _paths(Path(root), split)
     info = load_json(p["instances_json"], _MISSING.format(p["instances_json"]))
     check_coco_instances_json(str(p["instances_json"]), info)
     images = info["images"]
+    scenes = _largest_stuff(p["panoptic_json"])
     return [
         {
             "file_name": os.path.join(p["image_root"], img["file_name"]),
@@ -128,6 +141,7 @@ def load_shapes_depth(root, split: str) -> List[Dict[str, object]]:
             ),
             "depth_scale": DEPTH_SCALE,
             "max_depth": MAX_DEPTH_M,
+            "scene": scenes.get(img["id"], "sky"),
         }
         for img in images
     ]

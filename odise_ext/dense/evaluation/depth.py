@@ -2,7 +2,7 @@
 
 Per image: predicted inf becomes max_depth and NaN becomes min_depth (logged), and nothing else
 is done to the prediction -- VPD's and Meta-Prompts' ``cropping_img``; ``clamp_pred``
-(``MODEL.VPD.DEPTH.EVAL_CLAMP_PRED``) additionally clamps it to [min_depth, max_depth], as BTS's
+(``MODEL.DEPTH_HEAD.EVAL_CLAMP_PRED``) additionally clamps it to [min_depth, max_depth], as BTS's
 evaluation does. Pixels are evaluated where min_depth < gt < max_depth and inside the optional
 crop ("nyu": rows 45:471, cols 41:601 of the 480x640 map, which VPD applies to every NYUv2 image;
 "garg" / "eigen": the KITTI crops as fractions of the ground-truth size); the metrics of
@@ -10,7 +10,7 @@ crop ("nyu": rows 45:471, cols 41:601 of the 480x640 map, which VPD applies to e
 **mean over images** of the per-image values (VPD/GLPDepth/BTS average per image, not over the
 pooled pixels of the dataset).
 
-With an ``output_dir`` and ``num_visualizations`` > 0 (``MODEL.VPD.DEPTH.EVAL_VIS_COUNT``), the
+With an ``output_dir`` and ``num_visualizations`` > 0 (``MODEL.DEPTH_HEAD.EVAL_VIS_COUNT``), the
 first images each process sees are also written as colour-mapped PNGs
 ``<output_dir>/depth_vis/<rank>_<index>_<image>.png``: prediction | ground truth side by side,
 both coloured on the same [0, max valid ground truth] range (pixels without ground truth black).
@@ -193,7 +193,7 @@ class DepthEvaluator(DatasetEvaluator):
 
     @classmethod
     def from_config(cls, cfg, dataset_name=None, distributed=True, output_dir=None):
-        d = cfg.MODEL.VPD.DEPTH
+        d = cfg.MODEL.DEPTH_HEAD
         return {
             "min_depth": d.EVAL_MIN_DEPTH,
             "max_depth": d.EVAL_MAX_DEPTH,

@@ -7,7 +7,7 @@ prediction and ground truth are both empty (U = 0) scores ``empty_iou`` (0 in LA
     mIoU     = mean over samples of IoU
     prec@X   = fraction of samples with IoU >= X, X in 0.5, 0.6, 0.7, 0.8, 0.9
 Where the masks are compared (network input size or original resolution) is the mapper's
-choice (``MODEL.VPD.REFER.EVAL_AT_INPUT_SIZE``).
+choice (``MODEL.REFER_HEAD.EVAL_AT_INPUT_SIZE``).
 """
 import logging
 from collections import OrderedDict
@@ -95,7 +95,7 @@ class ReferEvaluator(DatasetEvaluator):
             dataset_name (str or None): only used in log messages.
         """
         if empty_iou not in (0.0, 1.0):
-            raise ValueError(f"MODEL.VPD.REFER.EMPTY_IOU must be 0.0 (LAVT/VPD) or 1.0, got {empty_iou}")
+            raise ValueError(f"MODEL.REFER_HEAD.EMPTY_IOU must be 0.0 (LAVT/VPD) or 1.0, got {empty_iou}")
         self._threshold = threshold
         self._empty_iou = float(empty_iou)
         self._distributed = distributed
@@ -107,8 +107,8 @@ class ReferEvaluator(DatasetEvaluator):
     def from_config(cls, cfg, dataset_name=None, distributed=True, output_dir=None):
         """``output_dir`` is accepted for the shared evaluator signature; nothing is written."""
         return {
-            "threshold": cfg.MODEL.VPD.REFER.EVAL_THRESHOLD,
-            "empty_iou": cfg.MODEL.VPD.REFER.EMPTY_IOU,
+            "threshold": cfg.MODEL.REFER_HEAD.EVAL_THRESHOLD,
+            "empty_iou": cfg.MODEL.REFER_HEAD.EMPTY_IOU,
             "distributed": distributed,
             "dataset_name": dataset_name,
         }

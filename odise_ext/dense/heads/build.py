@@ -16,20 +16,19 @@ called as ``cls(cfg, input_shape)`` with ``input_shape: Dict[str, ShapeSpec]``.
 
 
 def build_depth_head(cfg, input_shape, prompt=None):
-    """Build ``cfg.MODEL.VPD.DEPTH.HEAD_NAME`` for ``input_shape: Dict[str, ShapeSpec]`` and the
+    """Build ``cfg.MODEL.DEPTH_HEAD.NAME`` for ``input_shape: Dict[str, ShapeSpec]`` and the
     backbone's prompt module ``prompt`` (heads that read the prompts take their widths from it).
 
     Every depth head is called as ``head(features, prompts, image_size, canvas_size,
     targets=None)`` -> (depth [B, h, w], losses)."""
-    return HEAD_REGISTRY.get(cfg.MODEL.VPD.DEPTH.HEAD_NAME)(cfg, input_shape, prompt=prompt)
+    return HEAD_REGISTRY.get(cfg.MODEL.DEPTH_HEAD.NAME)(cfg, input_shape, prompt=prompt)
 
 
-def build_refer_decoder(cfg, input_shape, text_dim=None):
-    """Build ``cfg.MODEL.VPD.REFER.HEAD_NAME`` for ``input_shape: Dict[str, ShapeSpec]`` and
-    sentence tokens ``text_dim`` wide (None: from ``MODEL.VPD.REFER.TEXT_DIM``)."""
-    return HEAD_REGISTRY.get(cfg.MODEL.VPD.REFER.HEAD_NAME)(cfg, input_shape, text_dim=text_dim)
+def build_refer_decoder(cfg, input_shape):
+    """Build ``cfg.MODEL.REFER_HEAD.NAME`` for ``input_shape: Dict[str, ShapeSpec]``."""
+    return HEAD_REGISTRY.get(cfg.MODEL.REFER_HEAD.NAME)(cfg, input_shape)
 
 
 def build_pose_head(cfg, input_shape):
-    """Build ``cfg.MODEL.VPD.POSE.HEAD_NAME`` for ``input_shape: Dict[str, ShapeSpec]``."""
-    return HEAD_REGISTRY.get(cfg.MODEL.VPD.POSE.HEAD_NAME)(cfg, input_shape)
+    """Build ``cfg.MODEL.POSE_HEAD.NAME`` for ``input_shape: Dict[str, ShapeSpec]``."""
+    return HEAD_REGISTRY.get(cfg.MODEL.POSE_HEAD.NAME)(cfg, input_shape)

@@ -100,7 +100,7 @@ class VPDDepthHead(nn.Module):
         self.fused_stride = int(fused_stride)
         c8, c16, c32, c64 = in_channels
         if gn_groups <= 0 or fuse_dim % gn_groups:
-            raise ValueError(f"MODEL.VPD.DEPTH.GN_GROUPS={gn_groups} must divide FUSE_DIM={fuse_dim}")
+            raise ValueError(f"MODEL.DEPTH_HEAD.GN_GROUPS={gn_groups} must divide FUSE_DIM={fuse_dim}")
 
         self.layer1 = nn.Sequential(
             nn.Conv2d(c8, c8, 3, stride=2, padding=1),
@@ -122,7 +122,7 @@ class VPDDepthHead(nn.Module):
     @classmethod
     def from_config(cls, cfg, input_shape, prompt=None):
         """``prompt``: the backbone's prompt module (not read: VPD's decoder uses no prompts)."""
-        d = cfg.MODEL.VPD.DEPTH
+        d = cfg.MODEL.DEPTH_HEAD
         missing = [f for f in d.IN_FEATURES if f not in input_shape]
         if missing:
             raise ValueError(f"depth head features {missing} not among {sorted(input_shape)}")
@@ -143,7 +143,7 @@ class VPDDepthHead(nn.Module):
             "norm": d.NORM,
             "max_depth": d.MAX_DEPTH,
             "loss": SiLogLoss(cfg),
-            "crop_fused": d.CROP_FUSED,
+            "crop_fused": True,  # VPD crops the fused map to the image
             "fused_stride": strides[2] if strides[2] is not None else 32,
         }
 

@@ -31,28 +31,25 @@ class FPNHead(SemSegFPNHead):
 
     @configurable
     def __init__(
-        self, input_shape: Dict[str, ShapeSpec], *, dropout: float = 0.0, avg_non_ignore: bool = True, **kwargs
+        self, input_shape: Dict[str, ShapeSpec], *, dropout: float = 0.0, **kwargs
     ):
         """
         Args:
             input_shape, kwargs: see detectron2's ``SemSegFPNHead``.
             dropout: ``Dropout2d`` probability before the classifier (mmseg: 0.1).
-            avg_non_ignore: average the cross-entropy over the labelled pixels (detectron2); False
-                divides the sum by every pixel, ignored ones included (mmseg's default).
         """
         super().__init__(input_shape, **kwargs)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"FPNHead: dropout must be in [0, 1), got {dropout}")
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
-        self.avg_non_ignore = avg_non_ignore
         nn.init.normal_(self.predictor.weight, 0.0, 0.01)  # mmseg BaseDecodeHead's conv_seg init
         nn.init.zeros_(self.predictor.bias)
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         args = super().from_config(cfg, input_shape)
-        h = cfg.MODEL.VPD.FPN_HEAD
-        args.update(dropout=h.DROPOUT, avg_non_ignore=h.LOSS_AVG_NON_IGNORE)
+        h = cfg.MODEL.FPN_HEAD
+        args.update(dropout=h.DROPOUT)
         return args
 
     def layers(self, features):
@@ -70,9 +67,5 @@ class FPNHead(SemSegFPNHead):
             predictions, scale_factor=self.common_stride, mode="bilinear", align_corners=False
         )
         loss = F.cross_entropy(predictions, targets, reduction="none", ignore_index=self.ignore_value)
-        if self.avg_non_ignore:
-            # clamp: a crop without labels gives 0, not NaN (no host sync)
-            loss = loss.sum() / (targets != self.ignore_value).sum().clamp(min=1)
-        else:
-            loss = loss.mean()  # ignored pixels contribute 0 to the sum but count in the mean
+        loss = loss.mean()  # ignored pixels contribute 0 to the sum but count in the mean
         return {"loss_sem_seg": loss * self.loss_weight}

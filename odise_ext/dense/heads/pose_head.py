@@ -163,7 +163,7 @@ class TopDownHeatmapHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape):
-        p = cfg.MODEL.VPD.POSE
+        p = cfg.MODEL.POSE_HEAD
         if p.IN_FEATURE not in input_shape:
             raise ValueError(f"pose feature {p.IN_FEATURE!r} not among {sorted(input_shape)}")
         return {

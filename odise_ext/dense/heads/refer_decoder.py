@@ -9,10 +9,8 @@ maps over the sentence tokens already concatenated by the backbone):
   x = cat(up(x → s8), s8)     → 2 × (conv3x3-norm-ReLU)          [hidden]
   logits = conv1x1(x) → 2 classes (background, referred object)
 
-Upsampling is bilinear with align_corners=True, as in the reference. With ``lang_gate`` each
-fused stage is additionally modulated by the sentence: x ← x ⊙ (1 + tanh(W·l̄ + b)), where l̄ is
-the mean of the valid token features. W and b start at zero, so the gated decoder starts out
-exactly equal to the ungated reference decoder and learns how much language to inject.
+Upsampling is bilinear with align_corners=True, as in the reference; the norm is BatchNorm (VPD's
+``SimpleDecoding``). The sentence reaches the decoder only through the backbone's features.
 """
 import torch
 from torch import nn
@@ -37,7 +35,7 @@ def _resize(x, size):
 class _FusionBlock(nn.Module):
     """cat(top-down [B, C_td, h, w], skip [B, C_s, h, w]) → [B, hidden, h, w]."""
 
-    def __init__(self, in_channels, hidden, norm):
+    def __init__(self, in_channels, hidden):
         super().__init__()
         self.convs = nn.Sequential(
             *[
@@ -46,8 +44,8 @@ class _FusionBlock(nn.Module):
                     hidden,
                     kernel_size=3,
                     padding=1,
-                    bias=not norm,
-                    norm=get_norm(norm, hidden),
+                    bias=False,
+                    norm=get_norm("BN", hidden),
                     activation=F.relu,
                 )
                 for i in range(2)
@@ -70,9 +68,6 @@ class LAVTReferDecoder(nn.Module):
         in_channels,
         common_stride,
         hidden_dim,
-        norm,
-        lang_gate,
-        text_dim,
         class_weights,
         loss_weight,
     ):
@@ -83,9 +78,6 @@ class LAVTReferDecoder(nn.Module):
             common_stride (int): stride of the finest feature (default output = its size ×
                 this stride).
             hidden_dim (int): channels of the fusion convs.
-            norm (str): detectron2 norm name inside the fusion blocks.
-            lang_gate (bool): gate each stage by the pooled sentence feature.
-            text_dim (int): width of the token features given to ``forward`` (with gates).
             class_weights (list[float]): cross-entropy weights of background / object.
             loss_weight (float): multiplier of the loss.
         """
@@ -100,34 +92,17 @@ class LAVTReferDecoder(nn.Module):
         self.common_stride = int(common_stride)
         self.loss_weight = loss_weight
         c8, c16, c32, c64 = in_channels
-        self.fuse32 = _FusionBlock(c64 + c32, hidden_dim, norm)
-        self.fuse16 = _FusionBlock(hidden_dim + c16, hidden_dim, norm)
-        self.fuse8 = _FusionBlock(hidden_dim + c8, hidden_dim, norm)
+        self.fuse32 = _FusionBlock(c64 + c32, hidden_dim)
+        self.fuse16 = _FusionBlock(hidden_dim + c16, hidden_dim)
+        self.fuse8 = _FusionBlock(hidden_dim + c8, hidden_dim)
         self.predictor = nn.Conv2d(hidden_dim, NUM_REFER_CLASSES, kernel_size=1)
-        self.gates = None
-        if lang_gate:
-            self.gates = nn.ModuleList(nn.Linear(text_dim, hidden_dim) for _ in range(3))
-            for gate in self.gates:
-                nn.init.zeros_(gate.weight)
-                nn.init.zeros_(gate.bias)
         self.register_buffer(
             "class_weights", torch.tensor(class_weights, dtype=torch.float32), persistent=False
         )
 
     @classmethod
-    def from_config(cls, cfg, input_shape, text_dim=None):
-        """``text_dim``: width of the sentence tokens of the built backbone (None: only
-        ``MODEL.VPD.REFER.TEXT_DIM`` says it)."""
-        r = cfg.MODEL.VPD.REFER
-        if text_dim is None:
-            text_dim = r.TEXT_DIM
-        elif r.TEXT_DIM and r.TEXT_DIM != text_dim:
-            raise ValueError(
-                f"MODEL.VPD.REFER.TEXT_DIM={r.TEXT_DIM} but the backbone's sentence tokens are {text_dim} wide; "
-                "set it to 0 (derived from the model) or to the text encoder's width"
-            )
-        if r.LANG_GATE and text_dim <= 0:
-            raise ValueError("the language gates need the token width: build through DenseReferSegmentor or set MODEL.VPD.REFER.TEXT_DIM")
+    def from_config(cls, cfg, input_shape):
+        r = cfg.MODEL.REFER_HEAD
         missing = [f for f in r.IN_FEATURES if f not in input_shape]
         if missing:
             raise ValueError(f"refer decoder features {missing} not among {sorted(input_shape)}")
@@ -139,53 +114,22 @@ class LAVTReferDecoder(nn.Module):
             "in_channels": [input_shape[f].channels for f in r.IN_FEATURES],
             "common_stride": finest,
             "hidden_dim": r.HIDDEN_DIM,
-            "norm": r.NORM,
-            "lang_gate": r.LANG_GATE,
-            "text_dim": text_dim,
             "class_weights": list(r.CLASS_WEIGHTS),
             "loss_weight": r.LOSS_WEIGHT,
         }
 
-    @staticmethod
-    def pool_language(lang_feats, lang_mask=None):
-        """Mean of the valid tokens: [B, L, D] (+ [B, L] mask, 1 = valid) → [B, D]."""
-        if lang_mask is None:
-            return lang_feats.mean(dim=1)
-        if lang_mask.shape != lang_feats.shape[:2]:
-            raise ValueError(
-                f"language mask {tuple(lang_mask.shape)} does not match token features "
-                f"{tuple(lang_feats.shape)}"
-            )
-        m = lang_mask.to(lang_feats.dtype).unsqueeze(-1)
-        count = m.sum(dim=1)
-        check_all(count > 0, "a sentence has no valid tokens in its language mask")
-        return (lang_feats * m).sum(dim=1) / count
-
-    def _gate(self, x, stage, sentence):
-        if self.gates is None:
-            return x
-        g = torch.tanh(self.gates[stage](sentence))
-        return x * (1.0 + g[:, :, None, None])
-
-    def layers(self, features, lang_feats=None, lang_mask=None):
-        """Features (+ tokens [B, L, D], mask [B, L]) → logits [B, 2, H/s, W/s] (s: finest stride)."""
-        sentence = None
-        if self.gates is not None:
-            if lang_feats is None:
-                raise ValueError("LAVTReferDecoder with language gates needs lang_feats")
-            sentence = self.pool_language(lang_feats, lang_mask)
+    def layers(self, features):
+        """Features -> logits [B, 2, H/s, W/s] (s: finest stride)."""
         s8, s16, s32, s64 = (features[f] for f in self.in_features)
-        x = self._gate(self.fuse32(_resize(s64, s32.shape[-2:]), s32), 0, sentence)
-        x = self._gate(self.fuse16(_resize(x, s16.shape[-2:]), s16), 1, sentence)
-        x = self._gate(self.fuse8(_resize(x, s8.shape[-2:]), s8), 2, sentence)
+        x = self.fuse32(_resize(s64, s32.shape[-2:]), s32)
+        x = self.fuse16(_resize(x, s16.shape[-2:]), s16)
+        x = self.fuse8(_resize(x, s8.shape[-2:]), s8)
         return self.predictor(x)
 
-    def forward(self, features, lang_feats=None, lang_mask=None, targets=None, image_size=None):
+    def forward(self, features, targets=None, image_size=None):
         """
         Args:
             features (dict[str, Tensor]): [B, C_i, H_i, W_i] maps named by ``in_features``.
-            lang_feats (Tensor or None): [B, L, text_dim] token features (needed with gates).
-            lang_mask (Tensor or None): [B, L], 1 for real tokens, 0 for padding.
             targets (Tensor or None): [B, H, W] referred-object masks (bool or 0/1).
             image_size (tuple or None): (H, W) of the logits; defaults to the targets' size,
                 otherwise ``common_stride`` × the finest map.
@@ -194,7 +138,7 @@ class LAVTReferDecoder(nn.Module):
             logits (Tensor): [B, 2, H, W]; softmax(...)[:, 1] is the object probability.
             losses (dict[str, Tensor]): {"loss_refer"} when ``targets`` is given, else {}.
         """
-        logits = self.layers(features, lang_feats, lang_mask)
+        logits = self.layers(features)
         if image_size is None:
             if targets is not None:
                 image_size = targets.shape[-2:]

@@ -71,10 +71,10 @@ class PyramidPooling(nn.Module):
 
 
 class FCNAuxHead(nn.Module):
-    """Auxiliary FCN head: num_convs × (conv3x3-norm-ReLU), optional concat with the input and
-    one more conv3x3, then a 1x1 classifier. [B, C_in, H, W] → [B, num_classes, H, W]."""
+    """Auxiliary FCN head (mmseg's ``FCNHead`` with ``concat_input=False``, as Meta-Prompts): num_convs
+    × (conv3x3-norm-ReLU), then a 1x1 classifier. [B, C_in, H, W] → [B, num_classes, H, W]."""
 
-    def __init__(self, in_channels, channels, num_convs, concat_input, num_classes, norm, dropout):
+    def __init__(self, in_channels, channels, num_convs, num_classes, norm, dropout):
         super().__init__()
         if num_convs < 1:
             raise ValueError(f"the auxiliary FCN head needs at least one conv, got {num_convs}")
@@ -84,17 +84,11 @@ class FCNAuxHead(nn.Module):
                 for i in range(num_convs)
             ]
         )
-        self.conv_cat = (
-            _conv_norm_relu(in_channels + channels, channels, 3, norm) if concat_input else None
-        )
         self.dropout = _dropout(dropout)
         self.predictor = _classifier(channels, num_classes)
 
     def forward(self, x):
-        y = self.convs(x)
-        if self.conv_cat is not None:
-            y = self.conv_cat(torch.cat([x, y], dim=1))
-        return self.predictor(self.dropout(y))
+        return self.predictor(self.dropout(self.convs(x)))
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -120,7 +114,6 @@ class UPerHead(nn.Module):
         aux_in_channels,
         aux_channels,
         aux_num_convs,
-        aux_concat_input,
         aux_weight,
     ):
         """
@@ -137,7 +130,7 @@ class UPerHead(nn.Module):
             lovasz_weight (float): weight of the Lovász-softmax loss (0 disables it).
             aux_in_feature (str): feature of the auxiliary head ("" = no auxiliary head).
             aux_in_channels (int): its channels.
-            aux_channels, aux_num_convs, aux_concat_input: auxiliary FCN head shape.
+            aux_channels, aux_num_convs: auxiliary FCN head shape.
             aux_weight (float): weight of the auxiliary cross-entropy.
         """
         super().__init__()
@@ -174,7 +167,6 @@ class UPerHead(nn.Module):
                 aux_in_channels,
                 aux_channels,
                 aux_num_convs,
-                aux_concat_input,
                 num_classes,
                 norm,
                 dropout,
@@ -185,14 +177,14 @@ class UPerHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape):
-        s, u = cfg.MODEL.SEM_SEG_HEAD, cfg.MODEL.VPD.UPER
+        s, u = cfg.MODEL.SEM_SEG_HEAD, cfg.MODEL.UPER_HEAD
         missing = [f for f in s.IN_FEATURES if f not in input_shape]
         if missing:
             raise ValueError(f"UPerHead features {missing} not among {sorted(input_shape)}")
         names = sorted(s.IN_FEATURES, key=lambda f: input_shape[f].stride)
         aux = u.AUX_IN_FEATURE
         if aux and aux not in input_shape:
-            raise ValueError(f"UPER.AUX_IN_FEATURE {aux!r} not among {sorted(input_shape)}")
+            raise ValueError(f"MODEL.UPER_HEAD.AUX_IN_FEATURE {aux!r} not among {sorted(input_shape)}")
         return {
             "in_features": names,
             "in_channels": [input_shape[f].channels for f in names],
@@ -209,7 +201,6 @@ class UPerHead(nn.Module):
             "aux_in_channels": input_shape[aux].channels if aux else 0,
             "aux_channels": u.AUX_CHANNELS,
             "aux_num_convs": u.AUX_NUM_CONVS,
-            "aux_concat_input": u.AUX_CONCAT_INPUT,
             "aux_weight": u.AUX_WEIGHT,
         }
 

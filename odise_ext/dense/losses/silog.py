@@ -84,8 +84,8 @@ class SiLogLoss(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         return {
-            "lambd": cfg.MODEL.VPD.DEPTH.SILOG_LAMBDA,
-            "loss_weight": cfg.MODEL.VPD.DEPTH.LOSS_WEIGHT,
+            "lambd": cfg.MODEL.DEPTH_HEAD.SILOG_LAMBDA,
+            "loss_weight": cfg.MODEL.DEPTH_HEAD.LOSS_WEIGHT,
         }
 
     def forward(self, pred, target, valid=None):

@@ -9,7 +9,7 @@ Dataset dicts carry ``file_name``, ``depth_file_name`` (a 16-bit PNG) and ``dept
   model's prediction is resized to (``height``/``width`` are set to its size).
 
 KITTI's benchmark crop (352 x 1216, bottom-centred) is applied to image and depth first when
-``MODEL.VPD.DATA.KB_CROP`` is set; ground truth >= ``MODEL.VPD.DATA.MAX_DEPTH`` is invalid.
+``DATA.DEPTH.KB_CROP`` is set; ground truth >= ``DATA.DEPTH.MAX_DEPTH`` is invalid.
 """
 import copy
 
@@ -66,15 +66,15 @@ class DepthMapper:
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         augs = utils.build_augmentation(cfg, is_train)  # ResizeShortestEdge (+ RandomFlip in training)
-        crop = cfg.MODEL.VPD.DATA.CROP_SIZE
+        crop = cfg.DATA.DEPTH.CROP_SIZE
         if is_train and crop:
             augs.insert(1, T.RandomCrop("absolute", tuple(crop)))
         return {
             "is_train": is_train,
             "augmentations": augs,
             "image_format": cfg.INPUT.FORMAT,
-            "max_depth": cfg.MODEL.VPD.DATA.MAX_DEPTH,
-            "use_kb_crop": cfg.MODEL.VPD.DATA.KB_CROP,
+            "max_depth": cfg.DATA.DEPTH.MAX_DEPTH,
+            "use_kb_crop": cfg.DATA.DEPTH.KB_CROP,
         }
 
     def __call__(self, dataset_dict):

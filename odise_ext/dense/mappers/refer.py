@@ -4,7 +4,7 @@ A dataset dict describes one referred object: ``file_name``, ``sentences`` (its 
 expressions; or a single ``sentence``) and ``annotations`` with the object's mask (polygons or
 RLE). Output:
 
-- ``image``: uint8 [3, h, w], resized to ``MODEL.VPD.DATA.REFER_SIZE`` when set (VPD's
+- ``image``: uint8 [3, h, w], resized to ``DATA.REFER.SIZE`` when set (VPD's
   test: 512 x 512, PIL bilinear, as here);
 - ``sentence``: one expression (a random one in training, the first at test time — test splits
   are registered with one dict per sentence);
@@ -77,13 +77,13 @@ class ReferMapper:
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
-        size = cfg.MODEL.VPD.DATA.REFER_SIZE
+        size = cfg.DATA.REFER.SIZE
         augs = [T.Resize(tuple(size))] if size else []
         return {
             "is_train": is_train,
             "augmentations": augs,
             "image_format": cfg.INPUT.FORMAT,
-            "eval_at_input_size": cfg.MODEL.VPD.REFER.EVAL_AT_INPUT_SIZE,
+            "eval_at_input_size": cfg.MODEL.REFER_HEAD.EVAL_AT_INPUT_SIZE,
         }
 
     def _sentence(self, d) -> str:

@@ -1,7 +1,7 @@
 """Training mapper of VPD / Meta-Prompts semantic segmentation (mmseg's ADE20K / Cityscapes
-recipe): random rescale of the short side within ``SEM_SEG_SCALE_RANGE`` x ``SEM_SEG_BASE_SIZE``,
+recipe): random rescale of the short side within ``DATA.SEM_SEG.SCALE_RANGE`` x ``BASE_SIZE``,
 random crop ``INPUT.CROP.SIZE`` in which no class covers more than
-``MODEL.VPD.DATA.SEM_SEG_CAT_MAX_AREA`` (0.75), horizontal flip. Padding to the backbone's size
+``DATA.SEM_SEG.CAT_MAX_AREA`` (0.75), horizontal flip. Padding to the backbone's size
 divisibility (labels with the ignore value) happens in the model.
 
 Test time: :class:`SemSegSlideTestMapper` (``DATA.TEST_MAPPER "SemSegSlideTestMapper"``) is mmseg's
@@ -40,18 +40,18 @@ class SemSegMapper(ImageIODatasetMapper):
         args = super().from_config(cfg, is_train)
         if not is_train:
             return args
-        d = cfg.MODEL.VPD.DATA
-        lo, hi = d.SEM_SEG_SCALE_RANGE
+        d = cfg.DATA.SEM_SEG
+        lo, hi = d.SCALE_RANGE
         if not 0 < lo <= hi:
-            raise ValueError(f"MODEL.VPD.DATA.SEM_SEG_SCALE_RANGE must be 0 < lo <= hi, got {[lo, hi]}")
-        base = d.SEM_SEG_BASE_SIZE
+            raise ValueError(f"DATA.SEM_SEG.SCALE_RANGE must be 0 < lo <= hi, got {[lo, hi]}")
+        base = d.BASE_SIZE
         augs = [T.ResizeShortestEdge((int(base * lo), int(base * hi)), int(4 * base * hi), "range")]
         if cfg.INPUT.CROP.ENABLED:
             augs.append(
                 T.RandomCrop_CategoryAreaConstraint(
                     cfg.INPUT.CROP.TYPE,
                     cfg.INPUT.CROP.SIZE,
-                    d.SEM_SEG_CAT_MAX_AREA,
+                    d.CAT_MAX_AREA,
                     cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
                 )
             )

@@ -16,16 +16,16 @@ __all__ = ["DenseModel", "dense_model_config"]
 
 def dense_model_config(cfg) -> dict:
     """The :class:`DenseModel` arguments of ``cfg`` (besides the backbone)."""
-    t = cfg.MODEL.VPD.TEST
+    t = cfg.TEST.DENSE
     if bool(t.CROP_SIZE) != bool(t.STRIDE):
-        raise ValueError("MODEL.VPD.TEST.CROP_SIZE and STRIDE must be set together (or both [])")
+        raise ValueError("TEST.DENSE.CROP_SIZE and STRIDE must be set together (or both [])")
     return {
         "pixel_mean": cfg.MODEL.PIXEL_MEAN,
         "pixel_std": cfg.MODEL.PIXEL_STD,
         "test_crop_size": list(t.CROP_SIZE),
         "test_stride": list(t.STRIDE),
         "flip_test": t.FLIP,
-        "pad_value": cfg.MODEL.VPD.BACKBONE.PAD_VALUE,
+        "pad_value": 0.5,  # VPD / mmseg pad with 0 after x2-1: 0.5 in [0, 1] units
     }
 
 

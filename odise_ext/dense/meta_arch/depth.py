@@ -1,13 +1,15 @@
 """Monocular depth estimation with a diffusion backbone: VPD and Meta-Prompts.
 
-Backbone (``VPDBackbone``; Meta-Prompts variant by config: meta prompts and refinement loops) -> VPD depth decoder (``MODEL.VPD.DEPTH``) with SiLog loss.
+Backbone (``VPDBackbone``: VPD's scene-class prompt, or Meta-Prompts' per-step meta prompts and
+refinement loops) -> depth head (``MODEL.DEPTH_HEAD``: ``VPDDepthHead`` or ``MetaPromptsDepthHead``)
+with SiLog loss.
 
 Every prediction pads its (same-size) images bottom/right to the backbone's size divisibility with
-``MODEL.VPD.BACKBONE.PAD_VALUE`` — or resizes them by ``MODEL.VPD.BACKBONE.RESIZE_SCALE``
-(Meta-Prompts) — and tells the head the image size (so that it can crop its fused map,
-``MODEL.VPD.DEPTH.CROP_FUSED``, and predict at the image size) and the prompts the UNet saw (the last
-refinement step's; ``MetaPromptsDepthHead`` reads them, VPD's head ignores them). Every depth head
-has the same call. Test: whole image or sliding windows; with the flip
+0.5 (0 after VPD's x2-1) — or resizes them by ``MODEL.DEPTH_HEAD.RESIZE_SCALE``
+(Meta-Prompts) — and tells the head the image size (so that it can crop its fused map
+and predict at the image size) and the prompts the UNet saw (the last refinement step's;
+``MetaPromptsDepthHead`` reads them, VPD's head ignores them). Every depth head has the same call.
+Test: whole image or sliding windows; with the flip
 test each window (or the whole image) is averaged with the mirrored prediction on its mirror,
 then overlapping windows are averaged (VPD's NYUv2 protocol: two 480 x 480 windows at x = 0 and
 x = 160 of the 480 x 640 image, each with its flip). The prediction is resized (bilinear) to the
@@ -56,11 +58,11 @@ class DenseDepthEstimator(DenseModel):
         super().__init__(**kwargs)
         self.depth_head = depth_head
         if resize_scale < -1:
-            raise ValueError(f"MODEL.VPD.BACKBONE.RESIZE_SCALE must be >= -1, got {resize_scale}")
+            raise ValueError(f"MODEL.DEPTH_HEAD.RESIZE_SCALE must be >= -1, got {resize_scale}")
         self.resize_scale = int(resize_scale)
         if shift_windows == 1 or shift_windows < 0 or (shift_windows and self.test_crop_size):
             raise ValueError(
-                f"MODEL.VPD.TEST.SHIFT_WINDOWS={shift_windows}: use 0 or n >= 2, with TEST.CROP_SIZE / STRIDE []"
+                f"TEST.DENSE.SHIFT_WINDOWS={shift_windows}: use 0 or n >= 2, with TEST.CROP_SIZE / STRIDE []"
             )
         self.shift_windows = int(shift_windows)
 
@@ -70,8 +72,8 @@ class DenseDepthEstimator(DenseModel):
         return {
             "backbone": backbone,
             "depth_head": build_depth_head(cfg, backbone.output_shape(), prompt=backbone.prompt),
-            "resize_scale": cfg.MODEL.VPD.BACKBONE.RESIZE_SCALE,
-            "shift_windows": cfg.MODEL.VPD.TEST.SHIFT_WINDOWS,
+            "resize_scale": cfg.MODEL.DEPTH_HEAD.RESIZE_SCALE,
+            "shift_windows": cfg.TEST.DENSE.SHIFT_WINDOWS,
             **dense_model_config(cfg),
         }
 
@@ -119,7 +121,7 @@ class DenseDepthEstimator(DenseModel):
                 _, losses = self._run(torch.stack(images), scenes, targets=torch.stack(depths))
                 return losses
             if self.resize_scale >= 0:
-                raise ValueError("this depth model trains on same-size crops (MODEL.VPD.DATA.CROP_SIZE)")
+                raise ValueError("this depth model trains on same-size crops (DATA.DEPTH.CROP_SIZE)")
             padded = self.padded(images)
             # Padding is "no measurement" (0), so it never enters the loss.
             targets = self.padded(depths, pad_value=0).tensor

@@ -2,7 +2,7 @@
 
 Each (ground-truth or given) person box is turned into a fixed-size crop (aspect-corrected,
 x``BOX_SCALE``; random scale / rotation in training, see ``vpd.person_crops``), the crops go
-through the backbone and the heatmap head (``MODEL.VPD.POSE``), trained with the weighted
+through the backbone and the heatmap head (``MODEL.POSE_HEAD``), trained with the weighted
 heatmap MSE against Gaussian targets. Inference decodes the heatmaps (optionally averaged with
 the flipped crops' heatmaps) and maps the keypoints back to the image: COCO's "GT boxes"
 protocol when the boxes are the ground-truth boxes.
@@ -71,7 +71,7 @@ class DensePoseEstimator(DenseModel):
     @classmethod
     def from_config(cls, cfg):
         backbone = build_backbone(cfg)
-        k = cfg.MODEL.VPD.POSE_INPUT
+        k = cfg.DATA.POSE
         return {
             "backbone": backbone,
             "pose_head": build_pose_head(cfg, backbone.output_shape()),

@@ -3,8 +3,7 @@
 Backbone: ``VPDBackbone`` with ``SentencePrompt`` — the frozen CLIP token features of the
 sentence, through the text adapter, are the UNet's cross-attention context, and the attention
 maps over the tokens are concatenated to the stride-16/32 features. Decoder: the LAVT-style
-``MODEL.VPD.REFER`` head (VPD's ``SimpleDecoding`` by default), whose optional language gates
-(ours; VPD has none) read the same adapted tokens. Loss: 2-class weighted cross-entropy.
+``MODEL.REFER_HEAD`` head (VPD's ``SimpleDecoding``). Loss: 2-class weighted cross-entropy.
 Inference: the foreground probability at the input's original size.
 """
 import torch.nn.functional as F
@@ -30,16 +29,16 @@ class DenseReferSegmentor(DenseModel):
 
     @staticmethod
     def test_augmentation(cfg):
-        """The test mapper's resize (the fixed ``MODEL.VPD.DATA.REFER_SIZE``; none when empty),
+        """The test mapper's resize (the fixed ``DATA.REFER.SIZE``; none when empty),
         which predictors apply instead of ``DefaultPredictor``'s shortest-edge resize."""
-        size = cfg.MODEL.VPD.DATA.REFER_SIZE
+        size = cfg.DATA.REFER.SIZE
         return T.Resize(tuple(size)) if size else None
 
     @configurable
     def __init__(self, *, refer_decoder: nn.Module, **kwargs):
         """
         Args:
-            refer_decoder: ``decoder(features, lang_feats, lang_mask, targets=, image_size=)``
+            refer_decoder: ``decoder(features, targets=, image_size=)``
                 -> (logits [B, 2, H, W], losses).
             kwargs: see :class:`DenseModel` (the backbone's prompt must be the sentence tokens).
         """
@@ -54,10 +53,9 @@ class DenseReferSegmentor(DenseModel):
                 f"got {cfg.MODEL.DIFFUSION.PROMPT.NAME!r}"
             )
         backbone = build_backbone(cfg)
-        prompt = backbone.prompt
         return {
             "backbone": backbone,
-            "refer_decoder": build_refer_decoder(cfg, backbone.output_shape(), text_dim=prompt.token_dim),
+            "refer_decoder": build_refer_decoder(cfg, backbone.output_shape()),
             **dense_model_config(cfg),
         }
 
@@ -72,11 +70,9 @@ class DenseReferSegmentor(DenseModel):
             if any("ref_mask" not in x for x in batched_inputs):
                 raise ValueError("training inputs need 'ref_mask'")
             targets = self.padded([x["ref_mask"].to(self.device) for x in batched_inputs], pad_value=0).tensor
-            _, losses = self.refer_decoder(features, tokens.features, tokens.mask, targets=targets)
+            _, losses = self.refer_decoder(features, targets=targets)
             return losses
-        logits, _ = self.refer_decoder(
-            features, tokens.features, tokens.mask, image_size=images.tensor.shape[-2:]
-        )
+        logits, _ = self.refer_decoder(features, image_size=images.tensor.shape[-2:])
         results = []
         for logit, (h, w), inp in zip(logits, images.image_sizes, batched_inputs):
             logit = logit[:, :h, :w]

@@ -8,7 +8,7 @@ One meta-architecture, the variant chosen by config:
   refinement and re-arrangement, and the ``UPerHead`` (CE + Lovász + auxiliary FCN head).
 
 Both heads follow detectron2's sem-seg head interface (``(None, losses)`` in training, logits at
-input resolution in inference). Test: whole image or sliding windows (``MODEL.VPD.TEST``).
+input resolution in inference). Test: whole image or sliding windows (``TEST.DENSE``).
 """
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone, build_sem_seg_head
