@@ -41,6 +41,7 @@ from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.data.image_io import read_image  # noqa: E402
 from odise_ext.engine.demo import DEMO_REGISTRY  # noqa: E402
 from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
+from odise_ext.utils.cli import exit_on_config_error  # noqa: E402
 from odise_ext.vpd.hooks import parse_boxes  # noqa: E402,F401  (part of this tool's interface)
 
 # Task flags: each model's demo entry (odise_ext/<task>/hooks.py) lists the ones it reads.
@@ -62,6 +63,7 @@ def get_parser():
     return p
 
 
+@exit_on_config_error
 def main(argv=None):
     args = get_parser().parse_args(argv)
     cfg = setup_cfg(args.config_file, args.opts)

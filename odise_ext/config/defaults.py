@@ -5,7 +5,7 @@ import yaml
 from detectron2.config import get_cfg
 
 from . import add_odise_config
-from .data import check_data_config
+from .checks import check_cfg
 
 __all__ = ["get_odise_cfg", "setup_cfg"]
 
@@ -32,7 +32,7 @@ def setup_cfg(config_file, opts=(), freeze=True):
         cfg.merge_from_list(opts)
     except AssertionError as e:  # yacs asserts on an unknown key
         raise KeyError(str(e)) from None
-    check_data_config(cfg)
+    check_cfg(cfg)  # every value with a rule: one line naming key, value and rule (ConfigError)
     if freeze:
         cfg.freeze()
     return cfg

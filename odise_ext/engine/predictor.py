@@ -17,6 +17,7 @@ import torch
 from detectron2.data import transforms as T
 from detectron2.engine import DefaultPredictor
 
+from ..config.checks import check_cfg
 from ..data.image_io import ImageInput, as_image_array
 from .weights_file import check_weights_file
 
@@ -47,6 +48,7 @@ class Predictor(DefaultPredictor):
     at the input's resolution) that takes any :data:`~odise_ext.data.image_io.ImageInput`."""
 
     def __init__(self, cfg):
+        check_cfg(cfg, world_size=1)  # a bad value named before the model is built
         check_weights_file(cfg.MODEL.WEIGHTS)
         super().__init__(cfg)
         self.aug = at_least_one_pixel(self.aug)
