@@ -40,6 +40,7 @@ def main(argv=None):
 def _serve(args):
     from odise_ext.config import setup_cfg
     from odise_ext.web import build_app, build_session, local_theme
+    from odise_ext.web.inputs import MAX_UPLOAD_BYTES
 
     for f in args.config_file:  # every config checked before the first model is built
         setup_cfg(f, args.opts)
@@ -48,7 +49,7 @@ def _serve(args):
     app = build_app(sessions, tagger=args.tagger)
     app.queue(default_concurrency_limit=1).launch(
         server_name="127.0.0.1", server_port=args.port or None, share=False, inbrowser=False,
-        theme=local_theme(),
+        theme=local_theme(), max_file_size=MAX_UPLOAD_BYTES,
     )
 
 

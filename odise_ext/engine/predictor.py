@@ -10,7 +10,7 @@
 class accepts or refuses every input by the rules of ``image_io``. It also resizes images of
 extreme aspect ratio (e.g. 20 x 10000) that ``ResizeShortestEdge`` would shrink to 0 pixels:
 each side keeps at least 1 pixel. A bad ``MODEL.WEIGHTS`` file is named before the model is
-built (``weights_file``).
+built (``weights_file``). Images over ``DATA.MAX_INPUT_PIXELS`` pixels are refused.
 """
 import numpy as np
 import torch
@@ -21,7 +21,17 @@ from ..config.checks import check_cfg
 from ..data.image_io import ImageInput, as_image_array
 from .weights_file import check_weights_file
 
-__all__ = ["Predictor", "ResizeShortestEdgeAtLeastOne"]
+__all__ = ["Predictor", "ResizeShortestEdgeAtLeastOne", "check_image_pixels"]
+
+
+def check_image_pixels(height: int, width: int, max_pixels: int, name: str = "") -> None:
+    """Refuse an image over ``DATA.MAX_INPUT_PIXELS`` (call it with the header's size, before
+    decoding). Raises ValueError naming the image, its size, the cap and the key to raise it."""
+    if height * width > max_pixels:
+        raise ValueError(
+            f"image '{name or 'input'}' is {width}x{height} = {height * width} pixels, over "
+            f"DATA.MAX_INPUT_PIXELS = {max_pixels}: shrink it, or raise DATA.MAX_INPUT_PIXELS (outputs are at "
+            f"the input's resolution, so memory grows with its pixels)")
 
 
 class ResizeShortestEdgeAtLeastOne(T.ResizeShortestEdge):
@@ -64,4 +74,6 @@ class Predictor(DefaultPredictor):
         Returns:
             the model's output dict for this image.
         """
-        return super().__call__(self.load(image))
+        array = self.load(image)
+        check_image_pixels(*array.shape[:2], self.cfg.DATA.MAX_INPUT_PIXELS)
+        return super().__call__(array)

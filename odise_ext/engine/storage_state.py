@@ -3,7 +3,9 @@
 ``metrics.json`` and the console show medians over the last iterations (detectron2's writers use
 a window of 20). A resumed run starts a fresh ``EventStorage``, so its first logged medians would
 cover only the iterations after the resume; putting back the last ``KEEP`` values of each scalar
-(and the running averages) makes them what the uninterrupted run logs.
+(and the running averages) makes them what the uninterrupted run logs. The latest value of each
+scalar is kept too: an evaluation's results logged before the checkpoint but not yet written to
+``metrics.json`` (writers run every 20 iterations) are written by the resumed run.
 """
 from detectron2.utils.events import EventStorage
 
@@ -19,6 +21,7 @@ def storage_state(storage: EventStorage) -> dict:
             "count": int(buf._count),
             "global_avg": float(buf._global_avg),
             "smoothing_hint": bool(storage._smoothing_hints.get(name, True)),
+            "latest": [float(v) for v in storage._latest_scalars[name]] if name in storage._latest_scalars else None,
         }
         for name, buf in storage._history.items()
     }
@@ -30,3 +33,6 @@ def restore_storage(storage: EventStorage, state: dict) -> None:
         buf._data = [(v, i) for v, i in s["data"]]
         buf._count, buf._global_avg = s["count"], s["global_avg"]
         storage._smoothing_hints[name] = s["smoothing_hint"]
+        if s.get("latest") is not None:
+            value, itr = s["latest"]
+            storage._latest_scalars[name] = (value, int(itr))

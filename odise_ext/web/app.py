@@ -52,7 +52,7 @@ def _guard(fn: Callable) -> Callable:
 
 def _image(session, path, progress):
     progress(0.05, desc="reading the image")
-    rgb = load_image(path)
+    rgb = load_image(path, max_pixels=session.cfg.DATA.MAX_INPUT_PIXELS)
     small, notes = session.fit(rgb)
     return rgb.shape[:2], small, notes
 
