@@ -89,6 +89,8 @@ def test_sigkill_and_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
 
     logged = last_metrics(run)
     assert logged == last_metrics(ref) and "total_loss" in logged and "lr" in logged, kill_at
+    # and every line of metrics.json is the uninterrupted run's, each once (the final evaluation's too)
+    assert _metrics_lines(run) == _metrics_lines(ref), kill_at
 
     # files a user reads get the normal mode (umask 022), not mkstemp's 0600
     for name in ("model_final.pth", "last_checkpoint", "eval_results.json", "config.yaml"):
