@@ -153,21 +153,22 @@ class Trainer(DefaultTrainer):
     def before_train(self):
         # the EventStorage exists from here on (TrainerBase.train creates it)
         if getattr(self, "_resumed_storage", None):
-            restore_storage(self.storage, self._resumed_storage)
+            pending = self._write_pending()
+            restore_storage(self.storage, self._resumed_storage, all_latest=pending)
             self._resumed_storage = None
-            self._write_pending_metrics()
+            if pending:
+                self._metrics_writer.write()
         super().before_train()
 
-    def _write_pending_metrics(self):
-        """Resumed from the checkpoint of a writer iteration (the writers run after the
-        checkpointer): write what the killed run would have written there (metrics.json's lines
-        written after the checkpoint were cut off when its state was restored)."""
+    def _write_pending(self) -> bool:
+        """Whether the run resumes from the checkpoint of a writer iteration (the writers run
+        after the checkpointer) whose lines are not in metrics.json (those written after the
+        checkpoint were cut off when its state was restored): they are written at once."""
         it, writer = self.start_iter - 1, getattr(self, "_metrics_writer", None)
         period = next((h._period for h in self._hooks if isinstance(h, hooks.PeriodicWriter)), 0)
         if writer is None or not period or writer._last_write >= it:
-            return
-        if (it + 1) % period == 0 or it == self.max_iter - 1:
-            writer.write()
+            return False
+        return (it + 1) % period == 0 or it == self.max_iter - 1
 
     def after_train(self):
         # a run resumed from model_final has no step left: TrainerBase.train still adds 1 to the
