@@ -24,7 +24,10 @@ VPD / Meta-Prompts (the drawing follows the model's output):
     python tools/demo.py --config-file configs/vpd/vpd_coco_pose.yaml --input img.jpg --output pose.png \\
         --boxes "10,20,200,400;220,30,380,410"
 
-Every drawing has the input image's size. Several inputs need ``--output`` to be a folder.
+Every drawing has the input image's size. Several inputs need ``--output`` to be a folder; each
+drawing is named after its input (``img.jpg`` -> ``img.png``), inputs of the same base name get
+``_1``, ``_2``, ... in their order, so no drawing overwrites another. Images over
+``DATA.MAX_INPUT_PIXELS`` pixels are refused before they are decoded.
 """
 import argparse
 import os
@@ -40,7 +43,9 @@ import odise_ext  # noqa: E402,F401  (registers models and their demo entries)
 from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.data.image_io import read_image  # noqa: E402
 from odise_ext.engine.demo import demo_class  # noqa: E402
+from odise_ext.engine.predictor import check_image_pixels  # noqa: E402
 from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
+from odise_ext.utils.cli import exit_on_config_error  # noqa: E402
 
 # Task flags: each model's demo entry (odise_ext/<task>/hooks.py) lists the ones it reads.
 TASK_FLAGS = ("vocab", "things", "sentence", "scene", "boxes")
@@ -61,6 +66,31 @@ def get_parser():
     return p
 
 
+def output_paths(inputs, folder):
+    """One drawing path per input in ``folder``: ``<base name>.png``, then ``<base>_1.png``, ...
+    for later inputs whose name is taken (same base name, or the same file given twice)."""
+    used, out = set(), []
+    for path in inputs:
+        base = os.path.splitext(os.path.basename(path))[0]
+        name, i = base, 0
+        while name.lower() in used:  # case-insensitive file systems would merge A.png and a.png
+            i += 1
+            name = f"{base}_{i}"
+        used.add(name.lower())
+        out.append(os.path.join(folder, name + ".png"))
+    return out
+
+
+def _header_size(path):
+    """(height, width) from the file's header (no decoding); None where PIL cannot tell."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except Exception:  # read_image below names the problem
+        return None
+
+
+@exit_on_config_error
 def main(argv=None):
     args = get_parser().parse_args(argv)
     cfg = setup_cfg(args.config_file, args.opts)
@@ -78,14 +108,17 @@ def main(argv=None):
     many = len(args.input) > 1
     if many:
         os.makedirs(args.output, exist_ok=True)
-    for path in tqdm(args.input, disable=not many):
+    dsts = output_paths(args.input, args.output) if many else [args.output]
+    for path, dst in tqdm(list(zip(args.input, dsts)), disable=not many):
         try:  # 16-bit, grayscale, palette, alpha: converted; unreadable: refused (image_io)
+            size = _header_size(path)
+            if size is not None:
+                check_image_pixels(*size, cfg.DATA.MAX_INPUT_PIXELS, name=path)
             bgr = read_image(path, format="BGR")
         except (OSError, ValueError) as e:  # the messages name the file
             raise SystemExit(f"cannot use {e}" if str(e).startswith("image '") else f"cannot read '{path}': {e}")
         out = predictor(bgr, **task.inputs(bgr))
         drawn, summary = task.draw(np.ascontiguousarray(bgr[:, :, ::-1]), out, metadata)
-        dst = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + ".png") if many else args.output
         atomic_save_image(Image.fromarray(drawn), dst)  # never a half-written drawing
         print(f"{path}: {summary} -> {dst}")
 

@@ -26,9 +26,11 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import odise_ext  # noqa: E402,F401  (registers datasets, models, mappers)
 from odise_ext.config import setup_cfg  # noqa: E402
+from odise_ext.config.checks import check_cfg  # noqa: E402
 from odise_ext.engine import AtomicCheckpointer, Trainer  # noqa: E402
 from odise_ext.engine.weights_file import check_weights_file  # noqa: E402
 from odise_ext.utils.atomic_io import atomic_path_manager_in, atomic_write_bytes, remove_orphaned_tmp_files  # noqa: E402
+from odise_ext.utils.cli import exit_on_config_error  # noqa: E402
 
 
 def setup(args):
@@ -81,9 +83,12 @@ def write_results(cfg, res):
     atomic_write_bytes(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), json.dumps(res, indent=2).encode())
 
 
+@exit_on_config_error
 def cli(argv=None):
     args = default_argument_parser().parse_args(argv)
     print("Command Line Args:", args)
+    # every value checked before any process or model is started (one line naming the key)
+    check_cfg(setup_cfg(args.config_file, args.opts), world_size=args.num_gpus * args.num_machines)
     return launch(
         main_in_process_group,
         args.num_gpus,

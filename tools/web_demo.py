@@ -32,14 +32,24 @@ def get_parser():
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
+    from odise_ext.utils.cli import exit_on_config_error
+
+    return exit_on_config_error(_serve)(get_parser().parse_args(argv))
+
+
+def _serve(args):
+    from odise_ext.config import setup_cfg
     from odise_ext.web import build_app, build_session, local_theme
+    from odise_ext.web.inputs import MAX_UPLOAD_BYTES
+
+    for f in args.config_file:  # every config checked before the first model is built
+        setup_cfg(f, args.opts)
 
     sessions = [build_session(f, args.opts) for f in args.config_file]
     app = build_app(sessions, tagger=args.tagger)
     app.queue(default_concurrency_limit=1).launch(
         server_name="127.0.0.1", server_port=args.port or None, share=False, inbrowser=False,
-        theme=local_theme(),
+        theme=local_theme(), max_file_size=MAX_UPLOAD_BYTES,
     )
 
 

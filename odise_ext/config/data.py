@@ -1,5 +1,7 @@
 from detectron2.config import CfgNode as CN
 
+from .checks import ConfigError
+
 # Values of DATA.CHECK_{TRAIN,TEST}_ANNOTATIONS (meaning: odise_ext/data/validation.py).
 ANNOTATION_CHECK_LEVELS = ("none", "files", "full")
 
@@ -28,12 +30,17 @@ def add_data_config(cfg):
     # skipped, logged and counted (odise_ext/data/resumable.py; a resumed run skips the same
     # ones); more than this many distinct ones stop training with their list.
     cfg.DATA.MAX_BAD_SAMPLES = 10
+    # Largest image (height x width, in pixels) the predictors, tools/demo.py and the web demo
+    # accept; larger ones are refused before decoding. Outputs are at the input's resolution
+    # (e.g. ODISE's sem_seg holds K floats per pixel), so memory grows with this; raise it for
+    # bigger images on a machine that has the memory.
+    cfg.DATA.MAX_INPUT_PIXELS = 4096 * 4096
 
 
 def check_data_config(cfg):
     """Values of the ``DATA`` keys that only some strings are (checked when a config is set up)."""
     for key in ("CHECK_TRAIN_ANNOTATIONS", "CHECK_TEST_ANNOTATIONS"):
         if cfg.DATA[key] not in ANNOTATION_CHECK_LEVELS:
-            raise ValueError(f"DATA.{key} must be one of {ANNOTATION_CHECK_LEVELS}, got {cfg.DATA[key]!r}")
+            raise ConfigError(f"DATA.{key} = {cfg.DATA[key]!r} must be one of {ANNOTATION_CHECK_LEVELS}")
     if not isinstance(cfg.DATA.MAX_BAD_SAMPLES, int) or cfg.DATA.MAX_BAD_SAMPLES < 0:
-        raise ValueError(f"DATA.MAX_BAD_SAMPLES must be an integer >= 0, got {cfg.DATA.MAX_BAD_SAMPLES!r}")
+        raise ConfigError(f"DATA.MAX_BAD_SAMPLES = {cfg.DATA.MAX_BAD_SAMPLES!r} must be an integer >= 0")

@@ -14,7 +14,7 @@ from detectron2.config import get_cfg
 
 from ..utils.safe_load import scan_pickle
 from . import add_odise_config
-from .data import check_data_config
+from .checks import check_cfg
 from .renamed import check_renamed_opts, check_renamed_yaml
 
 __all__ = ["check_yaml_chain", "get_odise_cfg", "setup_cfg"]
@@ -45,7 +45,7 @@ def setup_cfg(config_file, opts=(), freeze=True):
         cfg.merge_from_list(opts)
     except AssertionError as e:  # yacs asserts on an unknown key
         raise KeyError(str(e)) from None
-    check_data_config(cfg)
+    check_cfg(cfg)  # every value with a rule: one line naming key, value and rule (ConfigError)
     weights = cfg.MODEL.WEIGHTS
     if weights.endswith(".pkl") and "://" not in weights and os.path.isfile(weights):
         scan_pickle(weights)  # UnsafeFileError naming the file and the global

@@ -46,7 +46,7 @@ class DenseSemanticSegmentorDemo(_VPDDemo):
 class DenseDepthEstimatorDemo(_VPDDemo):
     flags = ("scene",)
     web_title, web_prefix = "Depth estimation", "depth"
-    web_tab = staticmethod(web_demo.image_only_tab(web_demo.run_depth, "Depth (near = bright)"))
+    web_tab = staticmethod(web_demo.depth_tab)
 
     def check_args(self):
         if self.cfg.MODEL.DIFFUSION.PROMPT.NAME == "SceneClassPrompt" and not self.args.scene.strip():

@@ -17,7 +17,8 @@ from ..utils.input_checks import InputError
 from .person_crops import parse_boxes
 
 __all__ = ["test_metadata", "run_semseg", "run_depth", "depth_colorbar", "run_refer", "run_pose",
-           "handle_image_only", "handle_refer", "handle_pose", "image_only_tab", "refer_tab", "pose_tab"]
+           "handle_image_only", "handle_refer", "handle_pose", "image_only_tab", "depth_tab", "refer_tab", "pose_tab",
+           "scene_prompted"]
 
 DEPTH_CMAP = "magma_r"  # vpd_vis.draw_depth's: near = bright
 
@@ -58,11 +59,30 @@ def depth_colorbar(lo: float, hi: float, width: int, height: int = 44) -> np.nda
     return np.asarray(canvas)
 
 
-def run_depth(session, rgb: np.ndarray) -> Tuple[np.ndarray, str]:
+def scene_prompted(cfg) -> bool:
+    """Whether the depth model is prompted with the image's scene class (VPD's NYUv2 model)."""
+    return cfg.MODEL.DIFFUSION.PROMPT.NAME == "SceneClassPrompt"
+
+
+def run_depth(session, rgb: np.ndarray, scene: str = "") -> Tuple[np.ndarray, str]:
     """Colour-mapped depth (this image's range, near bright) beside the image, a colour bar with
-    the metric range underneath."""
+    the metric range underneath. ``scene``: the scene class of a scene-prompted model (default:
+    the first of ``MODEL.VPD.PROMPT.SCENE_CLASSES``, said in the summary)."""
+    note = ""
+    inputs = {}
+    if scene_prompted(session.cfg):
+        classes = list(session.cfg.MODEL.VPD.PROMPT.SCENE_CLASSES)
+        scene = (scene or "").strip()
+        if not scene:
+            scene, note = classes[0], f" Scene class: {classes[0]} (none given)."
+        inputs["scene"] = scene
     with session.lock:
-        depth = session.runner(_bgr(rgb))["depth"].float().cpu().numpy()
+        try:
+            depth = session.runner(_bgr(rgb), **inputs)["depth"].float().cpu().numpy()
+        except ValueError as e:  # an unknown scene class: the message lists the known ones
+            if "scene" in str(e):
+                raise InputError(str(e)) from None
+            raise
     ok = np.isfinite(depth) & (depth > 0)
     if not ok.any():
         raise InputError("The model predicted no positive depth for this image.")
@@ -71,7 +91,7 @@ def run_depth(session, rgb: np.ndarray) -> Tuple[np.ndarray, str]:
     top = side_by_side(rgb, colored)
     drawing = np.concatenate([top, depth_colorbar(lo, hi, top.shape[1])], 0)
     cap = session.cfg.MODEL.DEPTH_HEAD.MAX_DEPTH
-    return drawing, f"Depth range {lo:.2f} m to {hi:.2f} m (the model predicts at most {cap:g} m)."
+    return drawing, f"Depth range {lo:.2f} m to {hi:.2f} m (the model predicts at most {cap:g} m).{note}"
 
 
 def run_refer(session, rgb: np.ndarray, sentence: str) -> Tuple[np.ndarray, str]:
@@ -144,6 +164,26 @@ def image_only_tab(run_fn, output_label):
         run.click(predict, image, [out, state])
 
     return build
+
+
+def depth_tab(session, p, tagger):
+    import gradio as gr
+
+    with gr.Row():
+        with gr.Column():
+            image = gr.File(label="Image", type="filepath", elem_id=f"{p}-image")
+            scene = gr.Textbox(label="Scene class (this model is prompted with it)", elem_id=f"{p}-scene",
+                               value=list(session.cfg.MODEL.VPD.PROMPT.SCENE_CLASSES)[0],
+                               visible=scene_prompted(session.cfg))
+            run = gr.Button("Run", variant="primary", elem_id=f"{p}-run")
+        with gr.Column():
+            out = gr.Image(label="Depth (near = bright)", type="numpy", format="png", elem_id=f"{p}-output")
+            state = gr.Markdown(elem_id=f"{p}-status")
+
+    def predict(path, scene_text, progress=gr.Progress()):
+        return handle_image_only(session, lambda s, rgb: run_depth(s, rgb, scene_text), path, progress)
+
+    run.click(predict, [image, scene], [out, state])
 
 
 def refer_tab(session, p, tagger):

@@ -1,10 +1,17 @@
-"""``metrics.json`` appended whole lines at a time, even on a full disk.
+"""``metrics.json`` appended whole lines at a time, even on a full disk, and consistent with the
+checkpoint a run resumes from.
 
 detectron2's ``JSONWriter`` appends one JSON line per logged iteration. A failed append (full
 disk) would leave a partial line that breaks every later reader of the file; here each append is
 one write, and a failure truncates the file back to its previous end and raises naming the path.
+
+``state_dict()`` (saved in every checkpoint) is the file's length and the last iteration
+written; ``load_state_dict`` (on resume) cuts off the lines written after that checkpoint (the
+resumed run writes them again) and skips what was already written, so each line of an
+uninterrupted run is in the file exactly once, whenever the run was killed.
 """
 import json
+import logging
 import os
 from collections import defaultdict
 
@@ -44,3 +51,20 @@ class AtomicJSONWriter(JSONWriter):
                 pass
             raise type(e)(e.errno, f"could not append to {self._path}: {e.strerror or e}", self._path) from e
         self._last_write = max(to_save)
+
+    def state_dict(self) -> dict:
+        """{"size": bytes in the file, "last_write": last iteration written}."""
+        return {"size": os.fstat(self._file_handle.fileno()).st_size, "last_write": int(self._last_write)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Back to the state of a checkpoint: lines appended after it are removed."""
+        fd = self._file_handle.fileno()
+        size = os.fstat(fd).st_size
+        if size > state["size"]:
+            os.ftruncate(fd, state["size"])
+            logging.getLogger(__name__).info(
+                f"{self._path}: removed {size - state['size']} bytes written after the checkpoint (written again)")
+        elif size < state["size"]:
+            logging.getLogger(__name__).warning(
+                f"{self._path} is shorter than when the checkpoint was saved: lines logged before it are missing")
+        self._last_write = state["last_write"]

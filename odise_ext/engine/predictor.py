@@ -13,7 +13,7 @@ extreme aspect ratio (e.g. 20 x 10000) that ``ResizeShortestEdge`` would shrink 
 each side keeps at least 1 pixel. A bad ``MODEL.WEIGHTS`` file is named before the model is
 built (``weights_file``), and the weights are read by :class:`SafeCheckpointer` (no code from the
 file runs; detectron2's own ``DefaultPredictor`` reads ``.pkl`` files with full pickle, so
-``setup_cfg`` checks a ``.pkl`` ``MODEL.WEIGHTS`` before any model is built).
+``setup_cfg`` checks a ``.pkl`` ``MODEL.WEIGHTS`` before any model is built). Images over ``DATA.MAX_INPUT_PIXELS`` pixels are refused.
 """
 import numpy as np
 import torch
@@ -22,11 +22,22 @@ from detectron2.data import transforms as T
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
 
+from ..config.checks import check_cfg
 from ..data.image_io import ImageInput, as_image_array
 from .safe_checkpoint import SafeCheckpointer
 from .weights_file import check_weights_file
 
-__all__ = ["Predictor", "ResizeShortestEdgeAtLeastOne"]
+__all__ = ["Predictor", "ResizeShortestEdgeAtLeastOne", "check_image_pixels"]
+
+
+def check_image_pixels(height: int, width: int, max_pixels: int, name: str = "") -> None:
+    """Refuse an image over ``DATA.MAX_INPUT_PIXELS`` (call it with the header's size, before
+    decoding). Raises ValueError naming the image, its size, the cap and the key to raise it."""
+    if height * width > max_pixels:
+        raise ValueError(
+            f"image '{name or 'input'}' is {width}x{height} = {height * width} pixels, over "
+            f"DATA.MAX_INPUT_PIXELS = {max_pixels}: shrink it, or raise DATA.MAX_INPUT_PIXELS (outputs are at "
+            f"the input's resolution, so memory grows with its pixels)")
 
 
 class ResizeShortestEdgeAtLeastOne(T.ResizeShortestEdge):
@@ -53,6 +64,7 @@ class Predictor(DefaultPredictor):
     at the input's resolution) that takes any :data:`~odise_ext.data.image_io.ImageInput`."""
 
     def __init__(self, cfg):  # DefaultPredictor.__init__, reading the weights with SafeCheckpointer
+        check_cfg(cfg, world_size=1)  # a bad value named before the model is built
         check_weights_file(cfg.MODEL.WEIGHTS)
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
@@ -79,6 +91,7 @@ class Predictor(DefaultPredictor):
             the model's output dict for this image.
         """
         original_image = self.load(image)
+        check_image_pixels(*original_image.shape[:2], self.cfg.DATA.MAX_INPUT_PIXELS)
         if not model_kwargs:
             return super().__call__(original_image)
         with torch.no_grad():  # DefaultPredictor's pre-processing, then the call with the keywords

@@ -10,6 +10,12 @@ Resume is exact: each checkpoint also holds, per process, the training data stre
 ``resume_or_load`` puts both back, so a killed and resumed run continues with the same batches
 and random draws as an uninterrupted one. Evaluation during training runs with the generators
 saved and restored around it, so it does not shift the training's random streams.
+
+Bookkeeping survives a kill at any point: a periodic evaluation runs *before* the checkpoint of
+its iteration (detectron2 runs it after, so a kill in between resumed past an evaluation that
+never ran), the checkpoint holds the logged scalars and ``metrics.json``'s state
+(``metrics_writer``), and a resumed run that only has the final evaluation left stamps it with
+the iteration an uninterrupted run does (``max_iter``).
 """
 import functools
 import logging
@@ -112,6 +118,8 @@ class Trainer(DefaultTrainer):
         state = {"rng": capture_rng_state(), "data": self._trainer.data_loader.state_dict()}
         if getattr(self, "storage", None) is not None:
             state["storage"] = storage_state(self.storage)
+        if getattr(self, "_metrics_writer", None) is not None:  # main process
+            state["metrics_writer"] = self._metrics_writer.state_dict()
         return state
 
     def resume_or_load(self, resume=True):
@@ -139,31 +147,54 @@ class Trainer(DefaultTrainer):
         self._trainer.data_loader.load_state_dict(state["data"])
         restore_rng_state(state["rng"])
         self._resumed_storage = state.get("storage")
+        if state.get("metrics_writer") and getattr(self, "_metrics_writer", None) is not None:
+            self._metrics_writer.load_state_dict(state["metrics_writer"])
 
     def before_train(self):
         # the EventStorage exists from here on (TrainerBase.train creates it)
         if getattr(self, "_resumed_storage", None):
-            restore_storage(self.storage, self._resumed_storage)
+            pending = self._write_pending()
+            restore_storage(self.storage, self._resumed_storage, all_latest=pending)
             self._resumed_storage = None
+            if pending:
+                self._metrics_writer.write()
         super().before_train()
+
+    def _write_pending(self) -> bool:
+        """Whether the run resumes from the checkpoint of a writer iteration (the writers run
+        after the checkpointer) whose lines are not in metrics.json (those written after the
+        checkpoint were cut off when its state was restored): they are written at once."""
+        it, writer = self.start_iter - 1, getattr(self, "_metrics_writer", None)
+        period = next((h._period for h in self._hooks if isinstance(h, hooks.PeriodicWriter)), 0)
+        if writer is None or not period or writer._last_write >= it:
+            return False
+        return (it + 1) % period == 0 or it == self.max_iter - 1
+
+    def after_train(self):
+        # a run resumed from model_final has no step left: TrainerBase.train still adds 1 to the
+        # iteration, which would stamp the final evaluation max_iter + 1
+        self.iter = min(self.iter, self.max_iter)
+        super().after_train()
 
     def build_hooks(self):
         ret = super().build_hooks()
         for h in ret:
             if isinstance(h, hooks.EvalHook):
                 h._func = _without_touching_rng(h._func)
-        # before the checkpointer (main process only) and the evaluation (a collective, like ours)
-        later = (hooks.PeriodicCheckpointer, hooks.EvalHook, hooks.PeriodicWriter)
+        # evaluation (a collective), then our state gathering (a collective too: it holds the
+        # evaluation's scalars), then the checkpointer (main process only), then the writers: a
+        # kill after a checkpoint never loses the evaluation of its iteration
+        evals = [h for h in ret if isinstance(h, hooks.EvalHook)]
+        ret = [h for h in ret if not isinstance(h, hooks.EvalHook)]
+        later = (hooks.PeriodicCheckpointer, hooks.PeriodicWriter)
         at = next((i for i, h in enumerate(ret) if isinstance(h, later)), len(ret))
-        ret.insert(at, _GatherRankStates(self.cfg.SOLVER.CHECKPOINT_PERIOD))
+        ret[at:at] = [*evals, _GatherRankStates(self.cfg.SOLVER.CHECKPOINT_PERIOD)]
         return ret
 
     def build_writers(self):
-        return [
-            CommonMetricPrinter(self.max_iter),
-            AtomicJSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json")),
-            TensorboardXWriter(self.cfg.OUTPUT_DIR),
-        ]
+        # (main process only) its state goes into checkpoints: rank_state / resume_or_load
+        self._metrics_writer = AtomicJSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))
+        return [CommonMetricPrinter(self.max_iter), self._metrics_writer, TensorboardXWriter(self.cfg.OUTPUT_DIR)]
 
     @classmethod
     def build_model(cls, cfg):

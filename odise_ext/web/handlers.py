@@ -35,7 +35,7 @@ def guard(fn: Callable) -> Callable:
 def session_image(session, path, progress):
     """-> ((h, w) of the upload, uint8 RGB image fitted to ``session``, notes for the page)."""
     progress(0.05, desc="reading the image")
-    rgb = load_image(path)
+    rgb = load_image(path, max_pixels=session.cfg.DATA.MAX_INPUT_PIXELS)
     small, notes = session.fit(rgb)
     return rgb.shape[:2], small, notes
 

@@ -3,6 +3,7 @@
 Every function here raises :class:`InputError` (never anything else for bad input): the page
 shows its message; programming errors still raise normally.
 """
+import os
 from typing import Optional
 
 import numpy as np
@@ -10,10 +11,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..utils.input_checks import InputError
 
-__all__ = ["InputError", "MIN_IMAGE_SIDE", "load_image", "to_rgb"]
+__all__ = ["InputError", "MAX_UPLOAD_BYTES", "MIN_IMAGE_SIDE", "load_image", "to_rgb"]
 
 # Smaller images hold too little to segment (the tiny configs' model input is 64-128 px).
 MIN_IMAGE_SIDE = 16
+# Largest upload accepted (tools/web_demo.py passes it to Gradio, which refuses bigger uploads
+# while receiving them; the handlers refuse and delete a bigger file that still arrives).
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:
@@ -50,20 +54,30 @@ def _expand(gray: np.ndarray) -> np.ndarray:
     return np.repeat(gray[:, :, None], 3, axis=2)
 
 
-def load_image(path: Optional[str]) -> np.ndarray:
+def load_image(path: Optional[str], max_pixels: int = 4096 * 4096, max_bytes: int = MAX_UPLOAD_BYTES) -> np.ndarray:
     """An uploaded file -> uint8 RGB [H, W, 3] (EXIF orientation applied).
 
     Raises:
-        InputError: no file, not an image, a truncated/corrupt image, or an image with a side
-            under :data:`MIN_IMAGE_SIDE` pixels.
+        InputError: no file, a file over ``max_bytes`` (deleted: it is not kept), not an image,
+            an image over ``max_pixels`` (``DATA.MAX_INPUT_PIXELS``; refused before decoding), a
+            truncated/corrupt image, or an image with a side under :data:`MIN_IMAGE_SIDE` pixels.
     """
     if not path:
         raise InputError("No image: upload an image file (PNG, JPEG, ...) first.")
+    size = os.path.getsize(path)
+    if size > max_bytes:
+        os.remove(path)
+        raise InputError(f"The file is {size / 2**20:.1f} MB; the demo takes uploads up to {max_bytes / 2**20:.0f} MB.")
     try:
         with Image.open(path) as im:
+            if im.width * im.height > max_pixels:
+                raise InputError(f"The image is {im.width}x{im.height} = {im.width * im.height} pixels; the demo takes "
+                                 f"up to {max_pixels} (DATA.MAX_INPUT_PIXELS).")
             im.load()  # decode now: a truncated file fails here, not later in the model
             im = ImageOps.exif_transpose(im)
             rgb = to_rgb(im)
+    except InputError:
+        raise
     except UnidentifiedImageError:
         raise InputError("The uploaded file is not an image that PIL can read (PNG, JPEG, WebP, TIFF, ...).")
     except Image.DecompressionBombError as e:

@@ -438,7 +438,7 @@ CONFIG_ROWS = [
     ("odd_opts", lambda t: TINY, ["SOLVER.BASE_LR"], (ValueError, "'SOLVER.BASE_LR' has no value")),
     ("wrong_type", lambda t: TINY, ["SOLVER.BASE_LR", "fast"], (ValueError, "SOLVER.BASE_LR")),
     ("bad_check_level", lambda t: TINY, ["DATA.CHECK_TEST_ANNOTATIONS", "some"],
-     (ValueError, "DATA.CHECK_TEST_ANNOTATIONS must be one of")),
+     (ValueError, "DATA.CHECK_TEST_ANNOTATIONS = 'some' must be one of")),
     ("valid", lambda t: TINY, ["DATA.CHECK_TRAIN_ANNOTATIONS", "full"], (OK,)),
 ]
 

@@ -259,7 +259,13 @@ def test_depth_run_and_colour_bar(shapes_rgb):
     h, w = shapes_rgb.shape[:2]
     assert drawing.shape[1] == 2 * w + 4 and drawing.shape[0] > h
     assert np.array_equal(drawing[:h, :w], shapes_rgb)
-    assert re.fullmatch(r"Depth range [\d.]+ m to [\d.]+ m \(the model predicts at most 50 m\)\.", summary)
+    # the tiny depth model is VPD's, prompted with the scene class: the first one when none is given
+    assert re.fullmatch(r"Depth range [\d.]+ m to [\d.]+ m \(the model predicts at most 50 m\)\. "
+                        r"Scene class: sky \(none given\)\.", summary)
+    _, named = run_depth(session, shapes_rgb, "water")
+    assert named.endswith("50 m).")
+    with pytest.raises(InputError, match="unknown scene class 'kitchen'"):
+        run_depth(session, shapes_rgb, "kitchen")
 
     bar = depth_colorbar(1.0, 3.0, 100)
     cmap = matplotlib.colormaps["magma_r"]
