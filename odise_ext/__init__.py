@@ -11,8 +11,10 @@ from . import data  # noqa: F401  (registers datasets)
 from . import diffusion, mask2former  # noqa: F401  (shared backbone, prompts, Mask2Former pieces)
 from . import odise, png, vpd, metaprompts, dense  # noqa: F401  (task families and the task-generic dense models)
 from .utils.safe_load import install_safe_detectron2_loading
+from .zoo import register_zoo_handler
 
 install_safe_detectron2_loading()
+register_zoo_handler()  # MODEL.WEIGHTS odise://... / vpd://... / metaprompts://... (odise_ext/zoo)
 
 __version__ = "0.1.0"
 __all__ = ["add_odise_config", "get_odise_cfg", "setup_cfg"]

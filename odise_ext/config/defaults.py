@@ -6,6 +6,7 @@ from detectron2.config import get_cfg
 
 from . import add_odise_config
 from .data import check_data_config
+from ..zoo.config import fill_zoo_base_weights
 
 __all__ = ["get_odise_cfg", "setup_cfg"]
 
@@ -33,6 +34,7 @@ def setup_cfg(config_file, opts=(), freeze=True):
     except AssertionError as e:  # yacs asserts on an unknown key
         raise KeyError(str(e)) from None
     check_data_config(cfg)
+    fill_zoo_base_weights(cfg)  # a zoo MODEL.WEIGHTS names its SD / CLIP weights
     if freeze:
         cfg.freeze()
     return cfg
