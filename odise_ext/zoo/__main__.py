@@ -17,7 +17,8 @@ def _state(entry) -> str:
     return "partial" if os.path.isfile(original + ".part") else "-"
 
 
-def list_entries(out=sys.stdout) -> None:
+def list_entries(out=None) -> None:
+    out = out or sys.stdout
     print(f"cache: {zoo_cache_dir()}", file=out)
     rows = [("name", "cached", "format", "config", "sha256", "url")]
     for uri, e in sorted(catalog().items()):
