@@ -175,7 +175,7 @@ def test_offline_with_nothing_cached_is_one_clear_error(zoo_cache, monkeypatch):
 
 def test_entry_without_url_says_so(zoo_cache, set_catalog):
     set_catalog({"vpd://nyu_depth": {"urls": []}})
-    with pytest.raises(ZooError, match="publish no download URL.*tools/convert_vpd_checkpoint.py.*--format vpd_depth"):
+    with pytest.raises(ZooError, match="(?s)publish no download URL.*tools/convert_vpd_checkpoint.py.*--format vpd_depth"):
         resolve("vpd://nyu_depth")
 
 
