@@ -21,6 +21,7 @@ setup(
         "diffusers>=0.30",  # from_single_file(original_config=...) for CompVis SD checkpoints
         "transformers>=4.40",  # CLIPTextModel: SD v1's text encoder
         "open_clip_torch>=2.24",  # batch-first transformer layout (DESIGN.md §7)
+        "huggingface_hub",  # hf:// SD weights, offline-first from its cache (odise_ext/zoo/hub.py)
         "opencv-python-headless",  # detectron2's Visualizer (tools/demo.py, visualisations)
     ],
     extras_require={

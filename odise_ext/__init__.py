@@ -11,5 +11,11 @@ from .config import add_odise_config, get_odise_cfg, setup_cfg
 from . import data  # noqa: F401  (registers datasets)
 from . import diffusion, mask2former  # noqa: F401  (shared backbone, prompts, Mask2Former pieces)
 from . import odise, png, vpd, metaprompts, dense  # noqa: F401  (task families and the task-generic dense models)
+from .zoo import register_zoo_handler
+
+# MODEL.WEIGHTS odise://... / vpd://... / metaprompts://... resolve through the zoo's iopath handler
+# (detectron2's PathManager.register_handler, its public extension API; odise_ext/zoo)
+register_zoo_handler()
+
 __version__ = "0.1.0"
 __all__ = ["add_odise_config", "get_odise_cfg", "setup_cfg"]

@@ -1,7 +1,19 @@
 #!/usr/bin/env python
-"""Run a model on your own images and draw its output.
+"""Run a model on your own images (or a video) and draw its output.
 
-ODISE (open-vocabulary panoptic segmentation):
+With no model flag, ODISE's released label model (``odise://label_coco_50e``) is downloaded,
+verified and converted on first use, with its config and base weights (docs/zoo-downloads.md)::
+
+    python tools/demo.py --input img.jpg --output out.png
+    python tools/demo.py --input "photos/*.jpg" --output drawn/ --label coco --vocab "teddy bear"
+    python tools/demo.py --video-input clip.mp4 --output clip_drawn.mp4
+    python tools/demo.py --model vpd://nyu_depth --input room.jpg --output depth.png --scene living_room
+
+``--model`` takes any zoo name (``python -m odise_ext.zoo list``); its config is used unless
+``--config-file`` is given. ``--input`` takes files, folders and glob patterns. ``--label
+coco|ade20k`` puts a dataset's classes in front of the ``--vocab`` classes.
+
+ODISE (open-vocabulary panoptic segmentation) with a config and weights of your own:
 
     python tools/demo.py --config-file configs/odise_coco.yaml --input img.jpg \\
         --vocab "cat;dog,puppy;sky" --output out.png --opts MODEL.WEIGHTS model.pth
@@ -24,12 +36,10 @@ VPD / Meta-Prompts (the drawing follows the model's output):
     python tools/demo.py --config-file configs/vpd/vpd_coco_pose.yaml --input img.jpg --output pose.png \\
         --boxes "10,20,200,400;220,30,380,410"
 
-Every drawing has the input image's size. Several inputs need ``--output`` to be a folder; each
-drawing is named after its input (``img.jpg`` -> ``img.png``), inputs of the same base name get
-``_1``, ``_2``, ... in their order, so no drawing overwrites another. Images over
-``DATA.MAX_INPUT_PIXELS`` pixels are refused before they are decoded.
+Every drawing has the input image's size. Several inputs need ``--output`` to be a folder.
 """
 import argparse
+import glob
 import os
 import sys
 
@@ -45,7 +55,14 @@ from odise_ext.data.image_io import read_image  # noqa: E402
 from odise_ext.engine.demo import demo_class  # noqa: E402
 from odise_ext.engine.predictor import check_image_pixels  # noqa: E402
 from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
+from odise_ext.odise.vocabulary_presets import merge_vocabulary  # noqa: E402
 from odise_ext.utils.cli import exit_on_config_error  # noqa: E402
+from odise_ext.utils.safe_load import UnsafeFileError  # noqa: E402
+from odise_ext.zoo import ZooError, get_entry, is_zoo_uri, resolve  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_MODEL = "odise://label_coco_50e"  # what runs without --config-file / --model
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 # Task flags: each model's demo entry (odise_ext/<task>/hooks.py) lists the ones it reads.
 TASK_FLAGS = ("vocab", "things", "sentence", "scene", "boxes")
@@ -53,9 +70,14 @@ TASK_FLAGS = ("vocab", "things", "sentence", "scene", "boxes")
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", required=True)
-    p.add_argument("--input", nargs="+", required=True, help="image files")
-    p.add_argument("--output", required=True, help="output PNG (one input) or folder")
+    p.add_argument("--config-file", default="", help="config (default: the --model zoo entry's)")
+    p.add_argument("--model", default="", help=f"zoo name, e.g. vpd://nyu_depth (default without --config-file: {DEFAULT_MODEL})")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", nargs="+", help="image files, folders or glob patterns")
+    src.add_argument("--video-input", default="", help="a video file: every frame is run and drawn")
+    p.add_argument("--output", required=True, help="output PNG (one input), folder (several), or video file")
+    p.add_argument("--label", action="append", default=[], choices=["coco", "ade20k", "lvis"],
+                   help="ODISE: a dataset's classes as vocabulary (repeatable; merged with --vocab)")
     p.add_argument("--vocab", default="", help="ODISE: classes 'a;b,synonym;c' (default: the test dataset's)")
     p.add_argument("--things", default="", help="ODISE: ';'-separated names of thing classes (default: all)")
     p.add_argument("--sentence", default="", help="referring segmentation: the referring expression")
@@ -64,6 +86,45 @@ def get_parser():
     p.add_argument("--keypoint-threshold", type=float, default=0.05, help="pose: lowest keypoint score drawn")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ...")
     return p
+
+
+def expand_inputs(patterns):
+    """Files, folders (their images, sorted) and glob patterns -> image paths, in order."""
+    paths = []
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            found = sorted(os.path.join(pattern, f) for f in os.listdir(pattern) if f.lower().endswith(_IMAGE_SUFFIXES))
+        elif glob.has_magic(pattern):
+            found = sorted(glob.glob(pattern))
+        else:
+            found = [pattern]  # a missing file is named when it is read
+        if not found:
+            raise SystemExit(f"--input {pattern}: no image matches")
+        paths += found
+    return paths
+
+
+def model_config(args):
+    """(config file, opts) from --config-file / --model / --opts (a zoo name brings its config)."""
+    opts = list(args.opts)
+    weights = next((opts[i + 1] for i in range(0, len(opts) - 1, 2) if opts[i] == "MODEL.WEIGHTS"), "")
+    model = args.model or ("" if args.config_file or weights else DEFAULT_MODEL)
+    if model:
+        if not is_zoo_uri(model):
+            raise SystemExit(f"--model {model}: not a zoo name (python -m odise_ext.zoo list); "
+                             "for a local file use --config-file and --opts MODEL.WEIGHTS")
+        opts = ["MODEL.WEIGHTS", model] + opts
+    config_file = args.config_file
+    if not config_file:
+        uri = model or weights
+        if not is_zoo_uri(uri):
+            raise SystemExit("--config-file is needed unless the model is a zoo name (--model)")
+        try:
+            config_file = get_entry(uri).config
+        except KeyError as e:
+            raise SystemExit(str(e).strip("'\""))
+        config_file = config_file if os.path.isabs(config_file) else os.path.join(ROOT, config_file)
+    return config_file, opts
 
 
 def output_paths(inputs, folder):
@@ -93,7 +154,16 @@ def _header_size(path):
 @exit_on_config_error
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    cfg = setup_cfg(args.config_file, args.opts)
+    if args.label:
+        try:
+            args.vocab, args.things = merge_vocabulary(args.label, args.vocab, args.things)
+        except ValueError as e:
+            raise SystemExit(str(e))
+    config_file, opts = model_config(args)
+    try:
+        cfg = setup_cfg(config_file, opts)
+    except KeyError as e:
+        raise SystemExit(str(e).strip("'\""))
     arch = cfg.MODEL.META_ARCHITECTURE
     try:
         task = demo_class(arch)(cfg, args)
@@ -103,13 +173,21 @@ def main(argv=None):
     for flag in TASK_FLAGS:
         if getattr(args, flag) and flag not in task.flags:
             raise SystemExit(f"--{flag} does not apply to {arch}")
+    inputs = [] if args.video_input else expand_inputs(args.input)
+    if is_zoo_uri(cfg.MODEL.WEIGHTS):
+        try:  # download / verify / convert now, before the model is built (the checkpointer reuses it)
+            print(f"{cfg.MODEL.WEIGHTS}: {resolve(cfg.MODEL.WEIGHTS)}")
+        except (ZooError, UnsafeFileError) as e:
+            raise SystemExit(str(e))
     predictor = task.build_predictor()
     metadata = task.metadata(predictor.model)
-    many = len(args.input) > 1
+    if args.video_input:
+        return run_video(args.video_input, args.output, predictor, task, metadata)
+    many = len(inputs) > 1
     if many:
         os.makedirs(args.output, exist_ok=True)
-    dsts = output_paths(args.input, args.output) if many else [args.output]
-    for path, dst in tqdm(list(zip(args.input, dsts)), disable=not many):
+    dsts = output_paths(inputs, args.output) if many else [args.output]
+    for path, dst in tqdm(list(zip(inputs, dsts)), disable=not many):
         try:  # 16-bit, grayscale, palette, alpha: converted; unreadable: refused (image_io)
             size = _header_size(path)
             if size is not None:
@@ -121,6 +199,52 @@ def main(argv=None):
         drawn, summary = task.draw(np.ascontiguousarray(bgr[:, :, ::-1]), out, metadata)
         atomic_save_image(Image.fromarray(drawn), dst)  # never a half-written drawing
         print(f"{path}: {summary} -> {dst}")
+
+
+def run_video(src, dst, predictor, task, metadata):
+    """Every frame of ``src`` (decoded by OpenCV) run and drawn; the drawings written to ``dst``
+    (same size and frame rate; codec from the extension: MJPG for .avi, else mp4v)."""
+    import cv2
+
+    cap = cv2.VideoCapture(src)
+    if not cap.isOpened():
+        raise SystemExit(f"--video-input {src}: OpenCV cannot open it as a video")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    ext = os.path.splitext(dst)[1].lower() or ".mp4"
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if ext == ".avi" else "mp4v"))
+    # written under a temporary name and renamed when complete: never a half-written video at dst
+    tmp = os.path.join(os.path.dirname(os.path.abspath(dst)), f".{os.path.basename(dst)}.partial{ext}")
+    writer, frames = None, 0
+    try:
+        with tqdm(total=total, unit="frame", desc=os.path.basename(src)) as bar:
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                out = predictor(bgr, **task.inputs(bgr))
+                drawn, _summary = task.draw(np.ascontiguousarray(bgr[:, :, ::-1]), out, metadata)
+                if writer is None:
+                    writer = cv2.VideoWriter(tmp, fourcc, fps, (drawn.shape[1], drawn.shape[0]))
+                    if not writer.isOpened():
+                        raise SystemExit(f"--output {dst}: OpenCV cannot write a {ext} video")
+                writer.write(np.ascontiguousarray(drawn[:, :, ::-1]))
+                frames += 1
+                bar.update(1)
+        if writer is not None:
+            writer.release()
+            writer = None
+            if frames:
+                os.replace(tmp, dst)
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    if not frames:
+        raise SystemExit(f"--video-input {src}: no frame could be decoded")
+    print(f"{src}: {frames} frames -> {dst}")
 
 
 if __name__ == "__main__":

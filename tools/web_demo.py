@@ -24,11 +24,27 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", nargs="+", required=True, help="one or more configs (one tab each)")
+    p.add_argument("--config-file", nargs="+", default=[], help="one or more configs (one tab each)")
+    p.add_argument("--model", nargs="+", default=[],
+                   help="zoo names, e.g. odise://label_coco_50e vpd://nyu_depth (one tab each, with the entry's "
+                        "config; fetched and converted on first use; python -m odise_ext.zoo list)")
     p.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1 (0: the first free one from 7860)")
     p.add_argument("--tagger", default="nltk", help="PNG noun-phrase tagger: 'nltk' or 'package.module:factory'")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ...")
     return p
+
+
+def _zoo_model(name, opts):
+    """(config file, opts) of zoo entry ``name``, its checkpoint fetched and converted now."""
+    from odise_ext.zoo import ZooError, get_entry, resolve
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        entry = get_entry(name)
+        resolve(name)
+    except (KeyError, ZooError) as e:
+        raise SystemExit(str(e).strip("'\""))
+    return os.path.join(root, entry.config), ["MODEL.WEIGHTS", entry.uri, *opts]
 
 
 def main(argv=None):
@@ -39,13 +55,16 @@ def main(argv=None):
 
 def _serve(args):
     from odise_ext.config import setup_cfg
+    if not args.config_file and not args.model:
+        raise SystemExit("give --config-file and/or --model")
     from odise_ext.web import build_app, build_session, local_theme
     from odise_ext.web.inputs import MAX_UPLOAD_BYTES
 
     for f in args.config_file:  # every config checked before the first model is built
         setup_cfg(f, args.opts)
 
-    sessions = [build_session(f, args.opts) for f in args.config_file]
+    sessions = [build_session(*_zoo_model(name, args.opts)) for name in args.model]
+    sessions += [build_session(f, args.opts) for f in args.config_file]
     app = build_app(sessions, tagger=args.tagger)
     app.queue(default_concurrency_limit=1).launch(
         server_name="127.0.0.1", server_port=args.port or None, share=False, inbrowser=False,

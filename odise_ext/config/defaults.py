@@ -14,6 +14,7 @@ from detectron2.config import get_cfg
 
 from ..utils.safe_load import scan_pickle
 from . import add_odise_config
+from ..zoo.config import fill_zoo_base_weights
 from .checks import check_cfg
 from .renamed import check_renamed_opts, check_renamed_yaml
 
@@ -45,6 +46,7 @@ def setup_cfg(config_file, opts=(), freeze=True):
         cfg.merge_from_list(opts)
     except AssertionError as e:  # yacs asserts on an unknown key
         raise KeyError(str(e)) from None
+    fill_zoo_base_weights(cfg)  # a zoo MODEL.WEIGHTS names its SD / CLIP weights
     check_cfg(cfg)  # every value with a rule: one line naming key, value and rule (ConfigError)
     weights = cfg.MODEL.WEIGHTS
     if weights.endswith(".pkl") and "://" not in weights and os.path.isfile(weights):

@@ -39,8 +39,8 @@ _SINGLE_FILE_SUFFIXES = (".ckpt", ".safetensors", ".pt", ".pth", ".bin")
 _EXPECTED_FORMATS = (
     "a local diffusers folder with unet/, vae/ and text_encoder/ sub-folders, a single-file "
     "original Stable Diffusion checkpoint (" + ", ".join(_SINGLE_FILE_SUFFIXES) + ", CompVis "
-    "naming: model.diffusion_model.*, first_stage_model.*, cond_stage_model.transformer.*), or "
-    "'random'"
+    "naming: model.diffusion_model.*, first_stage_model.*, cond_stage_model.transformer.*), a "
+    "Hugging Face reference hf://<org>/<repo>[/<file>] (odise_ext/zoo/hub.py), or 'random'"
 )
 # Prefix of SD v1's text encoder (a transformers CLIPTextModel) inside an original checkpoint.
 _LDM_TEXT_PREFIX = "cond_stage_model.transformer."
@@ -249,6 +249,10 @@ def load_sd_components(
             "(random weights only for tests and benchmarks)."
         )
 
+    if weights != "random":
+        from ..zoo.hub import resolve_diffusion_weights
+
+        weights = resolve_diffusion_weights(weights)  # hf://<org>/<repo>[/<file>] -> the local cached copy
     if weights == "random":
         modules = {}
         # Seeded and isolated from the global RNG: the same frozen weights can be rebuilt later

@@ -27,7 +27,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _EXPECTED = (
     "an open_clip state dict (.bin/.pt/.pth via torch.save, or .safetensors; keys like "
     "'visual.conv1.weight', 'token_embedding.weight') or OpenAI's TorchScript CLIP file, for the "
-    "architecture given by MODEL.CLIP.NAME / MODEL.CLIP.CUSTOM"
+    "architecture given by MODEL.CLIP.NAME / MODEL.CLIP.CUSTOM, or an open_clip '<model>/<pretrained>' "
+    "tag such as 'ViT-L-14-336/openai' (fetched through open_clip's cache, odise_ext/zoo/hub.py)"
 )
 # Prompts per forward pass of the text tower (bounds its activation memory).
 _TEXT_CHUNK = 32
@@ -257,13 +258,13 @@ class ClipWrapper(nn.Module):
         return self.encode_image_prefix(images)
 
 
-def _describe(cfg) -> dict:
+def _describe(cfg, weights: str = "") -> dict:
     c = cfg.MODEL.CLIP
     if c.WEIGHTS == "random":
         arch = json.loads(json.dumps(c.CUSTOM)) if c.NAME == "custom" else c.NAME
         seed = c.RANDOM_INIT_SEED
         return {"weights": "random", "seed": seed, "arch": arch, "quick_gelu": c.QUICK_GELU}
-    return {"weights": os.path.abspath(c.WEIGHTS), "arch": c.NAME, "quick_gelu": c.QUICK_GELU}
+    return {"weights": os.path.abspath(weights), "arch": c.NAME, "quick_gelu": c.QUICK_GELU}
 
 
 def build_clip(cfg) -> ClipWrapper:
@@ -281,12 +282,15 @@ def build_clip(cfg) -> ClipWrapper:
             torch.manual_seed(c.RANDOM_INIT_SEED)
             model = build_open_clip_model(cfg)
     else:
-        if not os.path.isfile(c.WEIGHTS):
+        from ...zoo.hub import resolve_clip_weights
+
+        weights = resolve_clip_weights(c.WEIGHTS)  # an open_clip "<model>/<pretrained>" tag -> its cached file
+        if not os.path.isfile(weights):
             raise FileNotFoundError(
                 f"MODEL.CLIP.WEIGHTS={c.WEIGHTS!r} does not exist. Expected {_EXPECTED}."
             )
         with parameters_on_meta():
             model = build_open_clip_model(cfg)
-        load_clip_weights(model, c.WEIGHTS, dtype)
+        load_clip_weights(model, weights, dtype)
     apply_speed_options(model, cfg.MODEL.SPEED, convolutional=False)
-    return ClipWrapper(model, _describe(cfg), dtype)
+    return ClipWrapper(model, _describe(cfg, c.WEIGHTS if c.WEIGHTS == "random" else weights), dtype)
