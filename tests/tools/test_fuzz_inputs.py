@@ -52,9 +52,18 @@ def _file(tmp, name, data):
 def _exif_rotated(tmp):
     p = tmp / "rot.jpg"
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90: shown 20 wide x 30 high
-    Image.new("RGB", (30, 20), (10, 20, 30)).save(p, exif=exif)
+    exif[0x0112] = 6  # stored 30 wide x 20 high, shown rotated 90 degrees clockwise: 20 wide x 30 high
+    stored = np.zeros((20, 30, 3), np.uint8)
+    stored[:, :16], stored[:, 16:] = (10, 20, 30), (200, 100, 50)  # left half dark: shown at the top
+    Image.fromarray(stored).save(p, exif=exif, quality=95)
     return str(p)
+
+
+def _exif_oracle(tmp, path):
+    """Orientation 6 by its definition: the stored pixels (decoded without EXIF) turned 90 degrees clockwise."""
+    stored = np.asarray(Image.open(path).convert("RGB"))
+    assert stored.shape == (20, 30, 3)
+    return np.ascontiguousarray(np.rot90(stored, k=-1)[..., ::-1])
 
 
 def _pil(mode, size=(12, 8), value=None):
@@ -111,6 +120,20 @@ IMAGE_ROWS = [
 ]
 
 
+# uint8 BGR arrays each accepted row must read as, where not a single colour (OK, (H, W), BGR)
+ORACLES = {
+    "pil_palette": lambda t, img: np.ascontiguousarray(np.asarray(img.convert("RGB"))[..., ::-1]),  # PIL's palette
+    "path_exif_rotated": _exif_oracle,
+}
+
+
+def _oracle(row_id, expected, tmp, made):
+    """What the row's input is by definition, as the uint8 BGR [H, W, 3] array the model sees."""
+    if row_id in ORACLES:
+        return ORACLES[row_id](tmp, made)
+    return np.full((*expected[1], 3), expected[2], np.uint8)
+
+
 def _assert_outcome(run, expected):
     if expected[0] == OK:
         return run()
@@ -121,13 +144,15 @@ def _assert_outcome(run, expected):
     return None
 
 
-@pytest.mark.parametrize("make, expected", [r[1:] for r in IMAGE_ROWS], ids=[r[0] for r in IMAGE_ROWS])
-def test_image_reader(make, expected, tmp_path):
-    out = _assert_outcome(lambda: as_image_array(make(tmp_path), format="BGR"), expected)
+@pytest.mark.parametrize("row_id, make, expected", IMAGE_ROWS, ids=[r[0] for r in IMAGE_ROWS])
+def test_image_reader(row_id, make, expected, tmp_path):
+    made = make(tmp_path)
+    out = _assert_outcome(lambda: as_image_array(made, format="BGR"), expected)
     if out is not None:
         assert out.dtype == np.uint8 and out.shape == (*expected[1], 3) and out.flags["C_CONTIGUOUS"]
         if expected[2] is not None:
             assert tuple(out[0, 0]) == expected[2]
+        assert np.array_equal(out, _oracle(row_id, expected, tmp_path, made)), row_id  # every pixel
 
 
 @pytest.fixture(scope="module")
@@ -143,12 +168,20 @@ def predictor(shapes_root):
 _PREDICTOR_ROWS = [r for r in IMAGE_ROWS if r[0] not in ("int64_in_range", "float_all_zero_black", "pil_bilevel")]
 
 
-@pytest.mark.parametrize("make, expected", [r[1:] for r in _PREDICTOR_ROWS], ids=[r[0] for r in _PREDICTOR_ROWS])
-def test_predictor(make, expected, predictor, tmp_path):
-    out = _assert_outcome(lambda: predictor(make(tmp_path)), expected)
+@pytest.mark.parametrize("row_id, make, expected", _PREDICTOR_ROWS, ids=[r[0] for r in _PREDICTOR_ROWS])
+def test_predictor(row_id, make, expected, predictor, tmp_path):
+    """Each accepted input predicts exactly what its definition does: a grey image what its three
+    equal channels do, 16-bit what value / 257 in 8 bits does, RGBA / PIL / a path what the BGR
+    array does, an EXIF-rotated JPEG what its stored pixels turned clockwise do."""
+    made = make(tmp_path)
+    out = _assert_outcome(lambda: predictor(made), expected)
     if out is not None:  # outputs at the input's resolution, whatever the aspect ratio
         assert tuple(out["panoptic_seg"][0].shape) == expected[1]
         assert tuple(out["sem_seg"].shape[1:]) == expected[1]
+        oracle = predictor(_oracle(row_id, expected, tmp_path, made))
+        assert torch.equal(out["sem_seg"], oracle["sem_seg"]), row_id
+        assert torch.equal(out["panoptic_seg"][0], oracle["panoptic_seg"][0]), row_id
+        assert out["panoptic_seg"][1] == oracle["panoptic_seg"][1], row_id
 
 
 # --------------------------------------------------------------------------------- tools/demo.py
