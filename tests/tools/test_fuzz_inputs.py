@@ -263,6 +263,13 @@ def _void_png(d, info, i=0):
     Image.fromarray(np.zeros_like(np.asarray(Image.open(path).convert("RGB")))).save(path)
 
 
+def _sem_label_250(d, info, i=2):
+    path = d / "sem" / ANN(info, i)["file_name"]
+    labels = np.array(Image.open(path))
+    labels[0, 0] = 250  # 9 classes, ignore 255
+    Image.fromarray(labels).save(path)
+
+
 ANN = lambda info, i=0: info["annotations"][i]  # noqa: E731
 ANNOTATION_ROWS = [
     ("shifted_pngs", _shift_pngs, {}, (ValueError, "does not match its segments_info")),
@@ -291,6 +298,14 @@ ANNOTATION_ROWS = [
      (ValueError, "is not in the 'categories' list")),
     ("unknown_category_id", lambda d, i: ANN(i)["segments_info"][0].update(category_id=4242), {},
      (ValueError, "Unknown category_id 4242")),
+    ("annotation_listed_twice", lambda d, i: i["annotations"].append(json.loads(json.dumps(ANN(i, 3)))), {},
+     (ValueError, "annotations #3 and #24 have the same image_id")),
+    ("image_id_twice", lambda d, i: ANN(i, 5).update(image_id=ANN(i, 1)["image_id"]), {},
+     (ValueError, "annotations #1 and #5 have the same image_id")),
+    ("missing_segments_info_key", lambda d, i: ANN(i, 2).pop("segments_info"), {},
+     (ValueError, "lacks the key(s) ['segments_info']")),
+    ("missing_file_name_key", lambda d, i: ANN(i, 2).pop("file_name"), {}, (ValueError, "lacks the key(s) ['file_name']")),
+    ("sem_label_outside_classes", _sem_label_250, {}, (ValueError, "holds label values [250] outside 0..8")),
     ("no_annotations", lambda d, i: i.update(annotations=[]), {}, (ValueError, "No annotations")),
     ("json_without_annotations_key", lambda d, i: i.pop("annotations"), {}, (ValueError, "missing key")),
     ("malformed_json", "{not json", {}, (ValueError, "is not valid JSON")),
@@ -460,6 +475,13 @@ def _yaml(tmp, text):
     return str(p)
 
 
+def _base(tmp, base, name="top.yaml"):
+    """A config file ``name`` whose _BASE_ is ``base`` (its path)."""
+    p = tmp / name
+    p.write_text(f"_BASE_: {base}\n")
+    return str(p)
+
+
 CONFIG_ROWS = [
     ("missing_file", lambda t: str(t / "none.yaml"), [], (FileNotFoundError, "does not exist")),
     ("empty_file", lambda t: _yaml(t, ""), [], (ValueError, "is empty")),
@@ -472,6 +494,12 @@ CONFIG_ROWS = [
     ("wrong_type", lambda t: TINY, ["SOLVER.BASE_LR", "fast"], (ValueError, "SOLVER.BASE_LR")),
     ("bad_check_level", lambda t: TINY, ["DATA.CHECK_TEST_ANNOTATIONS", "some"],
      (ValueError, "DATA.CHECK_TEST_ANNOTATIONS must be one of")),
+    ("yaml_python_tag", lambda t: _yaml(t, "SEED: !!python/object/apply:os.getpid []\n"), [],
+     (ValueError, "uses the YAML tag 'tag:yaml.org,2002:python/object/apply:os.getpid'")),
+    ("yaml_python_tag_in_base", lambda t: (_yaml(t, "SEED: !!python/name:os.getpid\n"), str(_base(t, "c.yaml")))[1], [],
+     (ValueError, "c.yaml uses the YAML tag 'tag:yaml.org,2002:python/name:os.getpid'")),
+    ("base_cycle", lambda t: (_base(t, "top.yaml", name="c.yaml"), _base(t, "c.yaml", name="top.yaml"))[0], [],
+     (ValueError, "_BASE_ cycle")),
     ("valid", lambda t: TINY, ["DATA.CHECK_TRAIN_ANNOTATIONS", "full"], (OK,)),
 ]
 
