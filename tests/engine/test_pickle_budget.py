@@ -139,3 +139,16 @@ def test_arrays_read_back_as_plain_ndarrays_with_shared_references(tmp_path):
         assert back["again"] is back["big"] and back["t"][0] is back["big"], protocol
         assert back["swapped"].dtype == oracle["swapped"].dtype and np.array_equal(back["swapped"], big)
         assert type(back["l"][0]) is np.ndarray and back["l"][0].tolist() == [1, 1, 1], protocol
+
+
+def test_checkpointers_refuse_a_huge_array_pkl(tmp_path):
+    """MODEL.WEIGHTS .pkl (training init, --eval-only) and the predictors' checkpointer read plain
+    pickles through the same bounded reader."""
+    import torch
+
+    from odise_ext.engine import AtomicCheckpointer, SafeCheckpointer
+
+    path = _file(tmp_path, "model_final.pkl", pickle.EMPTY_DICT + _str("model") + CRAFTED["reconstruct"] + pickle.SETITEM)
+    for checkpointer in (AtomicCheckpointer, SafeCheckpointer):
+        with pytest.raises(ValueError, match=r"model_final\.pkl.*declares"):
+            checkpointer(torch.nn.Linear(2, 2)).load(path)
