@@ -74,9 +74,9 @@ class Budget:
                 nbytes = _declared_bytes(shape, dtype)
                 budget.charge(nbytes, f"an array of shape {tuple(shape)!r} and dtype {np.dtype(dtype)}")
                 if np.dtype(dtype).hasobject and (not isinstance(raw, list) or len(raw) != math.prod(shape)):
-                    raise PickleBudgetError(budget._describe(
+                    raise budget.refusal(
                         f"an object array of shape {tuple(shape)!r} with {len(raw) if isinstance(raw, list) else 'no'} "
-                        "items (its data must list every item)", nbytes))
+                        "items (its data must list every item)", nbytes)
                 return np.ndarray.__setstate__(self, state)
 
         self.array_class = BoundedArray
@@ -85,16 +85,22 @@ class Budget:
         """Add ``nbytes`` for ``what``; PickleBudgetError once the total passes the limit."""
         self.used += nbytes
         if self.used > self.limit:
-            raise PickleBudgetError(self._describe(what, nbytes))
+            raise self.refusal(what, nbytes)
+
+    def refusal(self, what: str, nbytes: int) -> PickleBudgetError:
+        """The error for ``what``, which declared ``nbytes``."""
+        return PickleBudgetError(self._describe(what, nbytes))
 
     def finish(self, obj: Any) -> Any:
         """``obj`` with every bounded array replaced by a plain ``numpy.ndarray`` view of its data
         (containers changed in place, tuples rebuilt; shared references stay shared)."""
         done: Dict[int, Any] = {}
+        keep: List[Any] = []  # the objects walked stay alive, so that their ids are not reused
 
         def walk(x):
             if id(x) in done:
                 return done[id(x)]
+            keep.append(x)
             if isinstance(x, self.array_class):
                 done[id(x)] = view = x.view(np.ndarray)
                 if view.dtype.hasobject:
@@ -110,7 +116,8 @@ class Budget:
                     x[k] = walk(x[k])
             elif isinstance(x, tuple):
                 done[id(x)] = x
-                done[id(x)] = x = tuple(walk(v) for v in x)
+                done[id(x)] = rebuilt = tuple(walk(v) for v in x)
+                return rebuilt
             return x
 
         return walk(obj)

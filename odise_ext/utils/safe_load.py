@@ -190,12 +190,15 @@ def _plain_budget(path, size: int) -> Budget:
     """What a plain pickle of ``size`` bytes may declare: ``max(expansion x size, 1 MiB)``."""
     expansion = float(os.environ.get(MAX_EXPANSION_ENV, _DEFAULT_EXPANSION))
 
+    limit = max(expansion * size, _PLAIN_SLACK)
+
     def describe(what, nbytes):
         return (f"Refusing to read {path!r}: {what} declares {nbytes} bytes, which brings what the pickle "
-                f"allocates past {expansion:g} x its {size} bytes (its data cannot be in the file: a crafted "
-                f"or damaged pickle?). For a file you trust, raise the factor with {MAX_EXPANSION_ENV}=N.")
+                f"allocates past {limit:.0f} bytes (max({expansion:g} x its {size} bytes, {_PLAIN_SLACK} bytes)): "
+                f"its data cannot all be in the file (a crafted or damaged pickle?). For a file you trust, "
+                f"raise the factor with {MAX_EXPANSION_ENV}=N.")
 
-    return Budget(max(expansion * size, _PLAIN_SLACK), describe)
+    return Budget(limit, describe)
 
 
 def safe_pickle_load(path, encoding="latin1"):
