@@ -7,7 +7,8 @@ label map with :func:`~odise_ext.data.image_io.read_label_map` (exact values); f
 grey images and 8-bit grey labels its output is the same as detectron2's. Label values that are
 neither a class of the datasets' metadata (``stuff_classes``) nor their ``ignore_label`` are an
 error naming the file, the record and the values, at the moment the map is read (a min / max
-test; the values are listed only on failure). Errors name the record (:func:`describe_record`). Output: detectron2's (``image`` uint8 [3, h, w], ``sem_seg``
+test; the values are listed only on failure). Errors name the record (:func:`describe_record`).
+Output: detectron2's (``image`` uint8 [3, h, w], ``sem_seg``
 int64 [h, w], ``instances``).
 """
 import copy

@@ -70,7 +70,8 @@ class Budget:
                 return np.ndarray.__new__(cls, shape, dtype, buffer, offset, strides, order)
 
             def __setstate__(self, state):
-                shape, dtype, raw = (state[1], state[2], state[4]) if len(state) == 5 else (state[0], state[1], state[3])
+                # (version, shape, dtype, is_fortran, data), or without the version
+                shape, dtype, _fortran, raw = state[1:] if len(state) == 5 else state
                 nbytes = _declared_bytes(shape, dtype)
                 budget.charge(nbytes, f"an array of shape {tuple(shape)!r} and dtype {np.dtype(dtype)}")
                 if np.dtype(dtype).hasobject and (not isinstance(raw, list) or len(raw) != math.prod(shape)):

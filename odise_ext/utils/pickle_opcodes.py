@@ -80,7 +80,8 @@ def _global(module: str, name: str, prefix: str = "") -> bytes:
 
 def _bytes(b: bytes, prefix: str = "") -> bytes:
     """``_codecs.encode(b.decode('latin1'), 'latin1')``: how protocol 2 writes bytes."""
-    return _global("_codecs", "encode", prefix) + _unicode(b.decode("latin1")) + _unicode("latin1") + pickle.TUPLE2 + pickle.REDUCE
+    return (_global("_codecs", "encode", prefix) + _unicode(b.decode("latin1")) + _unicode("latin1")
+            + pickle.TUPLE2 + pickle.REDUCE)
 
 
 class _Rewriter:
@@ -170,7 +171,8 @@ class _Rewriter:
         elif name in _BYTES:
             self.emit(_bytes(arg, self.prefix))
         elif name == "BYTEARRAY8":
-            self.emit(_global("builtins", "bytearray", self.prefix) + _bytes(bytes(arg), self.prefix) + pickle.TUPLE1 + pickle.REDUCE)
+            self.emit(_global("builtins", "bytearray", self.prefix) + _bytes(bytes(arg), self.prefix)
+                      + pickle.TUPLE1 + pickle.REDUCE)
         elif name == "MARK":
             self.marks.append(len(self.out))
             self.emit(pickle.MARK)

@@ -48,7 +48,8 @@ def _empty_array() -> bytes:
 
 
 def _state(shape: int, dtype: bytes, raw: bytes) -> bytes:
-    return pickle.MARK + _int(1) + _int(shape) + pickle.TUPLE1 + dtype + pickle.NEWFALSE + raw + pickle.TUPLE + pickle.BUILD
+    return (pickle.MARK + _int(1) + _int(shape) + pickle.TUPLE1 + dtype + pickle.NEWFALSE + raw
+            + pickle.TUPLE + pickle.BUILD)
 
 
 def _file(tmp_path, name: str, body: bytes) -> str:
@@ -71,7 +72,8 @@ CRAFTED = {
                                  _int(TIB) + pickle.TUPLE1, pickle.SHORT_BINBYTES + b"\x01b"),
     # np.ndarray((2**40,)) through REDUCE and through NEWOBJ: np.empty by another name
     "ndarray REDUCE": _call(_glob("numpy", "ndarray"), _int(TIB) + pickle.TUPLE1, _str("b")),
-    "ndarray NEWOBJ": _glob("numpy", "ndarray") + pickle.MARK + _int(TIB) + pickle.TUPLE1 + _str("b") + pickle.TUPLE + pickle.NEWOBJ,
+    "ndarray NEWOBJ": (_glob("numpy", "ndarray") + pickle.MARK + _int(TIB) + pickle.TUPLE1 + _str("b")
+                       + pickle.TUPLE + pickle.NEWOBJ),
     # __setstate__ of an object array: numpy allocates the declared shape before reading the list
     "object array state": _empty_array() + _state(2**37, _dtype("O"), pickle.EMPTY_LIST + _int(1) + pickle.APPEND),
     # an object array of 4 items whose data lists 1: numpy reads past the list (it crashed here)
@@ -148,7 +150,8 @@ def test_checkpointers_refuse_a_huge_array_pkl(tmp_path):
 
     from odise_ext.engine import AtomicCheckpointer, SafeCheckpointer
 
-    path = _file(tmp_path, "model_final.pkl", pickle.EMPTY_DICT + _str("model") + CRAFTED["reconstruct"] + pickle.SETITEM)
+    body = pickle.EMPTY_DICT + _str("model") + CRAFTED["reconstruct"] + pickle.SETITEM
+    path = _file(tmp_path, "model_final.pkl", body)
     for checkpointer in (AtomicCheckpointer, SafeCheckpointer):
         with pytest.raises(ValueError, match=r"model_final\.pkl.*declares"):
             checkpointer(torch.nn.Linear(2, 2)).load(path)
