@@ -94,10 +94,10 @@ def instance_evaluator(cfg, dataset_name, output_dir):
     """COCO box / mask / keypoint AP. The tasks are inferred from the predictions, unless the
     meta-architecture names them in ``coco_eval_tasks`` (top-down pose predicts keypoints *for
     given boxes*, COCO's GT-boxes protocol: its boxes are inputs, not predictions to score)."""
-    tasks = evaluated_model_class(cfg).coco_eval_tasks
     json_file = MetadataCatalog.get(dataset_name).get("json_file", None)
     if json_file and os.path.isfile(json_file):  # its ground truth: no image or annotation twice
         check_coco_instances_json(json_file)
+    tasks = evaluated_model_class(cfg).coco_eval_tasks
     # use_fast_impl=False: the C++ COCOeval needs detectron2's compiled ops, which may be absent.
     # The OKS sigmas matter for keypoint datasets whose keypoints are not COCO's 17 (empty = COCO's).
     return COCOEvaluator(

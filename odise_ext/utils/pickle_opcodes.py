@@ -72,22 +72,23 @@ def _int(v: int) -> bytes:
     return pickle.LONG1 + bytes([len(raw)]) + raw
 
 
-def _bytes(b: bytes) -> bytes:
-    """``_codecs.encode(b.decode('latin1'), 'latin1')``: how protocol 2 writes bytes."""
-    return b"c_codecs\nencode\n" + _unicode(b.decode("latin1")) + _unicode("latin1") + pickle.TUPLE2 + pickle.REDUCE
-
-
-def _global(module: str, name: str) -> bytes:
+def _global(module: str, name: str, prefix: str = "") -> bytes:
     if "\n" in module or "\n" in name:
         raise PickleOpcodeError(f"a global whose name holds a line break ({module!r}, {name!r})")
-    return pickle.GLOBAL + module.encode("utf-8") + b"\n" + name.encode("utf-8") + b"\n"
+    return pickle.GLOBAL + (prefix + module).encode("utf-8") + b"\n" + name.encode("utf-8") + b"\n"
+
+
+def _bytes(b: bytes, prefix: str = "") -> bytes:
+    """``_codecs.encode(b.decode('latin1'), 'latin1')``: how protocol 2 writes bytes."""
+    return (_global("_codecs", "encode", prefix) + _unicode(b.decode("latin1")) + _unicode("latin1")
+            + pickle.TUPLE2 + pickle.REDUCE)
 
 
 class _Rewriter:
     """State of one rewrite: output chunks, which of them push a literal string, memo, marks."""
 
-    def __init__(self, encoding: str):
-        self.encoding = encoding
+    def __init__(self, encoding: str, prefix: str):
+        self.encoding, self.prefix = encoding, prefix
         self.out: List[bytes] = [pickle.PROTO + b"\x02"]
         self.literal: List[Optional[str]] = [None]  # per chunk: the string it pushes, if a literal
         self.memo: dict = {}  # index -> ("lit", str) or ("obj", None)
@@ -136,12 +137,12 @@ class _Rewriter:
 
     def glob(self, module, name):
         self.globals.add(f"{module}.{name}")
-        self.emit(_global(module, name))
+        self.emit(_global(module, name, self.prefix))
 
     def py2_string(self, arg):
         data = arg if isinstance(arg, bytes) else arg.encode("latin1")
         if self.encoding == "bytes":
-            self.emit(_bytes(data))
+            self.emit(_bytes(data, self.prefix))
         else:
             self.string(data.decode(self.encoding))
 
@@ -168,9 +169,10 @@ class _Rewriter:
         elif name in _PY2_STRINGS:
             self.py2_string(arg)
         elif name in _BYTES:
-            self.emit(_bytes(arg))
+            self.emit(_bytes(arg, self.prefix))
         elif name == "BYTEARRAY8":
-            self.emit(b"cbuiltins\nbytearray\n" + _bytes(bytes(arg)) + pickle.TUPLE1 + pickle.REDUCE)
+            self.emit(_global("builtins", "bytearray", self.prefix) + _bytes(bytes(arg), self.prefix)
+                      + pickle.TUPLE1 + pickle.REDUCE)
         elif name == "MARK":
             self.marks.append(len(self.out))
             self.emit(pickle.MARK)
@@ -196,14 +198,16 @@ class _Rewriter:
             raise PickleOpcodeError(f"opcode {name}")
 
 
-def to_weights_only_opcodes(data: bytes, encoding: str = "latin1") -> Tuple[bytes, Set[str]]:
+def to_weights_only_opcodes(data: bytes, encoding: str = "latin1", module_prefix: str = "") -> Tuple[bytes, Set[str]]:
     """The pickle ``data`` (its first object) in the opcodes torch's weights-only unpickler reads,
-    and the full names of the globals it refers to. Builds nothing.
+    and the full names of the globals it refers to (as the file names them). Builds nothing.
+    ``module_prefix`` is put before the module of every global written, the rewriter's own
+    (``_codecs.encode``, ``builtins.bytearray``) included.
 
     Raises :class:`PickleOpcodeError` for opcodes a data file has no use for, ``ValueError``
     for a damaged or truncated pickle.
     """
-    rw = _Rewriter(encoding)
+    rw = _Rewriter(encoding, module_prefix)
     for opcode, arg, _pos in pickletools.genops(data):
         rw.op(opcode.name, arg)
         if opcode.name == "STOP":

@@ -6,7 +6,9 @@ globals below allowed for the duration of the call only (``torch.serialization.s
 
 * :func:`safe_torch_load` - ``torch.load(weights_only=True)`` (zip and legacy ``torch.save`` files);
 * :func:`safe_pickle_load` - plain pickles (detectron2 ``.pkl`` model-zoo weights, dataset index
-  files), rewritten into the opcodes that unpickler reads (``pickle_opcodes.py``) and read by it;
+  files), rewritten into the opcodes that unpickler reads (``pickle_opcodes.py``) and read by it,
+  every constructor bound to a wrapper that charges the memory it declares to a budget of
+  ``max(ODISE_EXT_MAX_CHECKPOINT_EXPANSION (4) x the file size, 1 MiB)`` (``pickle_budget.py``);
 * :func:`read_torchscript_tensors` - the tensors of a TorchScript archive (OpenAI CLIP ``.pt``),
   read from its pickled data by the same unpickler, without loading (or running) its code.
 
@@ -34,6 +36,7 @@ import numpy as np
 import torch
 from torch import _weights_only_unpickler as wo
 
+from .pickle_budget import BOUNDED_MODULE_PREFIX, PLAIN_ALLOWED, Budget, PickleBudgetError, bounded_plain_globals
 from .pickle_opcodes import PickleOpcodeError, to_weights_only_opcodes
 
 __all__ = [
@@ -54,6 +57,7 @@ ALLOW_PICKLE_ENV = "ODISE_EXT_ALLOW_PICKLE"
 MAX_EXPANSION_ENV = "ODISE_EXT_MAX_CHECKPOINT_EXPANSION"
 _DEFAULT_EXPANSION = 4.0
 _MODEL_MARGIN = 2.0
+_PLAIN_SLACK = 1 << 20  # bytes any plain pickle may declare, however small the file
 
 _CONVERT_HINT = (
     "To convert a file you trust, load it once with full pickle and keep only its tensors, e.g. "
@@ -90,10 +94,6 @@ def _numpy_globals():
 
 
 NUMPY_GLOBALS = _numpy_globals()
-# what a plain pickle may name: torch's own allow-list plus the numpy globals
-_PLAIN_ALLOWED = {"collections.OrderedDict", "builtins.set", "builtins.complex", "builtins.bytearray",
-                  "_codecs.encode", "__builtin__.set"} | {
-    g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in NUMPY_GLOBALS}
 
 
 def _refused_what(message: str) -> str:
@@ -101,8 +101,9 @@ def _refused_what(message: str) -> str:
     for pattern in (r"GLOBAL (\S+) was not an allowed", r"unsupported GLOBAL (\S+)", r"(Unsupported operand \d+)",
                     r"(reduce for unrecognized function .*)", r"(Can only \w+ .*but got .*)", r"(persistent_load.*)"):
         m = re.search(pattern, message)
-        if m:  # torch writes builtins.eval as "eval"
-            return m.group(1) if "." in m.group(1) or " " in m.group(1) else f"builtins.{m.group(1)}"
+        if m:  # torch writes builtins.eval as "eval"; a plain pickle's names carry BOUNDED_MODULE_PREFIX
+            what = m.group(1).replace(BOUNDED_MODULE_PREFIX, "")
+            return what if "." in what or " " in what else f"builtins.{what}"
     return message.strip().splitlines()[-1] if message.strip() else "an unknown construct"
 
 
@@ -171,7 +172,7 @@ def safe_torch_load(path, map_location="cpu", mmap: bool = False, model_bytes: i
 
 def _plain_stream(path, data, encoding):
     try:
-        return to_weights_only_opcodes(data, encoding)
+        return to_weights_only_opcodes(data, encoding, BOUNDED_MODULE_PREFIX)
     except PickleOpcodeError as e:
         return _refuse_or_full_pickle(path, str(e), lambda: None)
     except ValueError as e:
@@ -189,9 +190,24 @@ def scan_pickle(path, encoding="latin1") -> None:
     result = _plain_stream(path, data, encoding)
     if result is None:
         return  # opted in
-    names = result[1] - _PLAIN_ALLOWED
+    names = result[1] - PLAIN_ALLOWED
     if names:
         _refuse_or_full_pickle(path, f"GLOBAL {sorted(names)[0]}", lambda: None)
+
+
+def _plain_budget(path, size: int) -> Budget:
+    """What a plain pickle of ``size`` bytes may declare: ``max(expansion x size, 1 MiB)``."""
+    expansion = float(os.environ.get(MAX_EXPANSION_ENV, _DEFAULT_EXPANSION))
+
+    limit = max(expansion * size, _PLAIN_SLACK)
+
+    def describe(what, nbytes):
+        return (f"Refusing to read {path!r}: {what} declares {nbytes} bytes, which brings what the pickle "
+                f"allocates past {limit:.0f} bytes (max({expansion:g} x its {size} bytes, {_PLAIN_SLACK} bytes)): "
+                f"its data cannot all be in the file (a crafted or damaged pickle?). For a file you trust, "
+                f"raise the factor with {MAX_EXPANSION_ENV}=N.")
+
+    return Budget(limit, describe)
 
 
 def safe_pickle_load(path, encoding="latin1"):
@@ -206,9 +222,12 @@ def safe_pickle_load(path, encoding="latin1"):
     result = _plain_stream(path, data, encoding)
     if result is None:
         return full_load()
+    budget = _plain_budget(path, len(data))
     try:
-        with torch.serialization.safe_globals(NUMPY_GLOBALS):
-            return wo.Unpickler(io.BytesIO(result[0]), encoding=encoding).load()
+        with torch.serialization.safe_globals(bounded_plain_globals(budget)):
+            return budget.finish(wo.Unpickler(io.BytesIO(result[0]), encoding=encoding).load())
+    except PickleBudgetError:
+        raise  # names the file and the declared size
     except pickle.UnpicklingError as e:
         return _refuse_or_full_pickle(path, _refused_what(str(e)), full_load)
     except (TypeError, ValueError, KeyError, IndexError, EOFError, AttributeError) as e:

@@ -1,5 +1,7 @@
 """Dataset files: 16-bit values survive the mappers, labels outside the classes and undecodable
 images are named, and undecodable training images are skipped deterministically (resume-exact)."""
+import os
+
 import numpy as np
 import pytest
 from detectron2.data import MetadataCatalog
@@ -9,6 +11,8 @@ from PIL import Image
 from odise_ext.data.image_io import read_image
 from odise_ext.data.resumable import PositionedSampleStream, ResumableBatches
 from odise_ext.data.validation import check_dataset_dicts
+
+TINY_SEMSEG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../configs/testing/vpd_semseg_tiny.yaml")
 
 
 def _png16(path, value, shape=(6, 8)):
@@ -143,3 +147,48 @@ def test_too_many_undecodable_training_images_stop_with_their_list(tmp_path):
         _take(iter(_batches(items, max_bad=1)), 12)
     msg = str(e.value)
     assert "DATA.MAX_BAD_SAMPLES=1" in msg and msg.count("cannot be decoded") >= 2
+
+
+@pytest.mark.parametrize("value", [250, 3, 65534])
+def test_training_mappers_name_a_label_outside_the_classes_when_read(tmp_path, value):
+    """The default mapper and VPD's SemSegMapper (built from the tiny config, whose training set's
+    metadata gives 3 classes and ignore 255) refuse a label value v >= 3, v != 255 (8 or 16-bit file):
+    the error names the file, the record and the value, instead of a reshape error or a loss on it."""
+    from odise_ext.config import setup_cfg
+    from odise_ext.data.build import build_dataset_mapper
+    from odise_ext.data.dataset_mapper import ImageIODatasetMapper
+
+    name, d = _label_dataset(tmp_path, 250)  # 3 classes, ignore 255
+    lab = np.array([[0, 2, value] * 3 + [255]] * 10, np.uint16 if value > 255 else np.uint8)
+    Image.fromarray(lab).save(d["sem_seg_file_name"])
+    cfg = setup_cfg(TINY_SEMSEG, ["DATASETS.TRAIN", f"('{name}',)", "INPUT.CROP.ENABLED", "False"])
+    mappers = [ImageIODatasetMapper(cfg, True), build_dataset_mapper(cfg, True)]
+    assert type(mappers[1]).__name__ == "SemSegMapper" and mappers[1].sem_seg_label_range == (3, 255)
+    for mapper in mappers:
+        with pytest.raises(ValueError) as e:
+            mapper(dict(d, height=10, width=10))
+        msg = str(e.value)
+        assert d["sem_seg_file_name"] in msg and f"[{value}]" in msg and "image_id=7" in msg, msg
+        assert "outside 0..2" in msg and "ignore label 255" in msg, msg
+    Image.fromarray(np.where(lab == value, 1, lab).astype(np.uint8)).save(d["sem_seg_file_name"])
+    for mapper in mappers:  # classes and the ignore label only: read exactly
+        assert sorted(np.unique(mapper(dict(d, height=10, width=10))["sem_seg"].numpy()).tolist()) == [0, 1, 2, 255]
+
+
+def test_label_range_is_unchecked_when_the_datasets_disagree_or_have_no_classes(tmp_path):
+    from odise_ext.data.dataset_mapper import label_range_of
+
+    a, _ = _label_dataset(tmp_path, 1)
+    b = f"other_{tmp_path.name}"
+    MetadataCatalog.get(b).set(stuff_classes=["a", "b"], ignore_label=255)
+    assert label_range_of([a]) == (3, 255) and label_range_of([a, a]) == (3, 255)
+    assert label_range_of([a, b]) is None and label_range_of([a, f"unregistered_{tmp_path.name}"]) is None
+    from odise_ext.data.dataset_mapper import check_label_values
+
+    d = {"sem_seg_file_name": "x.tif", "image_id": 1}
+    check_label_values(np.array([[0, 2], [255, 1]]), 3, 255, d, "sem_seg_file_name")  # classes + ignore
+    check_label_values(np.zeros((0, 4), np.int64), 3, 255, d, "sem_seg_file_name")  # empty map
+    with pytest.raises(ValueError, match=r"x\.tif holds label values \[-2, 254\] outside 0\.\.2 .*image_id=1"):
+        check_label_values(np.array([[0, -2], [254, 254]]), 3, 255, d, "sem_seg_file_name")
+    with pytest.raises(ValueError, match=r"label values \[255\] outside 0\.\.2 that are not the ignore label None"):
+        check_label_values(np.array([255]), 3, None, d, "sem_seg_file_name")

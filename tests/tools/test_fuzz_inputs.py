@@ -52,9 +52,18 @@ def _file(tmp, name, data):
 def _exif_rotated(tmp):
     p = tmp / "rot.jpg"
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90: shown 20 wide x 30 high
-    Image.new("RGB", (30, 20), (10, 20, 30)).save(p, exif=exif)
+    exif[0x0112] = 6  # stored 30 wide x 20 high, shown rotated 90 degrees clockwise: 20 wide x 30 high
+    stored = np.zeros((20, 30, 3), np.uint8)
+    stored[:, :16], stored[:, 16:] = (10, 20, 30), (200, 100, 50)  # left half dark: shown at the top
+    Image.fromarray(stored).save(p, exif=exif, quality=95)
     return str(p)
+
+
+def _exif_oracle(tmp, path):
+    """Orientation 6 by its definition: the stored pixels (decoded without EXIF) turned 90 degrees clockwise."""
+    stored = np.asarray(Image.open(path).convert("RGB"))
+    assert stored.shape == (20, 30, 3)
+    return np.ascontiguousarray(np.rot90(stored, k=-1)[..., ::-1])
 
 
 def _pil(mode, size=(12, 8), value=None):
@@ -111,6 +120,20 @@ IMAGE_ROWS = [
 ]
 
 
+# uint8 BGR arrays each accepted row must read as, where not a single colour (OK, (H, W), BGR)
+ORACLES = {
+    "pil_palette": lambda t, img: np.ascontiguousarray(np.asarray(img.convert("RGB"))[..., ::-1]),  # PIL's palette
+    "path_exif_rotated": _exif_oracle,
+}
+
+
+def _oracle(row_id, expected, tmp, made):
+    """What the row's input is by definition, as the uint8 BGR [H, W, 3] array the model sees."""
+    if row_id in ORACLES:
+        return ORACLES[row_id](tmp, made)
+    return np.full((*expected[1], 3), expected[2], np.uint8)
+
+
 def _assert_outcome(run, expected):
     if expected[0] == OK:
         return run()
@@ -121,13 +144,15 @@ def _assert_outcome(run, expected):
     return None
 
 
-@pytest.mark.parametrize("make, expected", [r[1:] for r in IMAGE_ROWS], ids=[r[0] for r in IMAGE_ROWS])
-def test_image_reader(make, expected, tmp_path):
-    out = _assert_outcome(lambda: as_image_array(make(tmp_path), format="BGR"), expected)
+@pytest.mark.parametrize("row_id, make, expected", IMAGE_ROWS, ids=[r[0] for r in IMAGE_ROWS])
+def test_image_reader(row_id, make, expected, tmp_path):
+    made = make(tmp_path)
+    out = _assert_outcome(lambda: as_image_array(made, format="BGR"), expected)
     if out is not None:
         assert out.dtype == np.uint8 and out.shape == (*expected[1], 3) and out.flags["C_CONTIGUOUS"]
         if expected[2] is not None:
             assert tuple(out[0, 0]) == expected[2]
+        assert np.array_equal(out, _oracle(row_id, expected, tmp_path, made)), row_id  # every pixel
 
 
 @pytest.fixture(scope="module")
@@ -143,12 +168,20 @@ def predictor(shapes_root):
 _PREDICTOR_ROWS = [r for r in IMAGE_ROWS if r[0] not in ("int64_in_range", "float_all_zero_black", "pil_bilevel")]
 
 
-@pytest.mark.parametrize("make, expected", [r[1:] for r in _PREDICTOR_ROWS], ids=[r[0] for r in _PREDICTOR_ROWS])
-def test_predictor(make, expected, predictor, tmp_path):
-    out = _assert_outcome(lambda: predictor(make(tmp_path)), expected)
+@pytest.mark.parametrize("row_id, make, expected", _PREDICTOR_ROWS, ids=[r[0] for r in _PREDICTOR_ROWS])
+def test_predictor(row_id, make, expected, predictor, tmp_path):
+    """Each accepted input predicts exactly what its definition does: a grey image what its three
+    equal channels do, 16-bit what value / 257 in 8 bits does, RGBA / PIL / a path what the BGR
+    array does, an EXIF-rotated JPEG what its stored pixels turned clockwise do."""
+    made = make(tmp_path)
+    out = _assert_outcome(lambda: predictor(made), expected)
     if out is not None:  # outputs at the input's resolution, whatever the aspect ratio
         assert tuple(out["panoptic_seg"][0].shape) == expected[1]
         assert tuple(out["sem_seg"].shape[1:]) == expected[1]
+        oracle = predictor(_oracle(row_id, expected, tmp_path, made))
+        assert torch.equal(out["sem_seg"], oracle["sem_seg"]), row_id
+        assert torch.equal(out["panoptic_seg"][0], oracle["panoptic_seg"][0]), row_id
+        assert out["panoptic_seg"][1] == oracle["panoptic_seg"][1], row_id
 
 
 # --------------------------------------------------------------------------------- tools/demo.py
@@ -173,7 +206,8 @@ def _demo_outcome(demo, tmp_path, inputs, extra=()):
 DEMO_ROWS = [
     ("png16_read_scaled", lambda t: [_png16(t, 257 * 60)], (), (OK,)),
     ("missing_file", lambda t: [str(t / "nope.jpg")], (), (SystemExit, "nope.jpg' does not exist")),
-    ("directory", lambda t: [str(t)], (), (SystemExit, "is a directory")),
+    # a folder is read for its images (issue 21); one without images is named
+    ("directory", lambda t: [str(t)], (), (SystemExit, "no image matches")),
     ("text_file", lambda t: [_file(t, "a.jpg", b"text")], (), (SystemExit, "not an image file")),
     ("truncated_png", lambda t: [_truncated_png(t)], (), (SystemExit, "cannot be decoded")),
     ("things_not_in_vocab", lambda t: [_png16(t)], ("--vocab", "circle;sky", "--things", "circle;dog"),
@@ -230,6 +264,13 @@ def _void_png(d, info, i=0):
     Image.fromarray(np.zeros_like(np.asarray(Image.open(path).convert("RGB")))).save(path)
 
 
+def _sem_label_250(d, info, i=2):
+    path = d / "sem" / ANN(info, i)["file_name"]
+    labels = np.array(Image.open(path))
+    labels[0, 0] = 250  # 9 classes, ignore 255
+    Image.fromarray(labels).save(path)
+
+
 ANN = lambda info, i=0: info["annotations"][i]  # noqa: E731
 ANNOTATION_ROWS = [
     ("shifted_pngs", _shift_pngs, {}, (ValueError, "does not match its segments_info")),
@@ -258,6 +299,15 @@ ANNOTATION_ROWS = [
      (ValueError, "is not in the 'categories' list")),
     ("unknown_category_id", lambda d, i: ANN(i)["segments_info"][0].update(category_id=4242), {},
      (ValueError, "Unknown category_id 4242")),
+    ("annotation_listed_twice", lambda d, i: i["annotations"].append(json.loads(json.dumps(ANN(i, 3)))), {},
+     (ValueError, "annotations #3 and #24 have the same image_id")),
+    ("image_id_twice", lambda d, i: ANN(i, 5).update(image_id=ANN(i, 1)["image_id"]), {},
+     (ValueError, "annotations #1 and #5 have the same image_id")),
+    ("missing_segments_info_key", lambda d, i: ANN(i, 2).pop("segments_info"), {},
+     (ValueError, "lacks the key(s) ['segments_info']")),
+    ("missing_file_name_key", lambda d, i: ANN(i, 2).pop("file_name"), {},
+     (ValueError, "lacks the key(s) ['file_name']")),
+    ("sem_label_outside_classes", _sem_label_250, {}, (ValueError, "holds label values [250] outside 0..8")),
     ("no_annotations", lambda d, i: i.update(annotations=[]), {}, (ValueError, "No annotations")),
     ("json_without_annotations_key", lambda d, i: i.pop("annotations"), {}, (ValueError, "missing key")),
     ("malformed_json", "{not json", {}, (ValueError, "is not valid JSON")),
@@ -427,6 +477,13 @@ def _yaml(tmp, text):
     return str(p)
 
 
+def _base(tmp, base, name="top.yaml"):
+    """A config file ``name`` whose _BASE_ is ``base`` (its path)."""
+    p = tmp / name
+    p.write_text(f"_BASE_: {base}\n")
+    return str(p)
+
+
 CONFIG_ROWS = [
     ("missing_file", lambda t: str(t / "none.yaml"), [], (FileNotFoundError, "does not exist")),
     ("empty_file", lambda t: _yaml(t, ""), [], (ValueError, "is empty")),
@@ -439,6 +496,12 @@ CONFIG_ROWS = [
     ("wrong_type", lambda t: TINY, ["SOLVER.BASE_LR", "fast"], (ValueError, "SOLVER.BASE_LR")),
     ("bad_check_level", lambda t: TINY, ["DATA.CHECK_TEST_ANNOTATIONS", "some"],
      (ValueError, "DATA.CHECK_TEST_ANNOTATIONS = 'some' must be one of")),
+    ("yaml_python_tag", lambda t: _yaml(t, "SEED: !!python/object/apply:os.getpid []\n"), [],
+     (ValueError, "uses the YAML tag 'tag:yaml.org,2002:python/object/apply:os.getpid'")),
+    ("yaml_python_tag_in_base", lambda t: (_yaml(t, "SEED: !!python/name:os.getpid\n"), str(_base(t, "c.yaml")))[1], [],
+     (ValueError, "c.yaml uses the YAML tag 'tag:yaml.org,2002:python/name:os.getpid'")),
+    ("base_cycle", lambda t: (_base(t, "top.yaml", name="c.yaml"), _base(t, "c.yaml", name="top.yaml"))[0], [],
+     (ValueError, "_BASE_ cycle")),
     ("valid", lambda t: TINY, ["DATA.CHECK_TRAIN_ANNOTATIONS", "full"], (OK,)),
 ]
 
