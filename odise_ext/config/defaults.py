@@ -6,6 +6,7 @@ from detectron2.config import get_cfg
 
 from . import add_odise_config
 from .data import check_data_config
+from .suggest import merge_with_suggestions
 
 __all__ = ["get_odise_cfg", "setup_cfg"]
 
@@ -18,20 +19,18 @@ def get_odise_cfg():
 def setup_cfg(config_file, opts=(), freeze=True):
     """Config from a yaml (``_BASE_`` composition) plus ``KEY VALUE`` overrides.
 
-    Unknown keys raise a ``KeyError`` naming the key (detectron2's ``new_allowed=False``); a
+    Unknown keys raise an ``UnknownConfigKeyError`` (a ``KeyError``) naming the key, where it was
+    given and the closest existing keys (detectron2's ``new_allowed=False``); a
     missing, empty or non-YAML file, or an odd override list, a ``FileNotFoundError`` /
     ``ValueError`` naming it.
     """
     _check_yaml_file(config_file)
     cfg = get_odise_cfg()
-    cfg.merge_from_file(config_file)
+    merge_with_suggestions(cfg, lambda: cfg.merge_from_file(config_file), config_file)
     opts = list(opts)
     if len(opts) % 2:
         raise ValueError(f"config overrides must be KEY VALUE pairs; {opts[-1]!r} has no value")
-    try:
-        cfg.merge_from_list(opts)
-    except AssertionError as e:  # yacs asserts on an unknown key
-        raise KeyError(str(e)) from None
+    merge_with_suggestions(cfg, lambda: cfg.merge_from_list(opts), "the command-line overrides")
     check_data_config(cfg)
     if freeze:
         cfg.freeze()
