@@ -23,7 +23,9 @@ import odise_ext  # noqa: E402,F401
 from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.odise.open_vocab.vocabulary import Vocabulary  # noqa: E402
 from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
-from odise_ext.utils.visualization import draw_panoptic, side_by_side, vocabulary_metadata  # noqa: E402
+from odise_ext.utils.visualization import (  # noqa: E402
+    display_factor, draw_panoptic, enlarge_image, headed_panels, vocabulary_metadata,
+)
 
 
 def main(argv=None):
@@ -49,7 +51,11 @@ def main(argv=None):
         gt = rgb2id(read_image(d["pan_seg_file_name"], format="RGB"))
         gt_info = [{"id": s["id"], "category_id": s["category_id"], "isthing": bool(s["isthing"])} for s in d["segments_info"]]
         seg, info = predictor(np.ascontiguousarray(rgb[:, :, ::-1]))["panoptic_seg"]
-        panel = side_by_side(rgb, draw_panoptic(rgb, gt, gt_info, vis_meta), draw_panoptic(rgb, seg, info, vis_meta))
+        panel = headed_panels([
+            (enlarge_image(rgb, display_factor(*rgb.shape[:2])), "image"),
+            (draw_panoptic(rgb, gt, gt_info, vis_meta), "ground truth"),
+            (draw_panoptic(rgb, seg, info, vis_meta), "prediction"),
+        ])
         dst = os.path.join(args.output, f"{d['image_id']}.png")
         atomic_save_image(Image.fromarray(panel), dst)
         written.append(dst)
