@@ -33,8 +33,11 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    from odise_ext.config.early_checks import checked_cfg
     from odise_ext.web import build_app, build_session, local_theme
 
+    for config_file in args.config_file:  # keys, device, weight paths: before any model is built
+        checked_cfg(config_file, args.opts)
     sessions = [build_session(f, args.opts) for f in args.config_file]
     app = build_app(sessions, tagger=args.tagger)
     app.queue(default_concurrency_limit=1).launch(
@@ -44,4 +47,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from one_line_errors import run
+
+    run(main)

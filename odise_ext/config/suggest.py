@@ -37,10 +37,13 @@ def all_keys(cfg, prefix: str = "") -> List[str]:
 
 
 def closest_keys(key: str, keys: List[str], n: int = 3) -> List[str]:
-    """Up to ``n`` keys of ``keys`` closest to ``key``: first by the whole dotted key, then by its
-    last part (a key put under the wrong namespace, e.g. ``SOLVER.SEED`` -> ``SEED``)."""
-    found = difflib.get_close_matches(key, keys, n=n, cutoff=0.75)
-    if len(found) < n:
+    """Up to ``n`` keys of ``keys`` closest to ``key``: first by the whole dotted key (only those
+    about as close as the closest, so one clear typo gets one answer), then by its last part (a
+    key put under the wrong namespace, e.g. ``SOLVER.SEED`` -> ``SEED``) when none is spelt alike."""
+    scored = sorted(((difflib.SequenceMatcher(None, key, k).ratio(), k) for k in keys), reverse=True)
+    best = scored[0][0] if scored else 0.0
+    found = [k for r, k in scored[:n] if r >= 0.75 and r >= best - 0.02]
+    if not found:
         leaf = key.rsplit(".", 1)[-1]
         by_leaf = [k for k in keys if k.rsplit(".", 1)[-1] == leaf and k not in found]
         found += by_leaf[: n - len(found)]
