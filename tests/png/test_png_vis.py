@@ -103,5 +103,7 @@ def test_visualize_png_tool_writes_panels(shapes_root, tmp_path):
     for path in written:
         assert path.endswith(".png") and os.path.dirname(path) == str(tmp_path)
         panel = np.asarray(Image.open(path).convert("RGB"))
-        # ground truth | prediction, each the (128 px, upscaled to 320) image above its caption
-        assert panel.shape[1] == 2 * 320 + 4 and panel.shape[0] > 320 + 20
+        # ground truth | prediction, each the (128 px, upscaled to 512) image above its caption,
+        # under its heading
+        assert panel.shape[1] == 2 * 512 + 4 and panel.shape[0] > 512 + 20 + 10
+        assert (panel[:10] == 255).all(axis=2).mean() > 0.8  # the white heading band on top
