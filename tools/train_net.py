@@ -96,6 +96,7 @@ def main_in_process_group(args):
     while gloo's threads still run can abort ("terminate called without an active exception"),
     turning a finished run into a failed one."""
     import torch
+    from detectron2.utils import comm
 
     res = main(args)
     if torch.distributed.is_available() and torch.distributed.is_initialized():

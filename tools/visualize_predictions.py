@@ -52,7 +52,8 @@ def main(argv=None):
     for d in tqdm(DatasetCatalog.get(args.dataset)[: args.num], desc="drawing"):
         rgb = read_image(d["file_name"], format="RGB")
         gt = rgb2id(read_image(d["pan_seg_file_name"], format="RGB"))
-        gt_info = [{"id": s["id"], "category_id": s["category_id"], "isthing": bool(s["isthing"])} for s in d["segments_info"]]
+        gt_info = [{"id": s["id"], "category_id": s["category_id"], "isthing": bool(s["isthing"])}
+                   for s in d["segments_info"]]
         seg, info = predictor(np.ascontiguousarray(rgb[:, :, ::-1]))["panoptic_seg"]
         panel = headed_panels([
             (enlarge_image(rgb, display_factor(*rgb.shape[:2])), "image"),

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from .defaults import setup_cfg
 from .suggest import check_device
 
-__all__ = ["checked_cfg", "check_weight_paths", "user_input_errors"]
+__all__ = ["checked_cfg", "check_dataset_names", "check_weight_paths", "user_input_errors"]
 
 # Weight keys that name a local file or folder unless "random" (or empty: an error at build time).
 _LOCAL_WEIGHTS = ("MODEL.DIFFUSION.WEIGHTS", "MODEL.CLIP.WEIGHTS")
@@ -49,12 +49,32 @@ def check_weight_paths(cfg) -> None:
             raise FileNotFoundError(f"{key}={value} does not exist (a local file or folder, or 'random')")
 
 
+def check_dataset_names(cfg) -> None:
+    """Every name in ``DATASETS.TRAIN`` / ``DATASETS.TEST`` is registered (``KeyError`` naming the
+    closest registered names otherwise). Only names: a dataset's files are read, and checked,
+    when it is loaded."""
+    import difflib
+
+    from detectron2.data import DatasetCatalog
+
+    import odise_ext  # noqa: F401  (registers the built-in dataset names)
+
+    registered = DatasetCatalog.list()
+    for key in ("DATASETS.TRAIN", "DATASETS.TEST"):
+        for name in _get(cfg, key) or ():
+            if name not in registered:
+                near = difflib.get_close_matches(name, registered, n=3, cutoff=0.6)
+                hint = f"; did you mean {' or '.join(near)}?" if near else "; see datasets/README.md"
+                raise KeyError(f"{key}: {name!r} is not a registered dataset{hint}")
+
+
 def checked_cfg(config_file, opts=(), *, weights: bool = True, freeze: bool = True):
-    """:func:`setup_cfg` plus :func:`check_device` and (``weights``) :func:`check_weight_paths`,
-    every error marked by :func:`user_input_errors`."""
+    """:func:`setup_cfg` plus :func:`check_device`, :func:`check_dataset_names` and (``weights``)
+    :func:`check_weight_paths`, every error marked by :func:`user_input_errors`."""
     with user_input_errors():
         cfg = setup_cfg(config_file, opts, freeze=freeze)
         check_device(cfg)
+        check_dataset_names(cfg)
         if weights:
             check_weight_paths(cfg)
     return cfg

@@ -25,7 +25,9 @@ from PIL import Image, ImageDraw
 
 from .depth_vis import colorize_depth, depth_colorbar
 from ..utils.labels import draw_labels
-from ..utils.visualization import class_palette, display_factor, distinct_colors, draw_regions, enlarge_image, enlarge_map
+from ..utils.visualization import (
+    class_palette, display_factor, distinct_colors, draw_regions, enlarge_image, enlarge_map,
+)
 
 __all__ = ["semantic_metadata", "draw_sem_seg", "draw_depth", "draw_ref_mask", "draw_keypoints"]
 
@@ -129,7 +131,9 @@ def draw_ref_mask(
     return out
 
 
-def draw_keypoints(image_rgb: np.ndarray, instances, metadata: Metadata, keypoint_threshold: float = 0.05) -> np.ndarray:
+def draw_keypoints(
+    image_rgb: np.ndarray, instances, metadata: Metadata, keypoint_threshold: float = 0.05
+) -> np.ndarray:
     """
     Args:
         image_rgb: uint8 [H, W, 3].

@@ -296,9 +296,10 @@ def _check_weight_files(path: str, name: str) -> None:
     sub = os.path.join(path, name)
     files = sorted(f for f in os.listdir(sub) if f.endswith((".safetensors", ".bin")))
     if not files:
+        example = "model" if name == "text_encoder" else "diffusion_pytorch_model"
         raise FileNotFoundError(
             f"MODEL.DIFFUSION.WEIGHTS={path!r}: {name}/ has config.json but no weights file "
-            f"(.safetensors or .bin, e.g. {'model' if name == 'text_encoder' else 'diffusion_pytorch_model'}.safetensors)."
+            f"(.safetensors or .bin, e.g. {example}.safetensors)."
         )
     for f in files:
         marker = "\0"

@@ -11,8 +11,8 @@ from PIL import Image, ImageDraw
 
 from .labels import draw_labels, label_font
 
-__all__ = ["DISPLAY_LONG_SIDE", "class_palette", "distinct_colors", "vocabulary_metadata", "display_factor", "enlarge_image",
-           "enlarge_map", "draw_regions", "draw_panoptic", "side_by_side", "with_heading", "headed_panels"]
+__all__ = ["DISPLAY_LONG_SIDE", "class_palette", "distinct_colors", "vocabulary_metadata", "display_factor",
+           "enlarge_image", "enlarge_map", "draw_regions", "draw_panoptic", "side_by_side", "with_heading", "headed_panels"]
 
 # Drawings of smaller images are enlarged by a whole factor to reach this long side.
 DISPLAY_LONG_SIDE = 512
@@ -106,7 +106,8 @@ def draw_panoptic(image_rgb, panoptic_seg, segments_info, metadata, long_side: i
     class name (things numbered when a class has several)."""
     seg = panoptic_seg.cpu().numpy() if torch.is_tensor(panoptic_seg) else np.asarray(panoptic_seg)
     factor = display_factor(*seg.shape, long_side=long_side)
-    names, colors = metadata.stuff_classes, metadata.get("stuff_colors", None) or class_palette(len(metadata.stuff_classes))
+    names = metadata.stuff_classes
+    colors = metadata.get("stuff_colors", None) or class_palette(len(names))
     counts = {}
     for s in segments_info:
         counts[s["category_id"]] = counts.get(s["category_id"], 0) + 1

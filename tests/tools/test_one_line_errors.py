@@ -23,7 +23,12 @@ from detectron2.modeling import META_ARCH_REGISTRY
 built = []
 for name, _ in list(META_ARCH_REGISTRY):  # any model build is recorded (and would be too late)
     cls = META_ARCH_REGISTRY.get(name)
-    cls.__init__ = (lambda init: lambda self, *a, **k: (built.append(type(self).__name__), init(self, *a, **k))[1])(cls.__init__)
+    def recording(init):
+        def __init__(self, *a, **k):
+            built.append(type(self).__name__)
+            init(self, *a, **k)
+        return __init__
+    cls.__init__ = recording(cls.__init__)
 results = []
 for argv in json.loads(sys.argv[1]):
     sys.argv = argv
@@ -66,6 +71,8 @@ def runs(tmp_path_factory):
         "train_net_weights": ["tools/train_net.py", "--config-file", TINY, "--eval-only", "MODEL.WEIGHTS", missing],
         "demo_weights": ["tools/demo.py", "--config-file", TINY, "--input", str(image), "--output", str(tmp / "o.png"),
                          "--opts", "MODEL.WEIGHTS", missing],
+        "train_net_dataset": ["tools/train_net.py", "--config-file", TINY, "DATASETS.TRAIN",
+                              "('shapes_train_panoptic_with_semseg',)"],
         "demo_missing_image": ["tools/demo.py", "--config-file", TINY, "--input", str(tmp / "nope.jpg"),
                                "--output", str(tmp / "o.png")],
     }
@@ -120,3 +127,11 @@ def test_missing_weights_are_named_before_the_build(runs, case):
 def test_missing_image_is_named_before_the_build(runs):
     res = runs["demo_missing_image"]
     assert "nope.jpg' does not exist" in str(res["code"]) and res["built"] == []
+
+
+def test_misspelt_dataset_name_names_the_registered_one(runs):
+    res = runs["train_net_dataset"]
+    assert res["code"] == 2 and res["err"].count("\n") == 1, res
+    assert res["err"].strip() == ("error: DATASETS.TRAIN: 'shapes_train_panoptic_with_semseg' is not a registered "
+                                  "dataset; did you mean shapes_train_panoptic_with_sem_seg?")
+    assert res["built"] == []
