@@ -8,7 +8,7 @@ import os
 from contextlib import contextmanager
 
 from .defaults import setup_cfg
-from .suggest import check_device
+from .suggest import check_device, closest_keys
 
 __all__ = ["checked_cfg", "check_dataset_names", "check_weight_paths", "user_input_errors"]
 
@@ -53,8 +53,6 @@ def check_dataset_names(cfg) -> None:
     """Every name in ``DATASETS.TRAIN`` / ``DATASETS.TEST`` is registered (``KeyError`` naming the
     closest registered names otherwise). Only names: a dataset's files are read, and checked,
     when it is loaded."""
-    import difflib
-
     from detectron2.data import DatasetCatalog
 
     import odise_ext  # noqa: F401  (registers the built-in dataset names)
@@ -63,7 +61,7 @@ def check_dataset_names(cfg) -> None:
     for key in ("DATASETS.TRAIN", "DATASETS.TEST"):
         for name in _get(cfg, key) or ():
             if name not in registered:
-                near = difflib.get_close_matches(name, registered, n=3, cutoff=0.6)
+                near = closest_keys(name, registered)
                 hint = f"; did you mean {' or '.join(near)}?" if near else "; see datasets/README.md"
                 raise KeyError(f"{key}: {name!r} is not a registered dataset{hint}")
 
