@@ -24,6 +24,19 @@ import functools
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # datasets/common_args.py
+from common_args import add_common_arguments  # noqa: E402
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser, splits=("train", "val"))
+    return parser
+
+
+if __name__ == "__main__":  # --help and argument errors answer before the heavy imports below
+    get_parser().parse_args()
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,7 +44,6 @@ from PIL import Image
 
 from odise_ext.data.datasets.categories import ADE20K_847_CATEGORIES
 from odise_ext.data.datasets.prepare_utils import (
-    add_common_arguments,
     missing_inputs,
     progress_map,
     report_missing,
@@ -119,9 +131,7 @@ def list_images(root: str, index_file: str):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, splits=("train", "val"))
-    args = parser.parse_args(argv)
+    args = get_parser().parse_args(argv)
     root = resolve_root(args.root)
     p = {split: ade20k_paths(root, split) for split in ("train", "val")}
     missing = missing_inputs([(p["val"]["full_index"], ADE20K_SOURCES["full_index"])])

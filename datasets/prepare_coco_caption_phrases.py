@@ -23,6 +23,24 @@ import json
 import os
 import sys
 
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default=None,
+                        help="datasets root (default: $DETECTRON2_DATASETS, else ./datasets)")
+    parser.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
+    parser.add_argument("--overwrite", action="store_true", help="redo an existing output")
+    parser.add_argument("--tagger", default="nltk",
+                        help="'nltk' (default) or 'package.module:factory' returning a callable "
+                             "tokens -> [(token, Penn tag)]")
+    parser.add_argument("--keep-determiners", action="store_true",
+                        help="keep a leading determiner ('a red car' instead of 'red car')")
+    return parser
+
+
+if __name__ == "__main__":  # --help and argument errors answer before the heavy imports below
+    get_parser().parse_args()
+
 from tqdm import tqdm
 
 from odise_ext.data.datasets.prepare_utils import (
@@ -75,17 +93,7 @@ def extract_split(root: str, split: str, extractor, overwrite: bool = False) -> 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=None,
-                        help="datasets root (default: $DETECTRON2_DATASETS, else ./datasets)")
-    parser.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
-    parser.add_argument("--overwrite", action="store_true", help="redo an existing output")
-    parser.add_argument("--tagger", default="nltk",
-                        help="'nltk' (default) or 'package.module:factory' returning a callable "
-                             "tokens -> [(token, Penn tag)]")
-    parser.add_argument("--keep-determiners", action="store_true",
-                        help="keep a leading determiner ('a red car' instead of 'red car')")
-    args = parser.parse_args(argv)
+    args = get_parser().parse_args(argv)
     try:
         tagger = load_tagger(args.tagger)
     except TaggerUnavailableError as e:

@@ -18,6 +18,17 @@ import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # datasets/common_args.py
+from common_args import per_split_parser  # noqa: E402
+
+
+def get_parser():
+    return per_split_parser(__doc__)
+
+
+if __name__ == "__main__":  # --help and argument errors answer before the heavy imports below
+    get_parser().parse_args()
+
 import numpy as np
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 from PIL import Image
@@ -74,7 +85,7 @@ def convert_split(root: str, split: str, overwrite: bool = False, workers: int =
 
 
 def main(argv=None) -> int:
-    return run_per_split(__doc__, convert_split, argv)
+    return run_per_split(convert_split, get_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -22,13 +22,25 @@ import argparse
 import os
 import sys
 
+SPLITS = {"train": "splits/eigen_train_files_with_gt.txt", "test": "splits/eigen_test_files_with_gt.txt"}
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS, else ./datasets)")
+    p.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
+    return p
+
+
+if __name__ == "__main__":  # --help and argument errors answer before the heavy imports below
+    get_parser().parse_args()
+
 from PIL import Image
 from tqdm import tqdm
 
 from odise_ext.data.datasets.prepare_utils import read_bts_split_file, resolve_root, write_index
 
 KITTI_URL = "https://www.cvlibs.net/datasets/kitti/eval_depth.php?benchmark=depth_prediction"
-SPLITS = {"train": "splits/eigen_train_files_with_gt.txt", "test": "splits/eigen_test_files_with_gt.txt"}
 
 
 def index_split(kitti_root, split):
@@ -59,10 +71,7 @@ def index_split(kitti_root, split):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS, else ./datasets)")
-    p.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
-    args = p.parse_args(argv)
+    args = get_parser().parse_args(argv)
     args.root = resolve_root(args.root)
     kitti_root = os.path.join(args.root, "kitti")
     failed = False

@@ -23,16 +23,29 @@ import argparse
 import os
 import sys
 
+SPLITS = {
+    "train": ("splits/nyudepthv2_train_files_with_gt.txt", "sync"),
+    "test": ("splits/nyudepthv2_test_files_with_gt.txt", "official_splits/test"),
+}
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS, else ./datasets)")
+    p.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
+    p.add_argument("--skip-size-check", action="store_true", help="assume 640x480 instead of opening images")
+    return p
+
+
+if __name__ == "__main__":  # --help and argument errors answer before the heavy imports below
+    get_parser().parse_args()
+
 from PIL import Image
 from tqdm import tqdm
 
 from odise_ext.data.datasets.prepare_utils import read_bts_split_file, resolve_root, write_index
 
 BTS_URL = "https://github.com/cleinc/bts (README: NYU Depth V2 sync.zip and the official test split)"
-SPLITS = {
-    "train": ("splits/nyudepthv2_train_files_with_gt.txt", "sync"),
-    "test": ("splits/nyudepthv2_test_files_with_gt.txt", "official_splits/test"),
-}
 
 
 def index_split(nyu_root, split, check_size=True):
@@ -64,11 +77,7 @@ def index_split(nyu_root, split, check_size=True):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS, else ./datasets)")
-    p.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
-    p.add_argument("--skip-size-check", action="store_true", help="assume 640x480 instead of opening images")
-    args = p.parse_args(argv)
+    args = get_parser().parse_args(argv)
     args.root = resolve_root(args.root)
     nyu_root = os.path.join(args.root, "nyu")
     failed = False

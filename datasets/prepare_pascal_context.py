@@ -26,12 +26,26 @@ import functools
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # datasets/common_args.py
+from common_args import add_common_arguments  # noqa: E402
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser, splits=("train", "val"))
+    parser.add_argument("--only", choices=("59", "459"), default=None,
+                        help="write one label set only (default: both)")
+    return parser
+
+
+if __name__ == "__main__":  # --help and argument errors answer before the heavy imports below
+    get_parser().parse_args()
+
 import numpy as np
 import scipy.io
 
 from odise_ext.data.datasets.categories import PASCAL_CONTEXT_59_CATEGORIES
 from odise_ext.data.datasets.prepare_utils import (
-    add_common_arguments,
     copy_file,
     missing_inputs,
     progress_map,
@@ -113,11 +127,7 @@ def convert_split(root: str, split: str, kinds=("59", "459"), overwrite: bool = 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, splits=("train", "val"))
-    parser.add_argument("--only", choices=("59", "459"), default=None,
-                        help="write one label set only (default: both)")
-    args = parser.parse_args(argv)
+    args = get_parser().parse_args(argv)
     root = resolve_root(args.root)
     kinds = (args.only,) if args.only else ("59", "459")
     status = 0

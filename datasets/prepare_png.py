@@ -28,6 +28,20 @@ import os
 import sys
 from collections import Counter
 
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=os.getenv("DETECTRON2_DATASETS", "datasets"),
+                        help="datasets directory (default: $DETECTRON2_DATASETS or ./datasets)")
+    parser.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
+    parser.add_argument("--check-pixels", action="store_true",
+                        help="also read every referenced panoptic PNG and check the ids have pixels (slow)")
+    return parser
+
+
+if __name__ == "__main__":  # --help and argument errors answer before the heavy imports below
+    get_parser().parse_args()
+
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
@@ -123,13 +137,7 @@ def check_split(root, split, check_pixels=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=os.getenv("DETECTRON2_DATASETS", "datasets"),
-                        help="datasets directory (default: $DETECTRON2_DATASETS or ./datasets)")
-    parser.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
-    parser.add_argument("--check-pixels", action="store_true",
-                        help="also read every referenced panoptic PNG and check the ids have pixels (slow)")
-    args = parser.parse_args(argv)
+    args = get_parser().parse_args(argv)
 
     all_problems = []
     for split in args.splits:

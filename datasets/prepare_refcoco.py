@@ -23,13 +23,26 @@ import os
 import sys
 from collections import defaultdict
 
+SPLIT_BYS = {"refcoco": ("unc",), "refcoco+": ("unc",), "refcocog": ("umd", "google")}
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS, else ./datasets)")
+    p.add_argument("--datasets", nargs="+", default=list(SPLIT_BYS), choices=list(SPLIT_BYS))
+    p.add_argument("--check-images", action="store_true", help="also check that every image file exists")
+    return p
+
+
+if __name__ == "__main__":  # --help and argument errors answer before the heavy imports below
+    get_parser().parse_args()
+
 from tqdm import tqdm
 
 from odise_ext.data.datasets.prepare_utils import report_problems, resolve_root, write_index
 from odise_ext.utils.safe_load import safe_pickle_load
 
 REFER_URL = "https://github.com/lichengunc/refer (data: refcoco.zip, refcoco+.zip, refcocog.zip)"
-SPLIT_BYS = {"refcoco": ("unc",), "refcoco+": ("unc",), "refcocog": ("umd", "google")}
 
 
 def convert(refs, instances):
@@ -62,11 +75,7 @@ def convert(refs, instances):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS, else ./datasets)")
-    p.add_argument("--datasets", nargs="+", default=list(SPLIT_BYS), choices=list(SPLIT_BYS))
-    p.add_argument("--check-images", action="store_true", help="also check that every image file exists")
-    args = p.parse_args(argv)
+    args = get_parser().parse_args(argv)
     args.root = resolve_root(args.root)
     base = os.path.join(args.root, "refcoco")
     failed = False

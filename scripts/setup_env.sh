@@ -11,7 +11,7 @@ STAMP="$VENV/.odise_ext_setup"
 want=$(cat scripts/setup_env.sh setup.py | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
    && "$VENV/bin/python" -c "import torch, torchvision, detectron2, panopticapi, diffusers, open_clip, odise_ext" 2>/dev/null; then
-  echo "[setup] environment up to date ($VENV)"
+  echo "[setup] environment up to date ($VENV). Next: make demo (tools run with $VENV/bin/python)"
   exit 0
 fi
 
@@ -44,6 +44,13 @@ if ! "$VENV/bin/python" -c "import detectron2" 2>/dev/null; then
   cp -r "$tmp"/* "$SITE"/
   rm -rf "$tmp"
 fi
+# Two packages are installed without their dependencies on purpose: sal-detectron2 (its metadata
+# pins numpy<2 and asks for black, and is tagged cp310) and panopticapi-lite (pins numpy<2, asks for
+# scikit-image and platformdirs). The pins are stale: the code odise-ext uses runs on numpy 2. pip
+# still reads their metadata and may print "ERROR: pip's dependency resolver does not currently take
+# into account all the packages that are installed ..." naming them: expected, not a failed install.
+echo "[setup] note: pip resolver messages naming sal-detectron2 or panopticapi-lite (numpy<2, black," \
+     "scikit-image, platformdirs) are expected: both are installed without dependencies on purpose"
 # detectron2's own dependencies (the wheel was installed without them)
 $PIP install -q "fvcore<0.1.6" "iopath<0.1.11" "omegaconf>=2.1,<2.4" "hydra-core>=1.1" yacs termcolor \
     tabulate cloudpickle matplotlib tensorboard pycocotools
@@ -51,4 +58,7 @@ $PIP install -q "fvcore<0.1.6" "iopath<0.1.11" "omegaconf>=2.1,<2.4" "hydra-core
 $PIP install -q --no-deps panopticapi-lite==0.2.0
 $PIP install -q -e ".[test]"
 echo "$want" > "$STAMP"
-"$VENV/bin/python" -c "import torch, torchvision, detectron2, panopticapi, diffusers, open_clip, odise_ext; print('[setup] ok: torch', torch.__version__, 'detectron2', detectron2.__version__)"
+# the last line: success (the imports work), what was installed, what to run next
+"$VENV/bin/python" -c "import torch, torchvision, detectron2, panopticapi, diffusers, open_clip, odise_ext; \
+print(f'[setup] done: $VENV is ready (torch {torch.__version__}, detectron2 {detectron2.__version__}); ' \
+      'resolver messages about sal-detectron2 / panopticapi-lite above are expected. Next: make demo')"

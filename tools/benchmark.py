@@ -23,30 +23,29 @@ import resource
 import statistics
 import sys
 import time
-
-import torch
-from detectron2.config import get_cfg
-from detectron2.utils.registry import Registry
-from tqdm import tqdm
+from typing import Callable, Dict
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+# torch, detectron2 and odise_ext are imported after the command line is parsed (--help answers
+# at once), so the entries are kept in a plain dict rather than a detectron2 Registry.
 
-from odise_ext.config import add_odise_config  # noqa: E402
-from odise_ext.config.defaults import check_yaml_chain  # noqa: E402
+# A benchmark entry is ``fn(cfg, args) -> (callable, description)``: ``callable()`` runs one timed
+# pass; ``description`` is a dict merged into the JSON output (e.g. image size).
+BENCHMARK_REGISTRY: Dict[str, Callable] = {}
 
-BENCHMARK_REGISTRY = Registry("BENCHMARK")
-BENCHMARK_REGISTRY.__doc__ = """
-A benchmark entry is ``fn(cfg, args) -> (callable, description)``: ``callable()`` runs one timed
-pass; ``description`` is a dict merged into the JSON output (e.g. image size).
-"""
+
+def register_benchmark(fn: Callable) -> Callable:
+    """Register ``fn`` as the benchmark entry named like the function."""
+    BENCHMARK_REGISTRY[fn.__name__] = fn
+    return fn
 
 
 def setup_cfg(args):
-    check_yaml_chain(args.config_file)  # every file of the _BASE_ chain is plain, safe YAML
-    cfg = get_cfg()
-    add_odise_config(cfg)
-    cfg.merge_from_file(args.config_file, allow_unsafe=False)
-    cfg.merge_from_list(args.opts)
+    from odise_ext.config import setup_cfg as odise_setup_cfg
+    from odise_ext.config.early_checks import user_input_errors
+
+    with user_input_errors():  # a misspelt key: one line naming the closest keys
+        cfg = odise_setup_cfg(args.config_file, args.opts, freeze=False)
     # Benchmarks measure architectures; without real files they run on random weights.
     if not cfg.MODEL.DIFFUSION.WEIGHTS:
         cfg.MODEL.DIFFUSION.WEIGHTS = "random"
@@ -59,9 +58,10 @@ def setup_cfg(args):
     return cfg
 
 
-@BENCHMARK_REGISTRY.register()
+@register_benchmark
 def backbone(cfg, args):
     """The diffusion backbone alone (windows, frozen VAE/UNet/CLIP, projections), inference."""
+    import torch
     from detectron2.modeling import build_backbone
 
     import odise_ext  # noqa: F401  (registers DiffusionBackbone)
@@ -85,10 +85,11 @@ def backbone(cfg, args):
     }
 
 
-@BENCHMARK_REGISTRY.register()
+@register_benchmark
 def model(cfg, args):
     """The whole model of the config (e.g. ODISE: backbone, Mask2Former head, CLIP fusion,
     panoptic/semantic/instance post-processing), inference on one random RGB image."""
+    import torch
     from detectron2.modeling import build_model
 
     import odise_ext  # noqa: F401  (registers datasets, for the model's vocabulary, and models)
@@ -116,11 +117,15 @@ def model(cfg, args):
 
 
 def _sync(device: str):
+    import torch
+
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
 def _peak_memory_mb(device: str):
+    import torch
+
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
     # Linux reports ru_maxrss in KiB.
@@ -131,7 +136,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    entries = sorted(name for name, _ in BENCHMARK_REGISTRY)
+    entries = sorted(BENCHMARK_REGISTRY)
     parser.add_argument("--entry", default="backbone", help=f"one of {entries}")
     parser.add_argument("--config-file", default="configs/base/sd_v1.yaml")
     parser.add_argument("--size", type=int, default=512, help="square input side in pixels")
@@ -159,13 +164,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be >= 1 and --warmup >= 0")
+    if args.entry not in BENCHMARK_REGISTRY:
+        parser.error(f"--entry {args.entry!r} is not one of {entries}")
+    import torch
+    from tqdm import tqdm
 
     if args.suite:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from benchmark_suite import run_suite  # noqa: E402  (tools/benchmark_suite.py)
 
         return run_suite(args, setup_cfg, args.suite, args.table)
-    entry = BENCHMARK_REGISTRY.get(args.entry)
+    entry = BENCHMARK_REGISTRY[args.entry]
     cfg = setup_cfg(args)
     run, description = entry(cfg, args)
     if args.device.startswith("cuda"):
@@ -200,4 +209,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from one_line_errors import run
+
+    run(main)

@@ -14,23 +14,27 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# torch and odise_ext are imported after the command line is parsed (--help answers at once).
 
-import torch  # noqa: E402
-
-from odise_ext.engine.checkpoint import state_dict_problems  # noqa: E402
-from odise_ext.odise.release import convert_odise_state_dict  # noqa: E402
-from odise_ext.utils.atomic_io import atomic_write  # noqa: E402
-from odise_ext.utils.safe_load import UnsafeFileError, safe_torch_load  # noqa: E402
+# the model is built on the meta device (shapes only): no weights are read
+_META_OPTS = ["MODEL.DIFFUSION.WEIGHTS", "random", "MODEL.CLIP.WEIGHTS", "random", "MODEL.DEVICE", "meta"]
 
 
-def check_against_config(state_dict, config_file):
+def config_of(config_file):
+    """The config to verify against, checked (keys, values) before the checkpoint is read."""
+    from odise_ext.config.early_checks import checked_cfg
+
+    return checked_cfg(config_file, _META_OPTS, weights=False)
+
+
+def check_against_config(state_dict, config_file, cfg=None):
     """Compare keys and shapes with the trainable state of the config's model; return problems."""
-    import odise_ext  # noqa: F401
+    import torch
     from detectron2.modeling import build_model
 
-    from odise_ext.config import setup_cfg
+    from odise_ext.engine.checkpoint import state_dict_problems
 
-    cfg = setup_cfg(config_file, ["MODEL.DIFFUSION.WEIGHTS", "random", "MODEL.CLIP.WEIGHTS", "random", "MODEL.DEVICE", "meta"])
+    cfg = cfg if cfg is not None else config_of(config_file)
     with torch.device("meta"):
         model = build_model(cfg)
     # criterion buffers (class weights) are rebuilt from the config, and "_extra_state" entries
@@ -50,6 +54,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not os.path.isfile(args.input):
         raise SystemExit(f"no such checkpoint: {args.input}")
+    import torch
+
+    from odise_ext.odise.release import convert_odise_state_dict
+    from odise_ext.utils.atomic_io import atomic_write
+    from odise_ext.utils.safe_load import UnsafeFileError, safe_torch_load
+
+    cfg = config_of(args.config_file) if args.config_file else None
     try:
         ckpt = safe_torch_load(args.input)  # never runs code from the file (ODISE releases hold tensors only)
     except UnsafeFileError as e:
@@ -61,7 +72,7 @@ def main(argv=None):
     print(f"converted {len(converted)} tensors; dropped {len(frozen)} frozen SD/CLIP tensors (reloaded from their "
           f"sources) and {len(other)} others ({', '.join(other) or 'none'})")
     if args.config_file:
-        problems = check_against_config(converted, args.config_file)
+        problems = check_against_config(converted, args.config_file, cfg)
         if problems:
             raise SystemExit("the converted checkpoint does not fit the model:\n  " + "\n  ".join(problems[:50]))
         print(f"all keys and shapes match the model of {args.config_file}")
@@ -71,4 +82,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from one_line_errors import run
+
+    run(main)

@@ -21,27 +21,22 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import torch  # noqa: E402
-
-from odise_ext.utils.atomic_io import atomic_write  # noqa: E402
-from odise_ext.checkpoint import (  # noqa: E402
-    RELEASE_FORMATS,
-    check_against_model,
-    convert_ours_to_release,
-    convert_release_to_ours,
-    detect_release_format,
-    load_release_checkpoint,
-)
+# torch and odise_ext are imported after the command line is parsed (--help answers at once).
 
 
-def _model_of(config_file):
-    import odise_ext  # noqa: F401
+def _cfg_of(config_file):
+    """The config to verify against (shapes only, on the meta device), checked before any
+    checkpoint is read."""
+    from odise_ext.config.early_checks import checked_cfg
+
+    return checked_cfg(config_file, ["MODEL.DIFFUSION.WEIGHTS", "random", "MODEL.DEVICE", "meta"], weights=False)
+
+
+def _model_of(config_file, cfg=None):
+    import torch
     from detectron2.modeling import build_model
 
-    from odise_ext.config import setup_cfg
-
-    cfg = setup_cfg(config_file, ["MODEL.DIFFUSION.WEIGHTS", "random", "MODEL.DEVICE", "meta"])
+    cfg = cfg if cfg is not None else _cfg_of(config_file)
     with torch.device("meta"):
         return build_model(cfg)
 
@@ -50,11 +45,28 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="released checkpoint (.pth), or ours with --to-release")
     p.add_argument("output", help="where to write the converted checkpoint")
-    p.add_argument("--format", default="auto", choices=["auto", *sorted(RELEASE_FORMATS)])
+    p.add_argument("--format", default="auto",
+                   help="the released checkpoint's format (default: detected); an unknown name lists them")
     p.add_argument("--config-file", default="", help="verify the converted keys against this config's model")
     p.add_argument("--no-release-shapes", action="store_true", help="do not compare shapes with the released model")
     p.add_argument("--to-release", action="store_true", help="convert one of our checkpoints back")
     args = p.parse_args(argv)
+    import torch
+
+    from odise_ext.utils.atomic_io import atomic_write
+    from odise_ext.checkpoint import (
+        RELEASE_FORMATS,
+        check_against_model,
+        convert_ours_to_release,
+        convert_release_to_ours,
+        detect_release_format,
+        load_release_checkpoint,
+    )
+
+    if args.format not in ("auto", *RELEASE_FORMATS):
+        p.error(f"argument --format: invalid choice: {args.format!r} (choose from "
+                f"{', '.join(repr(f) for f in ['auto', *sorted(RELEASE_FORMATS)])})")
+    cfg = _cfg_of(args.config_file) if args.config_file else None
     try:
         state, rest = load_release_checkpoint(args.input)
     except (ValueError, FileNotFoundError) as e:
@@ -76,7 +88,7 @@ def main(argv=None):
             raise SystemExit(str(e))
         print(f"{fmt}: converted {len(converted)} tensors")
         if args.config_file:
-            problems = check_against_model(converted, _model_of(args.config_file), fmt)
+            problems = check_against_model(converted, _model_of(args.config_file, cfg), fmt)
             if problems:
                 raise SystemExit("the converted checkpoint does not fit the model:\n  " + "\n  ".join(problems[:50]))
             print(f"all keys and shapes match the model of {args.config_file}")
@@ -91,4 +103,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from one_line_errors import run
+
+    run(main)

@@ -36,36 +36,29 @@ VPD / Meta-Prompts (the drawing follows the model's output):
     python tools/demo.py --config-file configs/vpd/vpd_coco_pose.yaml --input img.jpg --output pose.png \\
         --boxes "10,20,200,400;220,30,380,410"
 
-Every drawing has the input image's size. Several inputs need ``--output`` to be a folder.
+Panoptic Narrative Grounding (one coloured mask per phrase, the narrative underneath):
+
+    python tools/demo.py --config-file configs/quickstart/png_shapes.yaml --input img.png --output png.png \\
+        --narrative "a red circle above the sand and the water" --phrases "a red circle;the sand;the water" \\
+        --opts MODEL.WEIGHTS output/png_quickstart/model_final.pth
+
+Without ``--phrases``, the narrative's noun phrases are grounded. Drawings of images smaller than
+512 px are enlarged (by a whole factor) to at least 512 px on the long side. Several inputs need
+``--output`` to be a folder. Every input file is checked before the model is built.
 """
 import argparse
 import glob
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import odise_ext  # noqa: E402,F401  (registers models and their demo entries)
-from odise_ext.config import setup_cfg  # noqa: E402
-from odise_ext.data.image_io import read_image  # noqa: E402
-from odise_ext.engine.demo import demo_class  # noqa: E402
-from odise_ext.engine.predictor import check_image_pixels  # noqa: E402
-from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
-from odise_ext.odise.vocabulary_presets import merge_vocabulary  # noqa: E402
-from odise_ext.utils.cli import exit_on_config_error  # noqa: E402
-from odise_ext.utils.safe_load import UnsafeFileError  # noqa: E402
-from odise_ext.zoo import ZooError, get_entry, is_zoo_uri, resolve  # noqa: E402
-
+# torch, detectron2 and odise_ext are imported after the command line is parsed and the input
+# files are checked: --help and argument errors answer at once.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MODEL = "odise://label_coco_50e"  # what runs without --config-file / --model
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 # Task flags: each model's demo entry (odise_ext/<task>/hooks.py) lists the ones it reads.
-TASK_FLAGS = ("vocab", "things", "sentence", "scene", "boxes")
+TASK_FLAGS = ("vocab", "things", "sentence", "scene", "boxes", "narrative", "phrases")
 
 
 def get_parser():
@@ -83,6 +76,9 @@ def get_parser():
     p.add_argument("--sentence", default="", help="referring segmentation: the referring expression")
     p.add_argument("--scene", default="", help="VPD depth: the scene class (one of MODEL.VPD.PROMPT.SCENE_CLASSES)")
     p.add_argument("--boxes", default="", help="pose: person boxes 'x0,y0,x1,y1;...' (default: the whole image)")
+    p.add_argument("--narrative", default="", help="PNG: the narrative to ground (required for PNG models)")
+    p.add_argument("--phrases", default="", help="PNG: ';'-separated phrases of the narrative to ground, e.g. "
+                   "'a dog;the grass' (default: its noun phrases)")
     p.add_argument("--keypoint-threshold", type=float, default=0.05, help="pose: lowest keypoint score drawn")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ...")
     return p
@@ -104,8 +100,26 @@ def expand_inputs(patterns):
     return paths
 
 
+def check_inputs(paths, output):
+    """Every input is an existing file and --output can be written, before anything is imported."""
+    for path in paths:
+        if not os.path.exists(path):
+            raise SystemExit(f"--input: image '{path}' does not exist")
+        if os.path.isdir(path):
+            raise SystemExit(f"--input: '{path}' is a directory, not an image file")
+    if len(paths) > 1 and os.path.isfile(output):
+        raise SystemExit(f"--output {output} is a file; several inputs need a folder")
+    parent = os.path.dirname(os.path.abspath(output)) if len(paths) <= 1 else os.path.abspath(output)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.access(parent, os.W_OK):
+        raise SystemExit(f"--output {output}: {parent} is not writable")
+
+
 def model_config(args):
     """(config file, opts) from --config-file / --model / --opts (a zoo name brings its config)."""
+    from odise_ext.zoo import get_entry, is_zoo_uri
+
     opts = list(args.opts)
     weights = next((opts[i + 1] for i in range(0, len(opts) - 1, 2) if opts[i] == "MODEL.WEIGHTS"), "")
     model = args.model or ("" if args.config_file or weights else DEFAULT_MODEL)
@@ -144,6 +158,8 @@ def output_paths(inputs, folder):
 
 def _header_size(path):
     """(height, width) from the file's header (no decoding); None where PIL cannot tell."""
+    from PIL import Image
+
     try:
         with Image.open(path) as im:
             return im.height, im.width
@@ -151,19 +167,34 @@ def _header_size(path):
         return None
 
 
-@exit_on_config_error
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    inputs = [] if args.video_input else expand_inputs(args.input)
+    if args.video_input and not os.path.isfile(args.video_input):
+        raise SystemExit(f"--video-input: '{args.video_input}' does not exist")
+    check_inputs(inputs, args.output)
+    sys.path.insert(0, ROOT)
+    import numpy as np
+    from PIL import Image
+    from tqdm import tqdm
+
+    import odise_ext  # noqa: F401  (registers models and their demo entries)
+    from odise_ext.config.early_checks import checked_cfg
+    from odise_ext.data.image_io import read_image
+    from odise_ext.engine.demo import demo_class
+    from odise_ext.engine.predictor import check_image_pixels
+    from odise_ext.odise.vocabulary_presets import merge_vocabulary
+    from odise_ext.utils.atomic_io import atomic_save_image
+    from odise_ext.utils.safe_load import UnsafeFileError
+    from odise_ext.zoo import ZooError, is_zoo_uri, resolve
+
     if args.label:
         try:
             args.vocab, args.things = merge_vocabulary(args.label, args.vocab, args.things)
         except ValueError as e:
             raise SystemExit(str(e))
     config_file, opts = model_config(args)
-    try:
-        cfg = setup_cfg(config_file, opts)
-    except KeyError as e:
-        raise SystemExit(str(e).strip("'\""))
+    cfg = checked_cfg(config_file, opts)  # keys, values, device, weight files: before the build
     arch = cfg.MODEL.META_ARCHITECTURE
     try:
         task = demo_class(arch)(cfg, args)
@@ -173,7 +204,18 @@ def main(argv=None):
     for flag in TASK_FLAGS:
         if getattr(args, flag) and flag not in task.flags:
             raise SystemExit(f"--{flag} does not apply to {arch}")
-    inputs = [] if args.video_input else expand_inputs(args.input)
+
+    def read(path):
+        try:  # 16-bit, grayscale, palette, alpha: converted; unreadable: refused (image_io)
+            size = _header_size(path)
+            if size is not None:
+                check_image_pixels(*size, cfg.DATA.MAX_INPUT_PIXELS, name=path)
+            return read_image(path, format="BGR")
+        except (OSError, ValueError) as e:  # the messages name the file
+            raise SystemExit(f"cannot use {e}" if str(e).startswith("image '") else f"cannot read '{path}': {e}")
+
+    for path in inputs:  # every image decodes, before the (slow) model build
+        read(path)
     if is_zoo_uri(cfg.MODEL.WEIGHTS):
         try:  # download / verify / convert now, before the model is built (the checkpointer reuses it)
             print(f"{cfg.MODEL.WEIGHTS}: {resolve(cfg.MODEL.WEIGHTS)}")
@@ -188,13 +230,7 @@ def main(argv=None):
         os.makedirs(args.output, exist_ok=True)
     dsts = output_paths(inputs, args.output) if many else [args.output]
     for path, dst in tqdm(list(zip(inputs, dsts)), disable=not many):
-        try:  # 16-bit, grayscale, palette, alpha: converted; unreadable: refused (image_io)
-            size = _header_size(path)
-            if size is not None:
-                check_image_pixels(*size, cfg.DATA.MAX_INPUT_PIXELS, name=path)
-            bgr = read_image(path, format="BGR")
-        except (OSError, ValueError) as e:  # the messages name the file
-            raise SystemExit(f"cannot use {e}" if str(e).startswith("image '") else f"cannot read '{path}': {e}")
+        bgr = read(path)
         out = predictor(bgr, **task.inputs(bgr))
         drawn, summary = task.draw(np.ascontiguousarray(bgr[:, :, ::-1]), out, metadata)
         atomic_save_image(Image.fromarray(drawn), dst)  # never a half-written drawing
@@ -205,6 +241,8 @@ def run_video(src, dst, predictor, task, metadata):
     """Every frame of ``src`` (decoded by OpenCV) run and drawn; the drawings written to ``dst``
     (same size and frame rate; codec from the extension: MJPG for .avi, else mp4v)."""
     import cv2
+    import numpy as np
+    from tqdm import tqdm
 
     cap = cv2.VideoCapture(src)
     if not cap.isOpened():
@@ -248,4 +286,6 @@ def run_video(src, dst, predictor, task, metadata):
 
 
 if __name__ == "__main__":
-    main()
+    from one_line_errors import run
+
+    run(main)

@@ -26,6 +26,7 @@ nn.Module.state_dict() writes a module's own parameters (t1, t2, t3, meta_prompt
 children, in registration order. The SD parts (VAE encoder, UNet, schedule buffers) are the same
 modules as VPD's ADE20K checkpoint, so their rows are copied from ``vpd_seg_state_dict_keys``.
 """
+import argparse
 import ast
 import gzip
 import os
@@ -87,7 +88,9 @@ def derive(num_classes, steps=3):
     return rows
 
 
-def main():
+def main(argv=None):
+    # no options; --help describes what is written, and a stray argument is an error, not a run
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     for name, dataset, config, classes, steps in VARIANTS:
         header = (
             f"# MetaPromptsSeg ({dataset}, {config}) model.state_dict(), mmcv runner: checkpoint['state_dict']. "

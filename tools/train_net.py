@@ -10,6 +10,7 @@ GPU). ``--resume`` continues from ``OUTPUT_DIR/last_checkpoint``, exactly: the s
 random draws as if the run had not stopped. Every file written here (``config.yaml``,
 checkpoints, ``metrics.json``, evaluator outputs, ``eval_results.json``) appears only complete.
 """
+import argparse
 import json
 import os
 import sys
@@ -17,24 +18,41 @@ import sys
 # Run from a source checkout without installing: make `import odise_ext` find this repository.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import detectron2.engine.defaults  # noqa: E402
-import torch  # noqa: E402
-from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
-from detectron2.evaluation import verify_results  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
-from detectron2.utils.logger import setup_logger  # noqa: E402
+# torch, detectron2 and odise_ext are imported after the command line is parsed: --help and
+# argument errors answer at once.
 
-import odise_ext  # noqa: E402,F401  (registers datasets, models, mappers)
-from odise_ext.config import setup_cfg  # noqa: E402
-from odise_ext.config.checks import check_cfg  # noqa: E402
-from odise_ext.engine import AtomicCheckpointer, Trainer  # noqa: E402
-from odise_ext.engine.weights_file import check_weights_file  # noqa: E402
-from odise_ext.utils.atomic_io import atomic_path_manager_in, atomic_write_bytes, remove_orphaned_tmp_files  # noqa: E402
-from odise_ext.utils.cli import exit_on_config_error  # noqa: E402
+
+def get_parser():
+    """detectron2's ``default_argument_parser`` (the same flags and defaults), without importing
+    detectron2."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUTPUT_DIR/last_checkpoint (else start from MODEL.WEIGHTS)")
+    p.add_argument("--eval-only", action="store_true", help="perform evaluation only")
+    p.add_argument("--num-gpus", type=int, default=1, help="number of gpus (processes) *per machine*")
+    p.add_argument("--num-machines", type=int, default=1, help="total number of machines")
+    p.add_argument("--machine-rank", type=int, default=0, help="the rank of this machine (unique per machine)")
+    # a port chosen per user, as detectron2 does: PyTorch still may leave it in TIME_WAIT state
+    port = 2**15 + 2**14 + hash(os.getuid() if sys.platform != "win32" else 1) % 2**14
+    p.add_argument("--dist-url", default=f"tcp://127.0.0.1:{port}",
+                   help="initialization URL for pytorch distributed backend ('auto': a free port)")
+    p.add_argument("opts", default=None, nargs=argparse.REMAINDER,
+                   help="config overrides KEY VALUE ... at the end of the command")
+    return p
 
 
 def setup(args):
-    cfg = setup_cfg(args.config_file, args.opts, freeze=True)
+    import detectron2.engine.defaults
+    from detectron2.engine import default_setup
+    from detectron2.utils import comm
+    from detectron2.utils.logger import setup_logger
+
+    from odise_ext.config.early_checks import checked_cfg, user_input_errors
+    from odise_ext.engine.weights_file import check_weights_file
+    from odise_ext.utils.atomic_io import atomic_path_manager_in, remove_orphaned_tmp_files
+
+    cfg = checked_cfg(args.config_file, args.opts, weights=False)
     if comm.is_main_process():
         remove_orphaned_tmp_files(cfg.OUTPUT_DIR)  # left by writes a killed run did not finish
     with atomic_path_manager_in(detectron2.engine.defaults):  # config.yaml appears only complete
@@ -43,11 +61,17 @@ def setup(args):
     # and referring evaluators' tables) go to the same console and log file
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="odise_ext")
     if not (args.resume and os.path.lexists(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))):
-        check_weights_file(cfg.MODEL.WEIGHTS)  # a bad file named now, not after building the model
+        with user_input_errors():
+            check_weights_file(cfg.MODEL.WEIGHTS)  # a bad file named now, not after building the model
     return cfg
 
 
 def main(args):
+    from detectron2.evaluation import verify_results
+    from detectron2.utils import comm
+
+    from odise_ext.engine import AtomicCheckpointer, Trainer
+
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
@@ -71,6 +95,9 @@ def main_in_process_group(args):
     """:func:`main`, then every process leaves the process group together: a process that exits
     while gloo's threads still run can abort ("terminate called without an active exception"),
     turning a finished run into a failed one."""
+    import torch
+    from detectron2.utils import comm
+
     res = main(args)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         comm.synchronize()
@@ -80,15 +107,24 @@ def main_in_process_group(args):
 
 def write_results(cfg, res):
     """Machine-readable results next to the log (tools/summarize_demo.py reads them)."""
+    from odise_ext.utils.atomic_io import atomic_write_bytes
+
     atomic_write_bytes(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), json.dumps(res, indent=2).encode())
 
 
-@exit_on_config_error
 def cli(argv=None):
-    args = default_argument_parser().parse_args(argv)
+    args = get_parser().parse_args(argv)
     print("Command Line Args:", args)
-    # every value checked before any process or model is started (one line naming the key)
-    check_cfg(setup_cfg(args.config_file, args.opts), world_size=args.num_gpus * args.num_machines)
+    from detectron2.engine import launch
+
+    import odise_ext  # noqa: F401  (registers datasets, models, mappers)
+    from odise_ext.config.checks import check_cfg
+    from odise_ext.config.early_checks import checked_cfg
+
+    # config keys and values, MODEL.DEVICE, weight paths: named now, in this process, before any
+    # worker process starts or any model is built
+    cfg = checked_cfg(args.config_file, args.opts, weights=not args.resume)
+    check_cfg(cfg, world_size=args.num_gpus * args.num_machines)  # the batch must split over the processes
     return launch(
         main_in_process_group,
         args.num_gpus,
@@ -100,4 +136,6 @@ def cli(argv=None):
 
 
 if __name__ == "__main__":
-    cli()
+    from one_line_errors import run
+
+    run(cli)

@@ -13,28 +13,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from detectron2.data import DatasetCatalog  # noqa: E402
-from odise_ext.data.image_io import read_image  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import odise_ext  # noqa: E402,F401
-import odise_ext.png.dataset_mapper  # noqa: E402,F401  (registers the mapper)
-import odise_ext.png.meta_arch  # noqa: E402,F401  (registers PNGDiffusion)
-from odise_ext.config import setup_cfg  # noqa: E402
-from odise_ext.data.build import build_dataset_mapper  # noqa: E402
-from odise_ext.engine.safe_checkpoint import SafeCheckpointer  # noqa: E402
-from odise_ext.png.visualization import draw_png  # noqa: E402
-from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
-from odise_ext.utils.visualization import side_by_side  # noqa: E402
+# heavy imports follow the parsing of the command line (--help answers at once)
 
 
-def _resize_masks(masks: torch.Tensor, size, mode: str = "bilinear") -> np.ndarray:
-    """[P, h, w] -> [P, H, W] float numpy ("nearest-exact" keeps GT masks binary)."""
+def _resize_masks(masks, size, mode: str = "bilinear"):
+    """[P, h, w] tensor -> [P, H, W] float numpy ("nearest-exact" keeps GT masks binary)."""
+    import torch.nn.functional as F
+
     masks = masks.float()
     if tuple(masks.shape[-2:]) != tuple(size):
         align = {"align_corners": False} if mode == "bilinear" else {}
@@ -42,8 +27,11 @@ def _resize_masks(masks: torch.Tensor, size, mode: str = "bilinear") -> np.ndarr
     return masks.clamp(0, 1).cpu().numpy()
 
 
-def _upscale(rgb: np.ndarray, min_width: int) -> np.ndarray:
+def _upscale(rgb, min_width: int):
     """uint8 [H, W, 3] enlarged (bilinear, aspect kept) to at least ``min_width`` columns."""
+    import numpy as np
+    from PIL import Image
+
     h, w = rgb.shape[:2]
     if w >= min_width:
         return rgb
@@ -59,12 +47,28 @@ def main(argv=None):
     p.add_argument("--num", type=int, default=8, help="number of narratives")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--alpha", type=float, default=0.55, help="mask opacity where a mask is 1")
-    p.add_argument("--min-width", type=int, default=320, help="upscale smaller images to this width (readable captions)")
+    p.add_argument("--min-width", type=int, default=512, help="upscale smaller images to this width (readable captions)")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[])
     args = p.parse_args(argv)
+    import torch
+    from odise_ext.engine.safe_checkpoint import SafeCheckpointer
+    from detectron2.data import DatasetCatalog
+    from odise_ext.data.image_io import read_image
+    from detectron2.modeling import build_model
+    from PIL import Image
+    from tqdm import tqdm
+
+    import odise_ext  # noqa: F401  (registers PNGDiffusion, its mapper and the PNG datasets)
+    from odise_ext.config.early_checks import checked_cfg
+    from odise_ext.data.build import build_dataset_mapper
+    from odise_ext.png.visualization import draw_png
+    from odise_ext.utils.atomic_io import atomic_save_image
+    from odise_ext.utils.visualization import headed_panels
 
     opts = list(args.opts) + (["MODEL.WEIGHTS", args.weights] if args.weights else [])
-    cfg = setup_cfg(args.config_file, opts)
+    cfg = checked_cfg(args.config_file, opts)  # keys, device, weight files: before the build
+    if args.dataset not in DatasetCatalog.list():
+        raise SystemExit(f"--dataset {args.dataset} is not registered; e.g. png_shapes_val")
     model = build_model(cfg).eval()
     SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     mapper = build_dataset_mapper(cfg, is_train=False)
@@ -77,10 +81,10 @@ def main(argv=None):
         rgb = _upscale(read_image(d["file_name"], format="RGB"), args.min_width)
         spans = [tuple(ph["char_span"]) for ph in d["phrases"]]
         gt = _resize_masks(inputs["gt_masks"], rgb.shape[:2], mode="nearest-exact")
-        panel = side_by_side(
-            draw_png(rgb, d["caption"], spans, gt, alpha=args.alpha),
-            draw_png(rgb, d["caption"], spans, _resize_masks(pred, rgb.shape[:2]), alpha=args.alpha),
-        )
+        panel = headed_panels([
+            (draw_png(rgb, d["caption"], spans, gt, alpha=args.alpha), "ground truth"),
+            (draw_png(rgb, d["caption"], spans, _resize_masks(pred, rgb.shape[:2]), alpha=args.alpha), "prediction"),
+        ])
         dst = os.path.join(args.output, f"{d['image_id']}_{d['annotator_id']}_{d['narrative_index']}.png")
         atomic_save_image(Image.fromarray(panel), dst)
         written.append(dst)
@@ -89,4 +93,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from one_line_errors import run
+
+    run(main)

@@ -11,19 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from odise_ext.data.image_io import read_image, read_panoptic_rgb  # noqa: E402
-from panopticapi.utils import rgb2id  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import odise_ext  # noqa: E402,F401
-from odise_ext.config import setup_cfg  # noqa: E402
-from odise_ext.engine.predictor import Predictor  # noqa: E402
-from odise_ext.odise.open_vocab.vocabulary import Vocabulary  # noqa: E402
-from odise_ext.utils.atomic_io import atomic_save_image  # noqa: E402
-from odise_ext.utils.visualization import draw_panoptic, side_by_side, vocabulary_metadata  # noqa: E402
+# heavy imports follow the parsing of the command line (--help answers at once)
 
 
 def main(argv=None):
@@ -35,9 +23,26 @@ def main(argv=None):
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[])
     args = p.parse_args(argv)
+    import numpy as np
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from odise_ext.data.image_io import read_image, read_panoptic_rgb
+    from odise_ext.engine.predictor import Predictor
+    from panopticapi.utils import rgb2id
+    from PIL import Image
+    from tqdm import tqdm
+
+    import odise_ext  # noqa: F401
+    from odise_ext.config.early_checks import checked_cfg
+    from odise_ext.odise.open_vocab.vocabulary import Vocabulary
+    from odise_ext.utils.atomic_io import atomic_save_image
+    from odise_ext.utils.visualization import (
+        display_factor, draw_panoptic, enlarge_image, headed_panels, vocabulary_metadata,
+    )
 
     opts = list(args.opts) + (["MODEL.WEIGHTS", args.weights] if args.weights else [])
-    cfg = setup_cfg(args.config_file, opts)
+    cfg = checked_cfg(args.config_file, opts)  # keys, device, weight files: before the build
+    if args.dataset not in DatasetCatalog.list():
+        raise SystemExit(f"--dataset {args.dataset} is not registered; e.g. shapes_val_panoptic_with_sem_seg")
     predictor = Predictor(cfg)  # reads the weights without executing code
     meta = MetadataCatalog.get(args.dataset)
     predictor.model.set_test_vocabulary(Vocabulary.from_metadata(meta))
@@ -49,7 +54,11 @@ def main(argv=None):
         gt = rgb2id(read_panoptic_rgb(d["pan_seg_file_name"]))
         gt_info = [{"id": s["id"], "category_id": s["category_id"], "isthing": bool(s["isthing"])} for s in d["segments_info"]]
         seg, info = predictor(np.ascontiguousarray(rgb[:, :, ::-1]))["panoptic_seg"]
-        panel = side_by_side(rgb, draw_panoptic(rgb, gt, gt_info, vis_meta), draw_panoptic(rgb, seg, info, vis_meta))
+        panel = headed_panels([
+            (enlarge_image(rgb, display_factor(*rgb.shape[:2])), "image"),
+            (draw_panoptic(rgb, gt, gt_info, vis_meta), "ground truth"),
+            (draw_panoptic(rgb, seg, info, vis_meta), "prediction"),
+        ])
         dst = os.path.join(args.output, f"{d['image_id']}.png")
         atomic_save_image(Image.fromarray(panel), dst)
         written.append(dst)
@@ -57,4 +66,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from one_line_errors import run
+
+    run(main)

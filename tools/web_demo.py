@@ -48,20 +48,21 @@ def _zoo_model(name, opts):
 
 
 def main(argv=None):
-    from odise_ext.utils.cli import exit_on_config_error
-
-    return exit_on_config_error(_serve)(get_parser().parse_args(argv))
+    # a bad config value (ConfigError, marked one_line) is printed as one line by
+    # tools/one_line_errors.py when run from the command line
+    return _serve(get_parser().parse_args(argv))
 
 
 def _serve(args):
-    from odise_ext.config import setup_cfg
+    from odise_ext.config.early_checks import checked_cfg
+
     if not args.config_file and not args.model:
         raise SystemExit("give --config-file and/or --model")
     from odise_ext.web import build_app, build_session, local_theme
     from odise_ext.web.inputs import MAX_UPLOAD_BYTES
 
-    for f in args.config_file:  # every config checked before the first model is built
-        setup_cfg(f, args.opts)
+    for f in args.config_file:  # keys, values, device, weight paths: before any model is built
+        checked_cfg(f, args.opts)
 
     sessions = [build_session(*_zoo_model(name, args.opts)) for name in args.model]
     sessions += [build_session(f, args.opts) for f in args.config_file]
@@ -73,4 +74,6 @@ def _serve(args):
 
 
 if __name__ == "__main__":
-    main()
+    from one_line_errors import run
+
+    run(main)

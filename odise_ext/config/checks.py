@@ -21,7 +21,11 @@ __all__ = ["ConfigError", "check_cfg"]
 
 
 class ConfigError(ValueError):
-    """A config value breaks a rule; the message names the key, the value and the rule."""
+    """A config value breaks a rule; the message names the key, the value and the rule.
+    Marked ``one_line`` (as ``early_checks.user_input_errors`` marks the user's input errors):
+    a tool's entry point prints it as ``error: <message>`` and exits with status 2."""
+
+    one_line = True
 
 
 def _get(cfg, key: str):

@@ -17,6 +17,7 @@ from . import add_odise_config
 from ..zoo.config import fill_zoo_base_weights
 from .checks import check_cfg
 from .renamed import check_renamed_opts, check_renamed_yaml
+from .suggest import merge_with_suggestions
 
 __all__ = ["check_yaml_chain", "get_odise_cfg", "setup_cfg"]
 
@@ -29,8 +30,9 @@ def get_odise_cfg():
 def setup_cfg(config_file, opts=(), freeze=True):
     """Config from a yaml (``_BASE_`` composition) plus ``KEY VALUE`` overrides.
 
-    Unknown keys raise a ``KeyError`` naming the key (detectron2's ``new_allowed=False``), renamed
-    or removed ones a ``KeyError`` naming what replaced them (``renamed.py``); a
+    Unknown keys raise an ``UnknownConfigKeyError`` (a ``KeyError``) naming the key, where it was
+    given and the closest existing keys (detectron2's ``new_allowed=False``), renamed or removed
+    ones a ``KeyError`` naming what replaced them (``renamed.py``); a
     missing, empty or non-YAML file, or an odd override list, a ``FileNotFoundError`` /
     ``ValueError`` naming it.
     """
@@ -38,14 +40,12 @@ def setup_cfg(config_file, opts=(), freeze=True):
     check_renamed_yaml(config_file)
     check_renamed_opts(opts)
     cfg = get_odise_cfg()
-    cfg.merge_from_file(config_file, allow_unsafe=False)  # safe_load for every file of the chain
+    # safe_load for every file of the chain; an unknown key names the closest existing ones
+    merge_with_suggestions(cfg, lambda: cfg.merge_from_file(config_file, allow_unsafe=False), config_file)
     opts = list(opts)
     if len(opts) % 2:
         raise ValueError(f"config overrides must be KEY VALUE pairs; {opts[-1]!r} has no value")
-    try:
-        cfg.merge_from_list(opts)
-    except AssertionError as e:  # yacs asserts on an unknown key
-        raise KeyError(str(e)) from None
+    merge_with_suggestions(cfg, lambda: cfg.merge_from_list(opts), "the command-line overrides")
     fill_zoo_base_weights(cfg)  # a zoo MODEL.WEIGHTS names its SD / CLIP weights
     check_cfg(cfg)  # every value with a rule: one line naming key, value and rule (ConfigError)
     weights = cfg.MODEL.WEIGHTS

@@ -2,12 +2,12 @@
 import matplotlib
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from ..utils.atomic_io import atomic_save_image
 from ..utils.visualization import side_by_side
 
-__all__ = ["colorize_depth", "save_depth_png", "depth_comparison"]
+__all__ = ["colorize_depth", "colorbar_labels", "depth_colorbar", "save_depth_png", "depth_comparison"]
 
 
 def colorize_depth(depth, valid=None, *, vmin=None, vmax=None, cmap="magma_r"):
@@ -79,3 +79,30 @@ def depth_comparison(pred, gt, valid=None, *, gap=4, cmap="magma_r"):
     if left.shape != right.shape:
         raise ValueError(f"prediction {left.shape[:2]} and ground truth {right.shape[:2]} differ in size")
     return side_by_side(left, right, gap=gap)
+
+
+def colorbar_labels(lo: float, hi: float):
+    """(fraction along the bar, text) of the colour bar's labels: both ends and the middle in
+    metres, or one label in the middle when the range rounds to one value (a constant map)."""
+    texts = [f"{lo + frac * (hi - lo):.2f} m" for frac in (0.0, 0.5, 1.0)]
+    if len(set(texts)) == 1:
+        return [(0.5, f"constant depth {texts[0]}")]
+    return list(zip((0.0, 0.5, 1.0), texts))
+
+
+def depth_colorbar(lo: float, hi: float, width: int, cmap: str = "magma_r") -> np.ndarray:
+    """One horizontal colour bar [h, width, 3] from ``lo`` (left) to ``hi`` metres (right),
+    coloured by :func:`colorize_depth`, with :func:`colorbar_labels` underneath."""
+    from ..utils.labels import label_font
+
+    font = label_font(width)
+    ramp = np.linspace(max(lo, 1e-6), max(hi, 1e-6), max(width, 2))[None].repeat(16, 0)
+    bar = colorize_depth(ramp, vmin=max(lo, 1e-6), vmax=max(hi, 1e-6), cmap=cmap)[:, :width]
+    text_h = font.getbbox("0.00 m")[3] + 8
+    canvas = Image.new("RGB", (width, 16 + 4 + text_h), (255, 255, 255))
+    canvas.paste(Image.fromarray(bar), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for frac, text in colorbar_labels(lo, hi):
+        anchor = {0.0: "la", 0.5: "ma", 1.0: "ra"}[frac]
+        draw.text((frac * (width - 1), 20), text, fill=(40, 40, 40), font=font, anchor=anchor)
+    return np.asarray(canvas)

@@ -10,7 +10,7 @@ from detectron2.data import Metadata, MetadataCatalog
 from PIL import Image, ImageDraw, ImageFont
 
 from . import visualization as vpd_vis
-from .depth_vis import colorize_depth
+from .depth_vis import colorize_depth, depth_colorbar as _depth_colorbar
 from ..utils.visualization import side_by_side
 from ..web.handlers import guard, session_image, status
 from ..utils.input_checks import InputError
@@ -44,19 +44,9 @@ def run_semseg(session, rgb: np.ndarray) -> Tuple[np.ndarray, str]:
     return drawing, f"Classes present: {present}."
 
 
-def depth_colorbar(lo: float, hi: float, width: int, height: int = 44) -> np.ndarray:
-    """A horizontal colour bar [height, width, 3] from ``lo`` (left) to ``hi`` metres (right),
-    coloured by the same function as the depth map, with the two ends and the middle labelled."""
-    ramp = np.linspace(lo, hi, max(width, 2))[None].repeat(16, 0)
-    bar = colorize_depth(np.maximum(ramp, 1e-6), vmin=lo, vmax=hi, cmap=DEPTH_CMAP)[:, :width]
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    canvas.paste(Image.fromarray(bar), (0, 0))
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=12)
-    for frac, anchor in ((0.0, "la"), (0.5, "ma"), (1.0, "ra")):
-        x = min(max(int(frac * (width - 1)), 0), width - 1)
-        draw.text((x, 19), f"{lo + frac * (hi - lo):.2f} m", fill=(40, 40, 40), font=font, anchor=anchor)
-    return np.asarray(canvas)
+def depth_colorbar(lo: float, hi: float, width: int) -> np.ndarray:
+    """One colour bar [h, width, 3] from ``lo`` to ``hi`` metres (:func:`dense.depth_vis.depth_colorbar`)."""
+    return _depth_colorbar(lo, hi, width, cmap=DEPTH_CMAP)
 
 
 def scene_prompted(cfg) -> bool:

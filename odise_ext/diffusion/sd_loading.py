@@ -291,6 +291,32 @@ def _last_line(e):
     return lines[-1].strip()[:200] if lines else type(e).__name__
 
 
+def _check_weight_files(path: str, name: str) -> None:
+    """A diffusers folder's ``name/`` sub-folder holds weight files and none is empty or
+    truncated (else diffusers / transformers say only that the folder is not a save_pretrained
+    one, although it is)."""
+    from ..engine.weights_file import check_weights_file  # stdlib-only module; lazy: engine imports much
+
+    sub = os.path.join(path, name)
+    files = sorted(f for f in os.listdir(sub) if f.endswith((".safetensors", ".bin")))
+    if not files:
+        example = "model" if name == "text_encoder" else "diffusion_pytorch_model"
+        raise FileNotFoundError(
+            f"MODEL.DIFFUSION.WEIGHTS={path!r}: {name}/ has config.json but no weights file "
+            f"(.safetensors or .bin, e.g. {example}.safetensors)."
+        )
+    for f in files:
+        marker = "\0"
+        try:
+            check_weights_file(os.path.join(sub, f), key=marker)
+        except (OSError, ValueError) as e:
+            problem = str(e).replace(f"{marker}={os.path.join(sub, f)}", "").lstrip(" :")
+            raise type(e)(
+                f"MODEL.DIFFUSION.WEIGHTS={path!r} is a diffusers folder, but its weights file "
+                f"{name}/{f} {problem} Re-download or re-save that file."
+            ) from None
+
+
 def _load_diffusers_folder(path: str, components, dtypes) -> Dict[str, nn.Module]:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -304,6 +330,7 @@ def _load_diffusers_folder(path: str, components, dtypes) -> Dict[str, nn.Module
                 f"{sub!r} has no config.json. A diffusers Stable Diffusion folder must contain "
                 f"unet/, vae/ and text_encoder/ sub-folders, each with config.json and weights."
             )
+        _check_weight_files(path, name)
         try:
             kwargs = {"torch_dtype": dtypes[name]} if name in dtypes else {}
             modules[name] = classes[name].from_pretrained(sub, local_files_only=True, **kwargs)

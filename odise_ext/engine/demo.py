@@ -45,7 +45,8 @@ class TaskDemo:
     per-image inputs and how to draw its output. Defaults: :class:`Predictor` (detectron2's
     ``DefaultPredictor`` with validated inputs), no flags, no inputs."""
 
-    # Task flags of tools/demo.py this model reads (among "vocab", "things", "sentence", "scene", "boxes").
+    # Task flags of tools/demo.py this model reads (among "vocab", "things", "sentence", "scene", "boxes",
+    # "narrative", "phrases").
     flags: Tuple[str, ...] = ()
     # The web demo's tab title ("": no tab) and the prefix of its page elements' ids.
     web_title: str = ""

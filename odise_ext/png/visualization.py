@@ -1,11 +1,11 @@
 """Drawing Panoptic Narrative Grounding results: each phrase's mask in its own colour, and the
 caption underneath with every grounded phrase written in that colour."""
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["phrase_colors", "overlay_phrase_masks", "render_caption", "draw_png"]
+__all__ = ["phrase_colors", "overlay_phrase_masks", "caption_tokens", "render_caption", "draw_png"]
 
 _TEXT = (40, 40, 40)
 
@@ -61,6 +61,22 @@ def _segments(caption: str, spans: Sequence[Tuple[int, int]]):
     return pieces
 
 
+def caption_tokens(caption: str, spans: Sequence[Tuple[int, int]]) -> List[Tuple[str, Optional[int], bool]]:
+    """The caption's words as (text, phrase index or None, glued): ``glued`` when the word follows
+    the previous one without whitespace (punctuation after a phrase, e.g. "sand" ",")."""
+    tokens, prev_end = [], None
+    for text, index in _segments(caption, spans):
+        pos = 0
+        for token in text.replace("\n", " ").split(" "):
+            if token:
+                tokens.append((token, index, pos == 0 and prev_end is not None and bool(tokens)))
+            pos += len(token) + 1
+        prev_end = text[-1:]
+        if text.endswith((" ", "\n")):  # the next piece starts after whitespace
+            prev_end = None
+    return tokens
+
+
 def render_caption(
     caption: str,
     spans: Sequence[Tuple[int, int]],
@@ -78,17 +94,15 @@ def render_caption(
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     line_height = font_size + 4
     # Lay out word by word so that a phrase keeps its colour across line breaks.
-    words: List[Tuple[str, Tuple[int, int, int]]] = []
-    for text, index in _segments(caption, spans):
-        color = colors[index] if index is not None else _TEXT
-        for token in text.replace("\n", " ").split(" "):
-            if token:
-                words.append((token, color))
+    words = [(token, colors[index] if index is not None else _TEXT, glued)
+             for token, index, glued in caption_tokens(caption, spans)]
     placed, x, y = [], margin, margin
     space = probe.textlength(" ", font=font)
-    for token, color in words:
+    for token, color, glued in words:
         length = probe.textlength(token, font=font)
-        if x > margin and x + length > width - margin:
+        if glued and placed:  # "sand," : no space between a phrase and the punctuation after it
+            x -= space
+        elif x > margin and x + length > width - margin:
             x, y = margin, y + line_height
         placed.append((x, y, token, color))
         x += length + space

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from odise_ext.config import setup_cfg
 from odise_ext.config.checks import ConfigError, check_cfg
@@ -87,7 +88,9 @@ def test_tools_print_one_line_and_exit_2(tool, tmp_path):
                "SOLVER.IMS_PER_BATCH", "3"]
         bad = None
     elif tool == "demo":
-        cmd = ["tools/demo.py", "--config-file", TINY, "--input", "x.png", "--output", str(tmp_path / "o.png"),
+        image = tmp_path / "x.png"  # a real input: input files are checked before the config
+        Image.new("RGB", (32, 32)).save(image)
+        cmd = ["tools/demo.py", "--config-file", TINY, "--input", str(image), "--output", str(tmp_path / "o.png"),
                "--opts", *bad]
     else:
         cmd = ["tools/web_demo.py", "--config-file", TINY, "--port", "0", "--opts", *bad]

@@ -198,3 +198,42 @@ def test_feature_extractor_keeps_no_text_encoder_and_real_weights(sd_dir):
     assert all(p.device.type == "cpu" for p in ext.parameters())
     _assert_same_weights(ext.unet.module, load_sd_components(tiny_cfg("MODEL.DIFFUSION.WEIGHTS", str(sd_dir / "diffusers")), ["unet"])["unet"][0])
 
+
+
+def _copy_folder(sd_dir, tmp_path):
+    import shutil
+
+    dst = tmp_path / "sd"
+    shutil.copytree(sd_dir / "diffusers", dst)
+    return dst
+
+
+def test_empty_weight_files_in_a_diffusers_folder_are_named(sd_dir, tmp_path):
+    folder = _copy_folder(sd_dir, tmp_path)
+    for name in ("unet", "vae", "text_encoder"):  # a folder of empty files: a failed download
+        for f in (folder / name).iterdir():
+            if f.suffix in (".safetensors", ".bin"):
+                f.write_bytes(b"")
+    with pytest.raises(ValueError) as e:
+        load_sd_components(tiny_cfg("MODEL.DIFFUSION.WEIGHTS", str(folder)))
+    msg = str(e.value)
+    assert "is a diffusers folder" in msg and "unet/diffusion_pytorch_model.safetensors is empty (0 bytes)" in msg
+    assert "save_pretrained" not in msg
+
+
+def test_truncated_weight_file_in_a_diffusers_folder_is_named(sd_dir, tmp_path):
+    folder = _copy_folder(sd_dir, tmp_path)
+    weights = next(f for f in (folder / "vae").iterdir() if f.suffix == ".safetensors")
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=rf"vae/{weights.name} .*truncated"):
+        load_sd_components(tiny_cfg("MODEL.DIFFUSION.WEIGHTS", str(folder)))
+
+
+def test_diffusers_sub_folder_without_weights_is_named(sd_dir, tmp_path):
+    folder = _copy_folder(sd_dir, tmp_path)
+    for f in (folder / "text_encoder").iterdir():
+        if f.suffix in (".safetensors", ".bin"):
+            f.unlink()
+    with pytest.raises(FileNotFoundError, match="text_encoder/ has config.json but no weights file"):
+        load_sd_components(tiny_cfg("MODEL.DIFFUSION.WEIGHTS", str(folder)))

@@ -24,14 +24,12 @@ def test_draw_panoptic_accepts_numpy_and_tensor_maps():
     seg[8:56, 8:56] = 7
     info = [{"id": 7, "category_id": 1, "isthing": True}]
     meta = vocabulary_metadata(["a", "b"], [(0, 0, 0), (255, 0, 0)])
-    np.random.seed(0)  # the Visualizer jitters thing colours with numpy's global generator
     from_numpy = draw_panoptic(rgb, seg, info, meta)
-    np.random.seed(0)
     from_tensor = draw_panoptic(rgb, torch.from_numpy(seg), info, meta)
-    assert from_numpy.shape == (64, 64, 3)
+    assert from_numpy.shape == (512, 512, 3)  # enlarged x8 for display: 512 px on the long side
     np.testing.assert_array_equal(from_numpy, from_tensor)
-    # the segment is tinted with class 1's colour (red), the unlabeled rest is left black
-    r, g, b = from_numpy[8:56, 8:56].reshape(-1, 3).astype(float).mean(0)
+    # the segment (x8: 64..448) is tinted with class 1's colour (red), the unlabeled rest is left black
+    r, g, b = from_numpy[64:448, 64:448].reshape(-1, 3).astype(float).mean(0)
     assert r > 50 and g < r / 2 and b < r / 2
     assert from_numpy[0, 0].max() == 0
 
@@ -58,9 +56,13 @@ def test_visualize_predictions_writes_image_gt_prediction_panels(shapes_root, tm
     first = DatasetCatalog.get("shapes_val_panoptic_with_sem_seg")[0]
     w, h = Image.open(first["file_name"]).size
     panel = np.asarray(Image.open(out / f"{first['image_id']}.png"))
-    assert panel.shape == (h, 3 * w + 2 * 4, 3)
+    f = -(-512 // max(w, h))  # panels enlarged by a whole factor to >= 512 px on the long side
+    head = panel.shape[0] - f * h  # the heading band (image | ground truth | prediction)
+    assert panel.shape[1:] == (3 * f * w + 2 * 4, 3) and 10 < head < 60
+    assert (panel[:head] == 255).mean() > 0.8 and (panel[:head] < 128).any()  # white band with text
     # the middle panel is the ground truth drawn over the image: it differs from the image
-    assert np.abs(panel[:, w + 4 : 2 * w + 4].astype(int) - panel[:, :w].astype(int)).mean() > 1
+    image, gt = panel[head:, : f * w].astype(int), panel[head:, f * w + 4 : 2 * f * w + 4].astype(int)
+    assert np.abs(gt - image).mean() > 1
 
 
 def _write_results(folder, pq, miou):
@@ -102,8 +104,11 @@ def test_demo_draws_panoptic_result_for_a_given_vocabulary(shapes_root, tmp_path
     demo.main(["--config-file", os.path.join(ROOT, "configs/testing/odise_tiny.yaml"), "--input", path,
                "--output", str(out), "--vocab", "circle;square,box;sky", "--things", "circle;square"])
     drawn = np.asarray(Image.open(out).convert("RGB"))
-    assert drawn.shape == rgb.shape
-    assert np.abs(drawn.astype(int) - rgb.astype(int)).mean() > 1  # segments drawn over the image
+    from odise_ext.utils.visualization import display_factor, enlarge_image
+
+    f = display_factor(*rgb.shape[:2])
+    assert drawn.shape == (f * rgb.shape[0], f * rgb.shape[1], 3) and max(drawn.shape[:2]) >= 512
+    assert np.abs(drawn.astype(int) - enlarge_image(rgb, f).astype(int)).mean() > 1  # segments drawn over the image
     assert str(out) in capsys.readouterr().out
 
 

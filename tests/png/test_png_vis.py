@@ -103,5 +103,22 @@ def test_visualize_png_tool_writes_panels(shapes_root, tmp_path):
     for path in written:
         assert path.endswith(".png") and os.path.dirname(path) == str(tmp_path)
         panel = np.asarray(Image.open(path).convert("RGB"))
-        # ground truth | prediction, each the (128 px, upscaled to 320) image above its caption
-        assert panel.shape[1] == 2 * 320 + 4 and panel.shape[0] > 320 + 20
+        # ground truth | prediction, each the (128 px, upscaled to 512) image above its caption,
+        # under its heading
+        assert panel.shape[1] == 2 * 512 + 4 and panel.shape[0] > 512 + 20 + 10
+        assert (panel[:10] == 255).all(axis=2).mean() > 0.8  # the white heading band on top
+
+
+def test_punctuation_after_a_phrase_is_glued_to_it():
+    from odise_ext.png.visualization import caption_tokens
+
+    text = "the sand, a square."
+    tokens = caption_tokens(text, [(4, 8), (10, 18)])
+    assert tokens == [("the", None, False), ("sand", 0, False), (",", None, True), ("a", 1, False),
+                      ("square", 1, False), (".", None, True)]
+    assert caption_tokens("a b c", [(2, 3)]) == [("a", None, False), ("b", 0, False), ("c", None, False)]
+    # the glued comma sits closer to "sand" than a word would: the rendering is narrower
+    glued = render_caption(text, [(4, 8), (10, 18)], [(255, 0, 0)] * 2, 400)
+    spaced = render_caption("the sand , a square .", [(4, 8), (11, 19)], [(255, 0, 0)] * 2, 400)
+    ink = lambda im: np.nonzero((im.min(axis=2) < 200).any(axis=0))[0].max()  # noqa: E731
+    assert ink(glued) < ink(spaced)

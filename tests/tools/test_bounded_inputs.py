@@ -49,9 +49,13 @@ def test_demo_writes_one_drawing_per_input_of_the_same_name(predictor, tmp_path,
     demo.main(["--config-file", TINY, "--input", *inputs, "--output", str(tmp_path / "out")])
     drawn = sorted(os.listdir(tmp_path / "out"))
     assert drawn == ["img.png", "img_1.png"]
-    # each drawing has its own input's size: neither overwrote the other
-    assert Image.open(tmp_path / "out" / "img.png").size == (40, 24)
-    assert Image.open(tmp_path / "out" / "img_1.png").size == (48, 24)
+    # each drawing has its own input's size (enlarged by a whole factor for display): neither
+    # overwrote the other
+    from odise_ext.utils.visualization import display_factor
+
+    for name, (h, w) in (("img.png", (24, 40)), ("img_1.png", (24, 48))):
+        f = display_factor(h, w)
+        assert Image.open(tmp_path / "out" / name).size == (w * f, h * f)
 
 
 def test_predictor_refuses_images_over_the_pixel_cap(predictor):
@@ -70,7 +74,9 @@ def test_demo_refuses_a_big_image_before_decoding(predictor, tmp_path, monkeypat
     big = tmp_path / "big.png"
     Image.new("RGB", (100, 100)).save(big)
     decoded = []
-    monkeypatch.setattr(demo, "read_image", lambda *a, **k: decoded.append(a) or np.zeros((100, 100, 3), np.uint8))
+    import odise_ext.data.image_io as image_io  # the demo imports its reader when it runs
+
+    monkeypatch.setattr(image_io, "read_image", lambda *a, **k: decoded.append(a) or np.zeros((100, 100, 3), np.uint8))
     with pytest.raises(SystemExit, match=r"big.png' is 100x100 = 10000 pixels, over DATA.MAX_INPUT_PIXELS = 2000"):
         demo.main(["--config-file", TINY, "--input", str(big), "--output", str(tmp_path / "o.png"),
                    "--opts", "DATA.MAX_INPUT_PIXELS", "2000"])

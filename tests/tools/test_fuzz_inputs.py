@@ -222,7 +222,7 @@ DEMO_ROWS = [
 def test_demo(make, extra, expected, demo, tmp_path):
     drawn = _assert_outcome(lambda: _demo_outcome(demo, tmp_path, make(tmp_path), extra), expected)
     if drawn is not None:
-        assert drawn.shape == (24, 40, 3)
+        assert drawn.shape == (13 * 24, 13 * 40, 3)  # enlarged x13 for display: >= 512 px wide
         # a 16-bit value of 257 * 60 is gray 60, not white: some pixel stays dark (a colour blended
         # over a white image keeps every channel >= 127, whatever the random model predicts)
         assert (drawn.max(axis=2) < 100).any()

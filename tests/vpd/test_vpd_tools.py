@@ -41,15 +41,23 @@ def image_path(shapes_root, tmp_path_factory):
 
 
 def _run_demo(config, image_path, out, *extra):
+    """The drawing of the 96 x 128 input, enlarged x4 for display (depth: the map, its colour
+    bar cut off and checked to be below it)."""
     demo.main(["--config-file", f"configs/testing/{config}.yaml", "--input", image_path, "--output", str(out), *extra])
     assert out.exists()
     drawn = np.asarray(Image.open(out).convert("RGB"))
-    assert drawn.shape == (96, 128, 3)
+    if config.startswith("vpd_depth"):
+        assert drawn.shape[0] > 4 * 96 and drawn.shape[1:] == (4 * 128, 3)
+        drawn = drawn[: 4 * 96]
+    assert drawn.shape == (4 * 96, 4 * 128, 3)  # 512 px on the long side
     return drawn
 
 
 def _input(image_path):
-    return np.asarray(Image.open(image_path).convert("RGB"))
+    """The input as the drawings show it underneath (enlarged x4, bilinear)."""
+    from odise_ext.utils.visualization import enlarge_image
+
+    return enlarge_image(np.asarray(Image.open(image_path).convert("RGB")), 4)
 
 
 @pytest.mark.parametrize("config", ["vpd_semseg_tiny", "vpd_metaprompts_semseg_tiny"])

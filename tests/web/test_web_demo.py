@@ -235,7 +235,9 @@ def test_panoptic_run_and_text_embedding_cache(shapes_rgb):
     session = build_session("configs/testing/odise_tiny.yaml", ["SEED", "0"])
     vocab = web_vocabulary("circle;square,box;sky;grass", ALL_THINGS)
     result = run_panoptic(session, shapes_rgb, vocab)
-    assert result.drawing.shape == shapes_rgb.shape and result.drawing.dtype == np.uint8
+    f = -(-512 // max(shapes_rgb.shape[:2]))  # drawings are enlarged to >= 512 px on the long side
+    assert result.drawing.shape == (f * shapes_rgb.shape[0], f * shapes_rgb.shape[1], 3)
+    assert result.drawing.dtype == np.uint8
     names = {n for n, _ in result.legend}
     assert result.rows  # seeded: this untrained model keeps segments on this image
     assert names <= set(vocab.names) and names == {r[1] for r in result.rows}

@@ -42,7 +42,10 @@ def test_demo_runs_with_only_input_and_output(server, zoo_cache, set_catalog, tm
         "diffusion_weights": "random", "clip_weights": "random"}})
     out = tmp_path / "out.png"
     _demo().main(["--input", _image(tmp_path), "--output", str(out)])
-    assert Image.open(out).size == (128, 96)
+    from odise_ext.utils.visualization import display_factor
+
+    f = display_factor(96, 128)  # the drawing: the input (128 x 96) enlarged for display
+    assert Image.open(out).size == (128 * f, 96 * f)
     assert len(server.gets("/odise_label_coco_50e-tiny.pth")) == 1
     assert os.path.isfile(cache_paths(get_entry("odise://label_coco_50e"))[1])  # converted and cached
 
@@ -89,5 +92,8 @@ def test_video_input_writes_a_video_of_drawn_frames(tmp_path, shapes_root):
             break
         frames.append(frame)
     cap.release()
-    assert len(frames) == 3 and frames[0].shape == (48, 64, 3)
+    from odise_ext.utils.visualization import display_factor
+
+    f = display_factor(48, 64)  # each frame drawn as a still image is: enlarged for display
+    assert len(frames) == 3 and frames[0].shape == (48 * f, 64 * f, 3)
     assert not [f for f in os.listdir(tmp_path) if "partial" in f]

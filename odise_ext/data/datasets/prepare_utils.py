@@ -6,7 +6,6 @@
 - atomic writes, so an interrupted run never leaves a truncated file that a re-run would skip;
 - :func:`progress_map`: a tqdm progress bar over a (possibly parallel) map.
 """
-import argparse
 import json
 import os
 import shutil
@@ -23,7 +22,6 @@ from ...utils.atomic_io import atomic_open, atomic_save_image
 from .catalog_utils import default_datasets_root
 
 __all__ = [
-    "add_common_arguments",
     "copy_file",
     "missing_inputs",
     "progress_map",
@@ -39,34 +37,19 @@ __all__ = [
 ]
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, splits: Sequence[str]) -> None:
-    """``--root``, ``--splits``, ``--overwrite`` and ``--workers``."""
-    parser.add_argument("--root", default=None,
-                        help="datasets root (default: $DETECTRON2_DATASETS, else ./datasets)")
-    parser.add_argument("--splits", nargs="+", default=list(splits), choices=list(splits),
-                        help="splits to convert (default: all)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="redo outputs that already exist (default: keep them)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                        help="parallel processes (default: min(4, CPUs))")
-
-
 def resolve_root(root) -> str:
     """The ``--root`` argument, or the default datasets root, as an absolute path."""
     return os.path.abspath(root) if root else default_datasets_root()
 
 
-def run_per_split(doc: str, convert_split: Callable[[str, str, bool, int], int],
-                  argv=None, splits: Sequence[str] = ("train", "val")) -> int:
-    """The whole ``main`` of a script that converts each split on its own.
+def run_per_split(convert_split: Callable[[str, str, bool, int], int], args) -> int:
+    """The body of a script that converts each split on its own.
 
-    Parses the common command line (description: the first paragraph of ``doc``) and calls
-    ``convert_split(root, split, overwrite, workers)`` for every requested split; returns the
-    OR of their exit statuses, so one split with missing inputs does not stop the others.
+    ``args``: its parsed command line (``datasets/common_args.py``'s ``per_split_parser``: the
+    script parses it before its heavy imports). Calls ``convert_split(root, split, overwrite,
+    workers)`` for every requested split; returns the OR of their exit statuses, so one split
+    with missing inputs does not stop the others.
     """
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    add_common_arguments(parser, splits=splits)
-    args = parser.parse_args(argv)
     root = resolve_root(args.root)
     status = 0
     for split in args.splits:
