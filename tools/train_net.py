@@ -17,9 +17,8 @@ import sys
 # Run from a source checkout without installing: make `import odise_ext` find this repository.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import detectron2.engine.defaults  # noqa: E402
 import torch  # noqa: E402
-from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.engine import default_argument_parser, launch  # noqa: E402
 from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
@@ -28,8 +27,9 @@ import odise_ext  # noqa: E402,F401  (registers datasets, models, mappers)
 from odise_ext.config import setup_cfg  # noqa: E402
 from odise_ext.config.checks import check_cfg  # noqa: E402
 from odise_ext.engine import AtomicCheckpointer, Trainer  # noqa: E402
+from odise_ext.engine.job_setup import default_setup  # noqa: E402
 from odise_ext.engine.weights_file import check_weights_file  # noqa: E402
-from odise_ext.utils.atomic_io import atomic_path_manager_in, atomic_write_bytes, remove_orphaned_tmp_files  # noqa: E402
+from odise_ext.utils.atomic_io import atomic_write_bytes, remove_orphaned_tmp_files  # noqa: E402
 from odise_ext.utils.cli import exit_on_config_error  # noqa: E402
 
 
@@ -37,8 +37,7 @@ def setup(args):
     cfg = setup_cfg(args.config_file, args.opts, freeze=True)
     if comm.is_main_process():
         remove_orphaned_tmp_files(cfg.OUTPUT_DIR)  # left by writes a killed run did not finish
-    with atomic_path_manager_in(detectron2.engine.defaults):  # config.yaml appears only complete
-        default_setup(cfg, args)
+    default_setup(cfg, args)  # detectron2's, with config.yaml appearing only complete
     # default_setup only configures detectron2's and fvcore's loggers: ours (e.g. the PNG, depth
     # and referring evaluators' tables) go to the same console and log file
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="odise_ext")
