@@ -43,20 +43,18 @@ def get_parser():
 
 
 def setup(args):
-    import detectron2.engine.defaults
-    from detectron2.engine import default_setup
     from detectron2.utils import comm
     from detectron2.utils.logger import setup_logger
 
     from odise_ext.config.early_checks import checked_cfg, user_input_errors
     from odise_ext.engine.weights_file import check_weights_file
-    from odise_ext.utils.atomic_io import atomic_path_manager_in, remove_orphaned_tmp_files
+    from odise_ext.engine.job_setup import default_setup
+    from odise_ext.utils.atomic_io import remove_orphaned_tmp_files
 
     cfg = checked_cfg(args.config_file, args.opts, weights=False)
     if comm.is_main_process():
         remove_orphaned_tmp_files(cfg.OUTPUT_DIR)  # left by writes a killed run did not finish
-    with atomic_path_manager_in(detectron2.engine.defaults):  # config.yaml appears only complete
-        default_setup(cfg, args)
+    default_setup(cfg, args)  # detectron2's, with config.yaml appearing only complete
     # default_setup only configures detectron2's and fvcore's loggers: ours (e.g. the PNG, depth
     # and referring evaluators' tables) go to the same console and log file
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="odise_ext")

@@ -10,29 +10,24 @@ Given the model, its :meth:`~odise_ext.engine.model_hooks.EvaluatedModel.prepare
 hook adapts them before any inference (ODISE matches its test vocabulary with the dataset's
 classes there).
 
-detectron2's evaluators write their outputs (``predictions.json``, ``sem_seg_predictions.json``,
-``coco_instances_results.json`` ...) through ``PathManager`` in place; while ours evaluate, those
-writes are atomic (``utils/atomic_io.py``): a full disk leaves no partial file and the error
-names the path.
+detectron2's evaluators are built as their ``staged_evaluators`` subclasses, whose output files
+(``predictions.json``, ``sem_seg_predictions.json``, ``coco_instances_results.json`` ...) appear
+only complete: a full disk leaves no partial file and the error names the path.
 """
 import functools
 import os
 
-import detectron2.evaluation.coco_evaluation
-import detectron2.evaluation.panoptic_evaluation
-import detectron2.evaluation.sem_seg_evaluation
 import numpy as np
 from detectron2.data import MetadataCatalog
-from detectron2.evaluation import COCOEvaluator, COCOPanopticEvaluator, DatasetEvaluators, SemSegEvaluator
+from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils.registry import Registry
 
 from ..data.datasets.json_records import check_coco_instances_json
 from ..data.image_io import read_label_map
-from ..utils.atomic_io import atomic_path_manager_in
 from .model_hooks import evaluated_model, evaluated_model_class
+from .staged_evaluators import StagedCOCOEvaluator, StagedPanopticEvaluator, StagedSemSegEvaluator
 
 __all__ = [
-    "AtomicOutputEvaluators",
     "EVALUATOR_REGISTRY",
     "build_evaluators",
     "instance_evaluator",
@@ -47,21 +42,6 @@ EVALUATOR_REGISTRY.__doc__ = """
 list of enabled evaluators, registered as a function named after the type
 (``@EVALUATOR_REGISTRY.register()``).
 """
-
-_WRITING_MODULES = (
-    detectron2.evaluation.coco_evaluation,
-    detectron2.evaluation.panoptic_evaluation,
-    detectron2.evaluation.sem_seg_evaluation,
-)
-
-
-class AtomicOutputEvaluators(DatasetEvaluators):
-    """:class:`DatasetEvaluators` whose members' output files are written atomically."""
-
-    def evaluate(self):
-        with atomic_path_manager_in(*_WRITING_MODULES):
-            return super().evaluate()
-
 
 def load_sem_seg_gt(path, dtype=int, *, dataset_name: str = ""):
     """[H, W] labels of a semantic GT file (exact 8/16-bit values, ``image_io``), each in
@@ -83,11 +63,11 @@ def load_sem_seg_gt(path, dtype=int, *, dataset_name: str = ""):
 
 
 def panoptic_evaluator(cfg, dataset_name, output_dir):
-    return COCOPanopticEvaluator(dataset_name, output_dir)
+    return StagedPanopticEvaluator(dataset_name, output_dir=output_dir)
 
 
 def semantic_evaluator(cfg, dataset_name, output_dir):
-    return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir, sem_seg_loading_fn=functools.partial(load_sem_seg_gt, dataset_name=dataset_name))
+    return StagedSemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir, sem_seg_loading_fn=functools.partial(load_sem_seg_gt, dataset_name=dataset_name))
 
 
 def instance_evaluator(cfg, dataset_name, output_dir):
@@ -100,7 +80,7 @@ def instance_evaluator(cfg, dataset_name, output_dir):
     tasks = evaluated_model_class(cfg).coco_eval_tasks
     # use_fast_impl=False: the C++ COCOeval needs detectron2's compiled ops, which may be absent.
     # The OKS sigmas matter for keypoint datasets whose keypoints are not COCO's 17 (empty = COCO's).
-    return COCOEvaluator(
+    return StagedCOCOEvaluator(
         dataset_name,
         tasks=tasks,
         output_dir=output_dir,
@@ -139,4 +119,4 @@ def build_evaluators(cfg, dataset_name, output_folder=None, *, model=None):
         raise ValueError(f"no evaluator enabled for dataset '{dataset_name}' (type {kind}); check the *_ON switches")
     if model is not None:
         evaluators = evaluated_model(model).prepare_evaluators(cfg, dataset_name, list(evaluators))
-    return AtomicOutputEvaluators(evaluators)
+    return DatasetEvaluators(evaluators)

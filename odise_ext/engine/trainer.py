@@ -17,7 +17,6 @@ never ran), the checkpoint holds the logged scalars and ``metrics.json``'s state
 (``metrics_writer``), and a resumed run that only has the final evaluation left stamps it with
 the iteration an uninterrupted run does (``max_iter``).
 """
-import functools
 import logging
 import os
 import weakref
@@ -28,6 +27,7 @@ from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, Trainer
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, TensorboardXWriter
 from detectron2.utils.logger import setup_logger
+from fvcore.nn.precise_bn import get_bn_modules
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.build import build_dataset_mapper
@@ -40,8 +40,12 @@ from .evaluators import build_evaluators
 from .metrics_writer import AtomicJSONWriter
 from .optimizer import build_optimizer
 from .storage_state import restore_storage, storage_state
+from .train_hooks import EvalHook, GatherRankStates
 
-__all__ = ["Trainer", "amp_precision", "create_ddp_model"]
+__all__ = ["WRITER_PERIOD", "Trainer", "amp_precision", "create_ddp_model"]
+
+# Iterations between two writes of the console / metrics.json / TensorBoard writers (detectron2's).
+WRITER_PERIOD = 20
 
 
 def create_ddp_model(model, **kwargs):
@@ -59,37 +63,11 @@ def create_ddp_model(model, **kwargs):
     return DistributedDataParallel(model, **kwargs)
 
 
-def _without_touching_rng(fn):
-    @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
-        state = capture_rng_state()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            restore_rng_state(state)
-
-    return wrapped
-
-
 def amp_precision() -> torch.dtype:
     """Autocast dtype of ``SOLVER.AMP.ENABLED``: bf16 where the GPU has it (the dtype the frozen
     SD/CLIP weights run in, so autocast does not re-cast them op by op; no overflow), else fp16.
     Losses run in float32 either way (``odise_ext.utils.precision``)."""
     return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
-
-
-class _GatherRankStates(hooks.HookBase):
-    """At the iterations the checkpointer saves, collect every process's ``rank_state()``
-    (on every process: ``all_gather`` is collective) for the main process's checkpoint."""
-
-    def __init__(self, period):
-        self._period = period
-
-    def after_step(self):
-        it, trainer = self.trainer.iter, self.trainer
-        if (it + 1) % self._period == 0 or it >= trainer.max_iter - 1:
-            state = trainer.rank_state()
-            trainer.gathered_rank_states = (it, comm.all_gather(state) if comm.get_world_size() > 1 else [state])
 
 
 class Trainer(DefaultTrainer):
@@ -165,10 +143,9 @@ class Trainer(DefaultTrainer):
         after the checkpointer) whose lines are not in metrics.json (those written after the
         checkpoint were cut off when its state was restored): they are written at once."""
         it, writer = self.start_iter - 1, getattr(self, "_metrics_writer", None)
-        period = next((h._period for h in self._hooks if isinstance(h, hooks.PeriodicWriter)), 0)
-        if writer is None or not period or writer._last_write >= it:
+        if writer is None or writer.state_dict()["last_write"] >= it:
             return False
-        return (it + 1) % period == 0 or it == self.max_iter - 1
+        return (it + 1) % WRITER_PERIOD == 0 or it == self.max_iter - 1
 
     def after_train(self):
         # a run resumed from model_final has no step left: TrainerBase.train still adds 1 to the
@@ -177,19 +154,35 @@ class Trainer(DefaultTrainer):
         super().after_train()
 
     def build_hooks(self):
-        ret = super().build_hooks()
-        for h in ret:
-            if isinstance(h, hooks.EvalHook):
-                h._func = _without_touching_rng(h._func)
-        # evaluation (a collective), then our state gathering (a collective too: it holds the
-        # evaluation's scalars), then the checkpointer (main process only), then the writers: a
-        # kill after a checkpoint never loses the evaluation of its iteration
-        evals = [h for h in ret if isinstance(h, hooks.EvalHook)]
-        ret = [h for h in ret if not isinstance(h, hooks.EvalHook)]
-        later = (hooks.PeriodicCheckpointer, hooks.PeriodicWriter)
-        at = next((i for i, h in enumerate(ret) if isinstance(h, later)), len(ret))
-        ret[at:at] = [*evals, _GatherRankStates(self.cfg.SOLVER.CHECKPOINT_PERIOD)]
+        """detectron2's default hooks in our order: evaluation (a collective; ours leaves the
+        random generators alone), then our state gathering (a collective too: it holds the
+        evaluation's scalars), then the checkpointer (main process only), then the writers; so a
+        kill after a checkpoint never loses the evaluation of its iteration (detectron2 evaluates
+        after checkpointing)."""
+        cfg = self.cfg.clone()
+        cfg.defrost()
+        cfg.DATALOADER.NUM_WORKERS = 0  # PreciseBN's own loader: saves memory and time
+        ret = [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(),
+            # before evaluation and checkpoint: it updates the model (as in detectron2)
+            hooks.PreciseBN(
+                cfg.TEST.EVAL_PERIOD, self.model, self.build_train_loader(cfg), cfg.TEST.PRECISE_BN.NUM_ITER
+            )
+            if cfg.TEST.PRECISE_BN.ENABLED and get_bn_modules(self.model)
+            else None,
+            EvalHook(cfg.TEST.EVAL_PERIOD, self._test_and_save_results),
+            GatherRankStates(cfg.SOLVER.CHECKPOINT_PERIOD),
+        ]
+        if comm.is_main_process():
+            ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD))
+            ret.append(hooks.PeriodicWriter(self.build_writers(), period=WRITER_PERIOD))
         return ret
+
+    def _test_and_save_results(self) -> dict:
+        # DefaultTrainer.train checks TEST.EXPECTED_RESULTS against the last results
+        self._last_eval_results = self.test(self.cfg, self.model)
+        return self._last_eval_results
 
     def build_writers(self):
         # (main process only) its state goes into checkpoints: rank_state / resume_or_load

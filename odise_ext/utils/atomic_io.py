@@ -8,10 +8,10 @@ error the temporary file is removed and the error names the target path. Files g
 plain ``open(path, "w")`` would give them (``0o666`` less the umask), not ``mkstemp``'s ``0o600``.
 """
 import contextlib
-import io
 import logging
 import os
 import re
+import shutil
 import tempfile
 
 __all__ = [
@@ -20,8 +20,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_save_image",
     "remove_orphaned_tmp_files",
-    "AtomicPathManager",
-    "atomic_path_manager_in",
+    "publish_files",
 ]
 
 _TMP_SUFFIX = ".tmp"
@@ -126,79 +125,24 @@ def remove_orphaned_tmp_files(root) -> int:
     return removed
 
 
-class _AtomicFile(io.IOBase):
-    """A file object for :class:`AtomicPathManager`: written to a temp file, renamed on close."""
-
-    def __init__(self, path, mode, **kwargs):
-        self._cm = atomic_open(path, mode, **kwargs)
-        self._f = self._cm.__enter__()
-
-    def write(self, data):
-        try:
-            return self._f.write(data)
-        except BaseException as e:
-            cm, self._cm = self._cm, None
-            if cm is not None:
-                cm.__exit__(type(e), e, e.__traceback__)  # removes the temp file; raises naming the path
-            raise
-
-    def writable(self):
-        return True
-
-    def fileno(self):
-        return self._f.fileno()
-
-    def flush(self):
-        if self._cm is not None:
-            self._f.flush()
-
-    def close(self):
-        cm, self._cm = self._cm, None
-        if cm is not None:
-            cm.__exit__(None, None, None)
-        super().close()
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc is not None and self._cm is not None:
-            cm, self._cm = self._cm, None
-            with contextlib.suppress(BaseException):
-                cm.__exit__(exc_type, exc, tb)
-            super().close()
-            return False
-        self.close()
-        return False
-
-
-class AtomicPathManager:
-    """Stands in for detectron2's ``PathManager``: local files opened for writing are atomic.
-
-    Everything else (reads, remote paths, ``mkdirs``, ``exists`` ...) goes to the wrapped manager.
-    """
-
-    def __init__(self, base):
-        self._base = base
-
-    def open(self, path, mode="r", **kwargs):
-        if any(c in mode for c in "wx") and "://" not in str(path):
-            kwargs.pop("buffering", None)
-            return _AtomicFile(path, mode, **kwargs)
-        return self._base.open(path, mode, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._base, name)
-
-
-@contextlib.contextmanager
-def atomic_path_manager_in(*modules):
-    """While active, ``module.PathManager`` of each module writes local files atomically.
-
-    For third-party code (detectron2's evaluators) that writes its outputs through ``PathManager``.
-    """
-    saved = [(m, m.PathManager) for m in modules]
+def publish_files(staging_dir, target_dir) -> list:
+    """Copy every file of ``staging_dir`` (written there by code that writes in place) to the
+    same name in ``target_dir``, each atomically and in the order they were written, then delete it from ``staging_dir``; the
+    published paths. A failed copy removes the rest of the staged files and raises naming its
+    target (``target_dir`` keeps the previous version of that file)."""
+    files = [e for e in os.scandir(staging_dir) if e.is_file()]
+    names = [e.name for e in sorted(files, key=lambda e: (e.stat().st_mtime_ns, e.name))]  # as written
+    published = []
     try:
-        for m, base in saved:
-            m.PathManager = AtomicPathManager(base)
-        yield
+        for name in names:
+            source, target = os.path.join(staging_dir, name), os.path.join(target_dir, name)
+            with open(source, "rb") as src, atomic_open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.remove(source)
+            published.append(target)
     finally:
-        for m, base in saved:
-            m.PathManager = base
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(staging_dir, name))
+    return published
+

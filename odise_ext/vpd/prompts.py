@@ -59,19 +59,18 @@ class ClassNamePrompt(PromptModule):
     """Class-name prompts: context [N, K, D] = adapter(CLIP("a photo of a {class}"))."""
 
     @configurable
-    def __init__(self, *, class_embeddings: torch.Tensor, adapter: TextAdapter, persistent: bool = False):
+    def __init__(self, *, class_embeddings: torch.Tensor, adapter: TextAdapter):
         """
         Args:
-            class_embeddings: [K, D] pooled text embeddings of the K class prompts.
+            class_embeddings: [K, D] pooled text embeddings of the K class prompts; kept in the
+                state dict, so that a checkpoint's (VPD's released ``class_embeddings``, those it
+                was trained with) replace the computed ones on loading.
             adapter: the text adapter (trainable).
-            persistent: keep the embeddings in the state dict, so that a checkpoint's (VPD's
-                released ``class_embeddings``) replace the computed ones on loading.
         """
         super().__init__()
         if class_embeddings.dim() != 2:
             raise ValueError(f"class_embeddings must be [K, D], got {tuple(class_embeddings.shape)}")
-        # Derived from frozen weights at build time; unless persistent, recomputed on rebuild.
-        self.register_buffer("class_embeddings", class_embeddings.detach().float(), persistent=persistent)
+        self.register_buffer("class_embeddings", class_embeddings.detach().float())
         self.adapter = adapter
 
     @classmethod
@@ -84,7 +83,6 @@ class ClassNamePrompt(PromptModule):
         return {
             "class_embeddings": embeddings,
             "adapter": _adapter(cfg, embeddings.shape[1]),
-            "persistent": True,  # VPD's released model stores the embeddings it was trained with
         }
 
     @property

@@ -85,6 +85,8 @@ def test_depth_head_crops_to_unpadded_image():
     assert torch.equal(cropped, full[:, :70, :100])
     with pytest.raises(ValueError, match="smaller than"):
         head(feats, image_size=(100, 100))
+    with pytest.raises(ValueError, match="needs image_size"):
+        head(feats)
 
 
 def test_depth_head_config_sizes_and_checks():
@@ -92,9 +94,8 @@ def test_depth_head_config_sizes_and_checks():
     cfg.MODEL.DEPTH_HEAD.DECONV_FILTERS = [8, 4]
     cfg.MODEL.DEPTH_HEAD.DECONV_KERNELS = [4, 3]
     head = build_depth_head(cfg, _input_shape()).eval()
-    head.crop_fused = False  # the decoded size itself, not cropped to an image
-    with torch.no_grad():
-        depth, _ = head(_features(64, 192, batch=1))
+    with torch.no_grad():  # the decoded size itself, not cropped to an image
+        depth = head.decode(head.fuse(_features(64, 192, batch=1)))
     # stride 32 → two ×2 deconvs → two ×2 upsamples: stride 2
     assert depth.shape == (1, 32, 96)
     assert head.out_layer[0].out_channels == 16 and head.conv_layers.out_channels == 8

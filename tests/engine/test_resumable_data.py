@@ -1,6 +1,7 @@
 """The resumable training stream: stopping at any batch and restarting from its state_dict gives
 the batches an uninterrupted stream gives, whatever the number of worker processes."""
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -109,10 +110,16 @@ def test_seeded_rng_draws_depend_on_seed_only():
 
 
 def test_evaluation_during_training_leaves_the_generators_alone():
-    from odise_ext.engine.trainer import _without_touching_rng
+    from detectron2.utils.events import EventStorage
+
+    from odise_ext.engine.train_hooks import EvalHook
 
     def evaluate():  # draws from every generator, like a test loader's iterator and a model would
-        return random.random(), np.random.rand(), torch.rand(())
+        drawn = random.random(), np.random.rand(), torch.rand(())
+        return {"metric": float(sum(float(x) for x in drawn))}
+
+    hook = EvalHook(2, evaluate)
+    hook.trainer = SimpleNamespace(iter=3, max_iter=10, storage=EventStorage())  # after iteration 3: evaluates
 
     torch.manual_seed(4)
     np.random.seed(4)
@@ -121,5 +128,6 @@ def test_evaluation_during_training_leaves_the_generators_alone():
     torch.manual_seed(4)
     np.random.seed(4)
     random.seed(4)
-    _without_touching_rng(evaluate)()
+    hook.after_step()
     assert (random.random(), np.random.rand(), torch.rand(())) == expected
+    assert "metric" in hook.trainer.storage.latest()  # the evaluation did run

@@ -6,7 +6,7 @@ Computation (channel sizes are config values; VPD's in brackets):
   stride-16 map → conv3x3/2                                 (→ stride 32, C16 channels)
   stride-64 map → nearest ×2                                (→ stride 32, C64 channels)
   concat [s8, s16, s32, s64] → conv1x1 → GN → ReLU          (FUSE_DIM [1536])
-  optional crop to ceil(image / 32) (CROP_FUSED; VPD: 16 → 15 for a 480 window padded to 512)
+  crop to ceil(image / 32)                                  (VPD: 16 → 15 for a 480 window padded to 512)
   N × (deconv k, stride 2 → norm → ReLU)                    (DECONV_FILTERS [32, 32, 32])
   conv3x3 → norm → ReLU                                     (HIDDEN_DIM [192])
   bilinear ×2, bilinear ×2
@@ -66,7 +66,6 @@ class VPDDepthHead(nn.Module):
         norm,
         max_depth,
         loss,
-        crop_fused=False,
         fused_stride=32,
     ):
         """
@@ -82,9 +81,9 @@ class VPDDepthHead(nn.Module):
             norm (str): detectron2 norm name used after the deconvs and the hidden conv.
             max_depth (float): depth at sigmoid output 1, in metres.
             loss (nn.Module): called as ``loss(pred [B,H,W], target [B,H,W])``.
-            crop_fused (bool): crop the fused stride-32 map to ceil(image_size / 32) before
-                decoding (needs ``image_size``), so the decoder never sees cells of pure padding.
-            fused_stride (int): image stride of the fused map (that of the third input).
+            fused_stride (int): image stride of the fused map (that of the third input); the
+                fused map is cropped to ceil(image_size / fused_stride) before decoding, so the
+                decoder never sees cells of pure padding (as VPD does).
         """
         super().__init__()
         if len(in_features) != 4 or len(in_channels) != 4:
@@ -96,7 +95,6 @@ class VPDDepthHead(nn.Module):
         self.in_features = list(in_features)
         self.max_depth = float(max_depth)
         self.loss = loss
-        self.crop_fused = bool(crop_fused)
         self.fused_stride = int(fused_stride)
         c8, c16, c32, c64 = in_channels
         if gn_groups <= 0 or fuse_dim % gn_groups:
@@ -143,7 +141,6 @@ class VPDDepthHead(nn.Module):
             "norm": d.NORM,
             "max_depth": d.MAX_DEPTH,
             "loss": SiLogLoss(cfg),
-            "crop_fused": True,  # VPD crops the fused map to the image
             "fused_stride": strides[2] if strides[2] is not None else 32,
         }
 
@@ -180,6 +177,15 @@ class VPDDepthHead(nn.Module):
                 )
         return self.out_layer(torch.cat([x8, x16, s32, x64], dim=1))
 
+    def decode(self, x):
+        """Fused map [B, FUSE_DIM, h, w] → depth [B, H, W] in (0, max_depth), uncropped
+        (H, W = h, w × 2^len(DECONV_FILTERS) × 4)."""
+        x = self.deconv_layers(x)
+        x = self.conv_layers(x)
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return (torch.sigmoid(self.last_layer_depth(x)) * self.max_depth)[:, 0]
+
     def forward(self, features, prompts=None, image_size=None, canvas_size=None, targets=None):
         """The depth heads' call (see ``MetaPromptsDepthHead.forward``); VPD's decoder reads no
         prompts and no canvas size.
@@ -187,31 +193,23 @@ class VPDDepthHead(nn.Module):
         Args:
             features (dict[str, Tensor]): [B, C_i, H_i, W_i] maps named by ``in_features``.
             prompts, canvas_size: ignored.
-            image_size (tuple or None): (H, W) to crop the prediction to; defaults to the
-                size of ``targets`` when given, otherwise the full decoded size.
+            image_size (tuple or None): (H, W) of the image on the padded canvas; the fused map
+                and the prediction are cropped to it. Defaults to the size of ``targets``; one
+                of the two is needed.
             targets (Tensor or None): [B, H, W] ground-truth depth in metres, 0 = invalid.
 
         Returns:
             depth (Tensor): [B, H, W] depth in metres, in (0, max_depth).
             losses (dict[str, Tensor]): {"loss_depth"} when ``targets`` is given, else {}.
         """
-        x = self.fuse(features)
         if image_size is None and targets is not None:
             image_size = targets.shape[-2:]
-        if self.crop_fused:
-            if image_size is None:
-                raise ValueError("VPDDepthHead with crop_fused needs image_size (or targets)")
-            x = crop_to_size(x, [-(-int(s) // self.fused_stride) for s in image_size])
-        x = self.deconv_layers(x)
-        x = self.conv_layers(x)
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        depth = torch.sigmoid(self.last_layer_depth(x)) * self.max_depth
-        depth = depth[:, 0]
-        if image_size is not None:
-            depth = crop_to_size(depth, image_size)
+        if image_size is None:
+            raise ValueError("VPDDepthHead needs image_size (or targets) to crop the fused map to the image")
+        x = self.fuse(features)
+        x = crop_to_size(x, [-(-int(s) // self.fused_stride) for s in image_size])
+        depth = crop_to_size(self.decode(x), image_size)
         losses = {}
         if targets is not None:
             losses["loss_depth"] = self.loss(depth, targets)
         return depth, losses
-

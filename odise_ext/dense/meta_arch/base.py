@@ -11,7 +11,11 @@ from torch import nn
 from ...engine.model_hooks import EvaluatedModel
 from ..sliding_window import sliding_window_inference
 
-__all__ = ["DenseModel", "dense_model_config"]
+__all__ = ["IMAGE_PAD_VALUE", "DenseModel", "dense_model_config"]
+
+# Image padding up to the size divisibility, in the [0, 1] units VPD backbones take: VPD / mmseg
+# pad with 0 after x2-1, i.e. 0.5 here.
+IMAGE_PAD_VALUE = 0.5
 
 
 def dense_model_config(cfg) -> dict:
@@ -25,7 +29,6 @@ def dense_model_config(cfg) -> dict:
         "test_crop_size": list(t.CROP_SIZE),
         "test_stride": list(t.STRIDE),
         "flip_test": t.FLIP,
-        "pad_value": 0.5,  # VPD / mmseg pad with 0 after x2-1: 0.5 in [0, 1] units
     }
 
 
@@ -41,7 +44,6 @@ class DenseModel(nn.Module, EvaluatedModel):
         test_crop_size: Sequence[int] = (),
         test_stride: Sequence[int] = (),
         flip_test: bool = False,
-        pad_value: float = 0.0,
     ):
         """
         Args:
@@ -49,8 +51,8 @@ class DenseModel(nn.Module, EvaluatedModel):
             pixel_mean, pixel_std: input normalisation (VPD backbones take [0, 1]: 0 / 255).
             test_crop_size, test_stride: sliding-window test (h, w); empty = whole image.
             flip_test: average with the prediction on the mirrored image.
-            pad_value: value of the image padding up to the size divisibility, in the
-                normalised units the backbone takes (VPD: 0.5, i.e. 0 after x2-1).
+
+        Images are padded with :data:`IMAGE_PAD_VALUE` up to the size divisibility.
         """
         super().__init__()
         self.backbone = backbone
@@ -59,7 +61,6 @@ class DenseModel(nn.Module, EvaluatedModel):
         self.test_crop_size = list(test_crop_size)
         self.test_stride = list(test_stride)
         self.flip_test = flip_test
-        self.pad_value = float(pad_value)
 
     @property
     def device(self) -> torch.device:
@@ -79,15 +80,15 @@ class DenseModel(nn.Module, EvaluatedModel):
         return [(x["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std for x in batched_inputs]
 
     def padded(self, images: List[torch.Tensor], pad_value: float = None) -> ImageList:
-        """Images (default pad value: ``self.pad_value``) or targets (pass their pad value)."""
-        pad_value = self.pad_value if pad_value is None else pad_value
+        """Images (default pad value: :data:`IMAGE_PAD_VALUE`) or targets (pass their pad value)."""
+        pad_value = IMAGE_PAD_VALUE if pad_value is None else pad_value
         return ImageList.from_tensors(images, self.size_divisibility, pad_value=pad_value)
 
     def _pad(self, images: torch.Tensor) -> torch.Tensor:
-        """[n, 3, h, w] padded bottom / right with ``pad_value`` to the size divisibility."""
+        """[n, 3, h, w] padded bottom / right with :data:`IMAGE_PAD_VALUE` to the size divisibility."""
         h, w = images.shape[-2:]
         d = self.size_divisibility
-        return F.pad(images, (0, (-w) % d, 0, (-h) % d), value=self.pad_value)
+        return F.pad(images, (0, (-w) % d, 0, (-h) % d), value=IMAGE_PAD_VALUE)
 
     def _predict_padded(self, predict: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
         """``predict`` on [n, 3, h, w] padded to the size divisibility; cropped back."""

@@ -3,7 +3,8 @@
 Backbone: ``VPDBackbone`` with ``SentencePrompt`` — the frozen CLIP token features of the
 sentence, through the text adapter, are the UNet's cross-attention context, and the attention
 maps over the tokens are concatenated to the stride-16/32 features. Decoder: the LAVT-style
-``MODEL.REFER_HEAD`` head (VPD's ``SimpleDecoding``). Loss: 2-class weighted cross-entropy.
+``MODEL.REFER_HEAD`` head (VPD's ``SimpleDecoding``), which sees the sentence only through those
+features. Loss: 2-class weighted cross-entropy.
 Inference: the foreground probability at the input's original size.
 """
 import torch.nn.functional as F
@@ -13,7 +14,6 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import nn
 
 from ..heads import build_refer_decoder
-from ...diffusion.prompts import SentenceTokens
 from .base import DenseModel, dense_model_config
 
 __all__ = ["DenseReferSegmentor"]
@@ -40,17 +40,18 @@ class DenseReferSegmentor(DenseModel):
         Args:
             refer_decoder: ``decoder(features, targets=, image_size=)``
                 -> (logits [B, 2, H, W], losses).
-            kwargs: see :class:`DenseModel` (the backbone's prompt must be the sentence tokens).
+            kwargs: see :class:`DenseModel` (the backbone's prompt must take ``sentences``).
         """
         super().__init__(**kwargs)
         self.refer_decoder = refer_decoder
 
     @classmethod
     def from_config(cls, cfg):
+        # Another prompt would ignore the sentences: a model blind to what it must segment.
         if cfg.MODEL.DIFFUSION.PROMPT.NAME != "SentencePrompt":
             raise ValueError(
-                "DenseReferSegmentor reads the sentence tokens of MODEL.DIFFUSION.PROMPT.NAME 'SentencePrompt', "
-                f"got {cfg.MODEL.DIFFUSION.PROMPT.NAME!r}"
+                "DenseReferSegmentor conditions the UNet on the sentence: set MODEL.DIFFUSION.PROMPT.NAME "
+                f"'SentencePrompt', got {cfg.MODEL.DIFFUSION.PROMPT.NAME!r}"
             )
         backbone = build_backbone(cfg)
         return {
@@ -65,7 +66,6 @@ class DenseReferSegmentor(DenseModel):
                 raise ValueError("every input needs a 'sentence' string")
         images = self.padded(self.preprocess_image(batched_inputs))
         features = self.backbone(images.tensor, {"sentences": [x["sentence"] for x in batched_inputs]})
-        tokens: SentenceTokens = features.prompt.state  # SentencePrompt's, checked at build time
         if self.training:
             if any("ref_mask" not in x for x in batched_inputs):
                 raise ValueError("training inputs need 'ref_mask'")
