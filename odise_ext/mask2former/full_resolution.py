@@ -16,7 +16,7 @@ equal to the rows of the full interpolation (tests/mask2former/test_full_resolut
 devices or dtypes may differ from their own kernels by rounding (~1 ulp).
 """
 
-from typing import Iterator, Tuple, Union
+from typing import Iterator, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,13 @@ __all__ = ["DEFAULT_CHUNK_PIXELS", "FullResolutionMasks", "as_full_resolution"]
 # 2048 x 1024 output pixels per chunk: every image of the usual benchmarks (COCO, ADE20K,
 # Cityscapes) is post-processed in one chunk, as before.
 DEFAULT_CHUNK_PIXELS = 2048 * 1024
+
+
+def _generic_kernel(channels: int, height: int, width: int) -> bool:
+    """Whether PyTorch interpolates [1, C, h, w] -> (H, W) by the generic kernel reproduced here.
+    It takes a vectorised one, whose rounding differs, for outputs with H + W <= 128 (at most
+    4096 pixels) and for 3 channels on one thread: those are always one chunk."""
+    return height + width > 128 and not (channels == 3 and torch.get_num_threads() == 1)
 
 
 def _fma(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -60,10 +67,14 @@ class FullResolutionMasks:
         self.low = low
         self.size = (int(size[0]), int(size[1]))
         self.chunk_pixels = int(chunk_pixels)
+        # queries selected so far (None: all); applied after F.interpolate in the one-chunk path,
+        # which then runs on all Q channels exactly as before (PyTorch's kernel choice depends on Q)
+        self.index: Optional[torch.Tensor] = None
 
     @property
     def shape(self) -> torch.Size:
-        return torch.Size((self.low.shape[0], *self.size))
+        q = self.low.shape[0] if self.index is None else self.index.shape[0]
+        return torch.Size((q, *self.size))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -74,20 +85,25 @@ class FullResolutionMasks:
         return self.low.device
 
     def select(self, index: torch.Tensor) -> "FullResolutionMasks":
-        """The masks of the queries ``index`` (bool mask or indices over Q): channels are
-        interpolated independently, so selecting before upsampling changes no value."""
-        return FullResolutionMasks(self.low[index], self.size, chunk_pixels=self.chunk_pixels)
+        """The masks of the queries ``index`` (bool mask or indices over the current queries)."""
+        out = FullResolutionMasks(self.low, self.size, chunk_pixels=self.chunk_pixels)
+        base = torch.arange(self.low.shape[0], device=self.low.device) if self.index is None else self.index
+        out.index = base[index]
+        return out
 
     def rows_per_chunk(self) -> int:
         height, width = self.size
-        return height if height * width <= self.chunk_pixels else max(1, self.chunk_pixels // max(width, 1))
+        if height * width <= self.chunk_pixels or not _generic_kernel(self.low.shape[0], height, width):
+            return height
+        return max(1, self.chunk_pixels // max(width, 1))
 
     def row_chunks(self) -> Iterator[Tuple[int, int, torch.Tensor]]:
         """Yields (r0, r1, logits [Q, r1 - r0, W]) covering rows 0..H in order."""
         height, width = self.size
         step = self.rows_per_chunk()
         if step >= height:
-            yield 0, height, F.interpolate(self.low[None], size=self.size, mode="bilinear", align_corners=False)[0]
+            full = F.interpolate(self.low[None], size=self.size, mode="bilinear", align_corners=False)[0]
+            yield 0, height, full if self.index is None else full[self.index]
             return
         h, w = self.low.shape[-2:]
         i0, i1, l0, l1 = _linear_weights(h, height, self.low.device)
@@ -97,7 +113,8 @@ class FullResolutionMasks:
             yield r0, r1, self._rows(i0[r0:r1], i1[r0:r1], l0[r0:r1], l1[r0:r1], j0, j1, m0, m1)
 
     def _rows(self, i0, i1, l0, l1, j0, j1, m0, m1) -> torch.Tensor:
-        low = self.low.float()
+        # channels are interpolated independently here: select them first
+        low = (self.low if self.index is None else self.low[self.index]).float()
 
         def along_width(rows: torch.Tensor) -> torch.Tensor:  # [Q, n, w] -> [Q, n, W]
             return _fma(m0, rows[..., j0], m1 * rows[..., j1])
