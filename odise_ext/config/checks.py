@@ -100,6 +100,7 @@ def _sizes(cfg):
     _positive_ints(cfg, ["INPUT.MIN_SIZE_TRAIN"], allow_empty=False)
     # 0 = no test resize (detectron2)
     _positive_ints(cfg, ["INPUT.MIN_SIZE_TEST"], allow_zero=True)
+    _positive_ints(cfg, ["MODEL.MASK_FORMER.TEST.POSTPROCESS_CHUNK_PIXELS"])
     _positive_ints(cfg, ["INPUT.MAX_SIZE_TRAIN", "INPUT.MAX_SIZE_TEST", "DATA.MAX_INPUT_PIXELS",
                          "DATA.LSJ.IMAGE_SIZE", "DATA.PNG.IMAGE_SIZE", "MODEL.DIFFUSION.WINDOW_SIZE",
                          "TEST.DENSE.CROP_SIZE", "TEST.DENSE.STRIDE", "DATA.DEPTH.CROP_SIZE",

@@ -89,4 +89,8 @@ def add_mask_former_config(cfg):
     mf.TEST.OBJECT_MASK_THRESHOLD = 0.0
     # panoptic: drop segments keeping less than this fraction of their own mask after overlap
     mf.TEST.OVERLAP_THRESHOLD = 0.8
+    # output pixels per chunk of full-resolution post-processing: the [Q, H, W] mask logits at the
+    # original image size are never held whole, only chunks of rows of at most this many pixels
+    # (x Q); the default fits 2048 x 1024 images in one chunk. Results do not depend on it.
+    mf.TEST.POSTPROCESS_CHUNK_PIXELS = 2048 * 1024
     return cfg

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY
-from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import ImageList
 from detectron2.utils.logger import log_first_n
 from torch import nn
@@ -23,6 +22,7 @@ from ..diffusion.backbone import build_diffusion_backbone
 from ..engine.model_hooks import EvaluatedModel
 from .clip import CLIP_MEAN, CLIP_STD, build_clip
 from ..mask2former.criterion import ClassLoss, SetCriterion, build_loss_term
+from ..mask2former.full_resolution import DEFAULT_CHUNK_PIXELS, FullResolutionMasks
 from ..mask2former.mask_former_head import MaskFormerHead
 from ..mask2former.postprocessing import instance_inference, panoptic_inference, semantic_inference
 from ..mask2former.transformer_decoder.class_head import CLASS_HEAD_REGISTRY, build_class_head
@@ -78,6 +78,7 @@ class ODISE(nn.Module, EvaluatedModel):
         pixel_mean,
         pixel_std,
         mask_clip_sdpa: bool = True,
+        postprocess_chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
     ):
         super().__init__()
         self.backbone = backbone
@@ -99,6 +100,7 @@ class ODISE(nn.Module, EvaluatedModel):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
         self.mask_clip_sdpa = mask_clip_sdpa
+        self.postprocess_chunk_pixels = postprocess_chunk_pixels
         self.text_cache = TextEmbeddingCache(clip.encode_text)
         self.set_test_vocabulary(test_vocabulary)
 
@@ -159,6 +161,7 @@ class ODISE(nn.Module, EvaluatedModel):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "mask_clip_sdpa": cfg.MODEL.SPEED.SDPA,
+            "postprocess_chunk_pixels": test.POSTPROCESS_CHUNK_PIXELS,
         }
 
     @staticmethod
@@ -310,9 +313,12 @@ class ODISE(nn.Module, EvaluatedModel):
         results = []
         for i, (cls_i, x, size) in enumerate(zip(mask_cls, batched_inputs, images.image_sizes)):
             height, width = x.get("height", size[0]), x.get("width", size[1])
-            # One image at a time, so only its [Q, H, W] masks exist at full resolution.
+            # The padded canvas is the model's input size; the original (height, width) is read in
+            # row chunks (detectron2's sem_seg_postprocess, without its [Q, height, width] tensor).
             pred_i = F.interpolate(mask_pred[i : i + 1], size=padded, mode="bilinear", align_corners=False)[0]
-            pred_i = sem_seg_postprocess(pred_i, size, height, width)
+            pred_i = FullResolutionMasks(
+                pred_i[:, : size[0], : size[1]], (height, width), chunk_pixels=self.postprocess_chunk_pixels
+            )
             r = {}
             if self.semantic_on:
                 r["sem_seg"] = semantic_inference(cls_i, pred_i)

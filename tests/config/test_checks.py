@@ -36,6 +36,8 @@ ROWS = [
     ("relative_crop_over_one", TINY, ["INPUT.CROP.ENABLED", "True", "INPUT.CROP.SIZE", "[1.5, 0.5]"],
      ["INPUT.CROP.SIZE = [1.5, 0.5]", "(0, 1]", "'relative_range'"]),
     ("max_input_pixels_zero", TINY, ["DATA.MAX_INPUT_PIXELS", "0"], ["DATA.MAX_INPUT_PIXELS = 0", "> 0"]),
+    ("postprocess_chunk_zero", TINY, ["MODEL.MASK_FORMER.TEST.POSTPROCESS_CHUNK_PIXELS", "0"],
+     ["MODEL.MASK_FORMER.TEST.POSTPROCESS_CHUNK_PIXELS = 0", "> 0"]),
     ("hidden_dim_30", TINY, ["MODEL.MASK_FORMER.HIDDEN_DIM", "30"],
      ["MODEL.MASK_FORMER.HIDDEN_DIM = 30", "divisible by MODEL.MASK_FORMER.NHEADS = 4"]),
     ("nheads_zero", TINY, ["MODEL.MASK_FORMER.NHEADS", "0"], ["MODEL.MASK_FORMER.NHEADS = 0", "> 0"]),
