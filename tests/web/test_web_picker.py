@@ -141,3 +141,19 @@ def test_an_entry_that_cannot_be_fetched_shows_the_zoo_message(zoo_cache, set_ca
     assert picker.select("odise://tiny", None, Recorder())[0] is None
     shown, note = picker.select("odise://nope", "launch", Recorder())
     assert shown == "launch" and "not a choice here" in note and "odise://tiny" in note
+
+
+def test_the_dropdown_goes_back_to_the_model_still_shown(zoo_cache, set_catalog):
+    gr = pytest.importorskip("gradio")
+    from odise_ext.web.app import build_app
+
+    set_catalog({"odise://tiny": _entry("tiny.pth", [f"http://127.0.0.1:{_closed_port()}/tiny.pth"])})
+    picker = ModelPicker(builder=lambda *a: pytest.fail("nothing to build"))
+    picker.add("launch", DemoSession(setup_cfg(TINY_ODISE), None, None, TINY_ODISE))
+    app = build_app([], picker=picker)
+    dropdown = next(b for b in app.blocks.values() if isinstance(b, gr.Dropdown) and b.elem_id == "odise-model")
+    assert dropdown.value == "launch"  # the launch model is shown first
+    choose = next(f for f in app.fns.values() if dropdown in f.outputs)
+    shown, note, update = choose.fn("odise://tiny", "launch", progress=Recorder())
+    assert shown == "launch" and "**Cannot load `odise://tiny`**" in note
+    assert update["value"] == "launch" and ("launch", "launch") in update["choices"]
