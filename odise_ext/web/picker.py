@@ -108,8 +108,10 @@ class ModelPicker:
 
         cached = self.session(key)
         if cached is not None:
-            if key in self._loaded:
+            try:
                 self._loaded.move_to_end(key)  # recently chosen: unloaded last
+            except KeyError:  # a launch session, or unloaded by a load meanwhile (this request keeps it)
+                pass
             return cached
         if key not in self.entry_tasks:
             raise PickerError(f"'{key}' is not a choice here (zoo entries: {', '.join(self.entry_tasks)})")

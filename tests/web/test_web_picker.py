@@ -68,7 +68,8 @@ def test_each_task_tab_offers_the_entries_of_its_task(zoo_cache, set_catalog):
 
     launch = DemoSession(setup_cfg("configs/testing/png_tiny.yaml"), None, None, "png_tiny.yaml")
     picker.add("png_tiny.yaml", launch)
-    assert picker.tasks()[0] == "PNGDiffusion" and picker.choices("PNGDiffusion") == [("png_tiny.yaml", "png_tiny.yaml")]
+    assert picker.tasks()[0] == "PNGDiffusion"
+    assert picker.choices("PNGDiffusion") == [("png_tiny.yaml", "png_tiny.yaml")]
     assert picker.session("png_tiny.yaml") is launch
 
 
