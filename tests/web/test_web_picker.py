@@ -158,3 +158,35 @@ def test_the_dropdown_goes_back_to_the_model_still_shown(zoo_cache, set_catalog)
     shown, note, update = choose.fn("odise://tiny", "launch", progress=Recorder())
     assert shown == "launch" and "**Cannot load `odise://tiny`**" in note
     assert update["value"] == "launch" and ("launch", "launch") in update["choices"]
+
+
+def test_web_demo_without_models_serves_the_picker(zoo_cache, monkeypatch):
+    import importlib
+
+    import odise_ext.web as web
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tools"))
+    try:
+        web_demo = importlib.import_module("web_demo")
+    finally:
+        sys.path.pop(0)
+    seen = {}
+
+    class _App:
+        def queue(self, **kwargs):
+            return self
+
+        def launch(self, **kwargs):
+            seen["launched"] = True
+
+    def fake_build_app(sessions, tagger, picker=None):
+        seen.update(sessions=sessions, picker=picker)
+        return _App()
+
+    monkeypatch.setattr(web, "build_app", fake_build_app)
+    web_demo.main(["--max-models", "3"])
+    picker = seen["picker"]
+    assert seen["launched"] and seen["sessions"] == [] and isinstance(picker, ModelPicker)
+    assert picker.max_loaded == 3 and "odise://label_coco_50e" in _keys(picker, "ODISE")
+    with pytest.raises(SystemExit, match="--max-models must be at least 1"):
+        web_demo.main(["--max-models", "0"])
