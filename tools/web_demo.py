@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """A web page to try a model: drop an image, type a vocabulary / narrative / sentence, see the
 result. One tab per config file (its model's task); each model is built once and stays loaded.
+With --picker (or with no --config-file / --model), one tab per task instead, each with a model
+dropdown over the model-zoo entries of that task (and the models given here).
 
     python tools/web_demo.py --config-file configs/testing/odise_tiny.yaml          # random weights
+    python tools/web_demo.py                                                         # zoo picker
     python tools/web_demo.py --config-file configs/odise_coco.yaml --port 7860 \\
         --opts MODEL.WEIGHTS model.pth
 
@@ -28,6 +31,11 @@ def get_parser():
     p.add_argument("--model", nargs="+", default=[],
                    help="zoo names, e.g. odise://label_coco_50e vpd://nyu_depth (one tab each, with the entry's "
                         "config; fetched and converted on first use; python -m odise_ext.zoo list)")
+    p.add_argument("--picker", action="store_true",
+                   help="one tab per task with a model dropdown over the zoo entries (default without "
+                        "--config-file / --model); the models given here are choices too")
+    p.add_argument("--max-models", type=int, default=2,
+                   help="zoo models the picker keeps loaded (the least recently chosen is unloaded)")
     p.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1 (0: the first free one from 7860)")
     p.add_argument("--tagger", default="nltk", help="PNG noun-phrase tagger: 'nltk' or 'package.module:factory'")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ...")
@@ -55,18 +63,24 @@ def main(argv=None):
 
 def _serve(args):
     from odise_ext.config.early_checks import checked_cfg
-
-    if not args.config_file and not args.model:
-        raise SystemExit("give --config-file and/or --model")
     from odise_ext.web import build_app, build_session, local_theme
     from odise_ext.web.inputs import MAX_UPLOAD_BYTES
 
+    if args.max_models < 1:
+        raise SystemExit(f"--max-models must be at least 1, got {args.max_models}")
     for f in args.config_file:  # keys, values, device, weight paths: before any model is built
         checked_cfg(f, args.opts)
 
     sessions = [build_session(*_zoo_model(name, args.opts)) for name in args.model]
     sessions += [build_session(f, args.opts) for f in args.config_file]
-    app = build_app(sessions, tagger=args.tagger)
+    picker = None
+    if args.picker or not sessions:
+        from odise_ext.web.picker import ModelPicker
+
+        picker = ModelPicker(args.opts, max_loaded=args.max_models)
+        for key, session in zip(args.model + args.config_file, sessions):
+            picker.add(key, session)
+    app = build_app(sessions, tagger=args.tagger, picker=picker)
     app.queue(default_concurrency_limit=1).launch(
         server_name="127.0.0.1", server_port=args.port or None, share=False, inbrowser=False,
         theme=local_theme(), max_file_size=MAX_UPLOAD_BYTES,

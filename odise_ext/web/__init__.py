@@ -5,7 +5,7 @@ task runs are tested without a browser.
 """
 from .inputs import InputError, load_image
 
-__all__ = ["web_tasks", "build_session", "InputError", "load_image", "build_app", "local_theme"]
+__all__ = ["web_tasks", "build_session", "InputError", "load_image", "build_app", "local_theme", "ModelPicker"]
 
 
 def __getattr__(name):
@@ -15,6 +15,10 @@ def __getattr__(name):
         from . import app
 
         return getattr(app, name)
+    if name == "ModelPicker":
+        from .picker import ModelPicker
+
+        return ModelPicker
     if name in ("web_tasks", "build_session"):
         from . import build
 

@@ -111,6 +111,6 @@ def test_web_demo_passes_the_upload_cap_to_gradio(monkeypatch):
             seen.update(kwargs)
 
     monkeypatch.setattr(web, "build_session", lambda f, opts: f)
-    monkeypatch.setattr(web, "build_app", lambda sessions, tagger: _App())
+    monkeypatch.setattr(web, "build_app", lambda sessions, tagger, picker=None: _App())
     web_demo.main(["--config-file", TINY])
     assert seen["max_file_size"] == MAX_UPLOAD_BYTES and seen["server_name"] == "127.0.0.1"
