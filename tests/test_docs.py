@@ -226,3 +226,47 @@ def test_model_zoo_page_cites_every_zoo_entry():
         elif entry.sha256[:8] not in row or "file-name suffix" not in row:
             missing.append(f"checksum {entry.sha256} and its source")
         assert not missing, f"docs/model-zoo.md row of {entry.uri} lacks {missing}"
+
+
+def _learning_table():
+    """docs/benchmarks.md's learning-tests table: {run: [row cells]}."""
+    text = _read("docs/benchmarks.md")
+    section = text.split("## Learning tests", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 8 and cells[0] not in ("run", "---"):
+            rows.setdefault(cells[0], []).append(cells)
+    return rows
+
+
+def test_documented_learning_figures_meet_the_learning_tests_thresholds():
+    """The figures docs/benchmarks.md gives for each learning run satisfy the gains that run's test
+    asserts (``tests/learning.py``'s ``LEARNING_RUNS``), with the same config, length and samples."""
+    from learning import LEARNING_RUNS
+
+    from odise_ext.config import setup_cfg
+
+    rows = _learning_table()
+    assert sorted(rows) == sorted(LEARNING_RUNS)
+    for name, run in LEARNING_RUNS.items():
+        iters = run.max_iter if run.max_iter is not None else setup_cfg(run.config).SOLVER.MAX_ITER
+        documented = {cells[4]: cells for cells in rows[name]}
+        assert sorted(documented) == sorted({g.metric for g in run.gains}), name
+        for metric, (_, config, n_iter, n_eval, _, before, after, asserts) in documented.items():
+            assert (config, int(n_iter), int(n_eval)) == (f"`{run.config}`", iters, run.eval_count), (name, metric)
+            gains = [g for g in run.gains if g.metric == metric]
+            assert asserts == "; ".join(str(g) for g in gains), (name, metric, asserts)
+            failed = [str(g) for g in gains if not g.holds(float(before), float(after))]
+            assert not failed, f"docs/benchmarks.md: {name} {metric} {before} -> {after} is not {failed}"
+
+
+def test_gain_renders_and_checks_as_the_tests_wrote_it():
+    from learning import Gain
+
+    assert str(Gain("mIoU", ">", 2.5)) == "> 2.5 × untrained"
+    assert str(Gain("oIoU", ">", 1.8, 1)) == "> 1.8 × untrained + 1"
+    assert str(Gain("AP", ">", 1, 10)) == "> untrained + 10"
+    assert Gain("mIoU", ">", 2.5).holds(2.0, 5.1) and not Gain("mIoU", ">", 2.5).holds(2.0, 5.0)
+    assert Gain("abs_rel", "<", 0.5).holds(3.0, 1.4) and not Gain("abs_rel", "<", 0.5).holds(3.0, 1.5)
+    assert Gain("AP", ">", 1, 10).holds(0.0, 10.5) and not Gain("AP", ">", 1, 10).holds(1.0, 10.5)
