@@ -6,6 +6,7 @@ loaders, scheduler and ``inference_on_dataset``; evaluation uses the project's e
 (``build_evaluators``, chosen by the dataset's ``evaluator_type``), as ``tools/train_net.py`` does.
 """
 import logging
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -67,3 +68,70 @@ def train_and_evaluate(config, tmp_path, *opts, eval_count=12):
         scheduler.step()
     model.eval()
     return before, evaluate(cfg, model, eval_count, tmp_path / "trained"), history
+
+
+class Gain(NamedTuple):
+    """What a learning test asserts of one metric: ``trained <op> factor * untrained + margin``."""
+
+    metric: str
+    op: str  # ">": higher is better; "<": lower is better
+    factor: float = 1.0
+    margin: float = 0.0
+
+    def holds(self, before: float, after: float) -> bool:
+        bound = self.factor * before + self.margin
+        return after > bound if self.op == ">" else after < bound
+
+    def __str__(self) -> str:
+        scaled = "untrained" if self.factor == 1 else f"{self.factor:g} × untrained"
+        return f"{self.op} {scaled}" + (f" + {self.margin:g}" if self.margin else "")
+
+
+class LearningRun(NamedTuple):
+    """One learning test's run: config, training length, evaluated samples and the gains it asserts."""
+
+    config: str
+    max_iter: Optional[int]  # None: the config's SOLVER.MAX_ITER
+    eval_count: int
+    task: str  # the evaluator's result key ("sem_seg", "depth", ...)
+    gains: Tuple[Gain, ...]
+
+
+# The one source of the learning tests' settings and thresholds; docs/benchmarks.md documents
+# the measured figures of each, and tests/test_docs.py checks them against these gains.
+LEARNING_RUNS: Dict[str, LearningRun] = {
+    "vpd_semseg_tiny": LearningRun("configs/testing/vpd_semseg_tiny.yaml", 60, 12, "sem_seg", (
+        Gain("mIoU", ">", 2.5), Gain("mIoU", ">", 1, 4), Gain("pACC", ">", 1, 10))),
+    "vpd_metaprompts_semseg_tiny": LearningRun("configs/testing/vpd_metaprompts_semseg_tiny.yaml", 40, 12, "sem_seg", (
+        Gain("mIoU", ">", 2.5), Gain("mIoU", ">", 1, 4), Gain("pACC", ">", 1, 10))),
+    "vpd_depth_tiny": LearningRun("configs/testing/vpd_depth_tiny.yaml", None, 12, "depth", (
+        Gain("d1", ">", 1, 0.1), Gain("abs_rel", "<", 0.5), Gain("rmse", "<", 0.8))),
+    "vpd_metaprompts_depth_tiny": LearningRun("configs/testing/vpd_metaprompts_depth_tiny.yaml", None, 12, "depth", (
+        Gain("d1", ">", 1, 0.1), Gain("abs_rel", "<", 0.5), Gain("rmse", "<", 0.8))),
+    "vpd_refer_tiny": LearningRun("configs/testing/vpd_refer_tiny.yaml", None, 24, "refer", (
+        Gain("oIoU", ">", 1.8, 1), Gain("mIoU", ">", 1.8, 1))),
+    "vpd_pose_tiny": LearningRun("configs/testing/vpd_pose_tiny.yaml", None, 24, "keypoints", (
+        Gain("AP", ">", 1, 10),)),
+    "png_shapes": LearningRun("configs/quickstart/png_shapes.yaml", 60, 24, "png", (
+        Gain("AR", ">", 1, 5), Gain("AR", ">", 1.35), Gain("AR_stuff", ">", 1, 10), Gain("acc@0.5", ">", 1, 10))),
+}
+
+
+def run_learning(name, tmp_path):
+    """The learning run ``name`` of :data:`LEARNING_RUNS`: ``(before, after, history)`` of its task."""
+    run = LEARNING_RUNS[name]
+    opts = () if run.max_iter is None else ("SOLVER.MAX_ITER", run.max_iter)
+    before, after, history = train_and_evaluate(run.config, tmp_path, *opts, eval_count=run.eval_count)
+    before, after = before[run.task], after[run.task]
+    print(name, "untrained", dict(before), "trained", dict(after))
+    return before, after, history
+
+
+def assert_gains(name, before, after):
+    """Every gain of the learning run ``name`` holds (one message per failed gain)."""
+    failed = [
+        f"{g.metric}: trained {after[g.metric]} is not {g} (untrained {before[g.metric]})"
+        for g in LEARNING_RUNS[name].gains
+        if not g.holds(before[g.metric], after[g.metric])
+    ]
+    assert not failed, f"{name}: " + "; ".join(failed)

@@ -1,5 +1,6 @@
 """Released checkpoints by name: ``MODEL.WEIGHTS odise://label_coco_50e`` (and ``vpd://...``,
-``metaprompts://...``) downloads, verifies, converts once and loads; see docs/zoo-downloads.md.
+``metaprompts://...``) downloads, verifies, converts once and loads; see docs/zoo-downloads.md
+(the entries: docs/model-zoo.md).
 
 * :mod:`.catalog`  - the table of released checkpoints (:data:`ZOO`);
 * :mod:`.download` - resumable, verified, file-locked HTTP downloads;

@@ -12,7 +12,8 @@ model needs besides (``MODEL.DIFFUSION.WEIGHTS`` / ``MODEL.CLIP.WEIGHTS``, see
 Mirrors and tests: ``$ODISE_EXT_ZOO_CATALOG`` names a JSON file ``{"<scheme>://<name>": {field:
 value}}`` whose fields replace an entry's (or define a new entry), e.g. an organisation's mirror
 with its own URLs, or the tests' loopback server with scaled-down checkpoints. JSON only: a
-catalog file is data, never code. See docs/zoo-downloads.md.
+catalog file is data, never code. The table is cited in docs/model-zoo.md; downloads in
+docs/zoo-downloads.md.
 """
 import json
 import os
@@ -47,7 +48,7 @@ class ZooEntry:
     file_name: str  # name of the downloaded file in the cache (and on a mirror)
     urls: Tuple[str, ...]  # as published by the authors, tried in order; () = none published
     source: str  # repository and file each URL was read from
-    release_format: str  # "odise" or a format of odise_ext.vpd.release_formats
+    release_format: str  # "odise" or a format registered in odise_ext.checkpoint.formats
     config: str  # config file (relative to the repository root)
     diffusion_weights: str  # MODEL.DIFFUSION.WEIGHTS it needs when that key is empty
     clip_weights: str = ""  # MODEL.CLIP.WEIGHTS it needs when empty ("" = no CLIP)
