@@ -12,9 +12,12 @@ test: install
 demo: install
 	bash scripts/demo.sh
 
-# the web demo on 127.0.0.1:$(PORT); CONFIG / PORT / OPTS override, e.g. make web OPTS="MODEL.WEIGHTS m.pth"
+# the web demo on 127.0.0.1:$(PORT), one tab per task (the tiny random models by default);
+# CONFIG / PORT / OPTS override, e.g. make web CONFIG=configs/odise_coco.yaml OPTS="MODEL.WEIGHTS m.pth"
+WEB_CONFIGS := configs/testing/odise_tiny.yaml configs/testing/png_tiny.yaml configs/testing/vpd_semseg_tiny.yaml \
+	configs/testing/vpd_depth_tiny.yaml configs/testing/vpd_refer_tiny.yaml configs/testing/vpd_pose_tiny.yaml
 web: install
-	$(PY) tools/web_demo.py --config-file $(or $(CONFIG),configs/testing/odise_tiny.yaml) --port $(or $(PORT),7860) $(if $(OPTS),--opts $(OPTS))
+	$(PY) tools/web_demo.py --config-file $(or $(CONFIG),$(WEB_CONFIGS)) --port $(or $(PORT),7860) $(if $(OPTS),--opts $(OPTS))
 
 clean-cache:
 	rm -rf $${ODISE_EXT_CACHE:-$$HOME/.cache/odise_ext}/shapes_world_v1

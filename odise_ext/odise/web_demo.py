@@ -14,6 +14,7 @@ from ..web.handlers import guard, session_image, status
 from ..web.inputs import InputError
 
 __all__ = ["THINGS_MODES", "VOCABULARY_PRESETS", "preset_vocabulary", "vocabulary_text", "web_vocabulary",
+           "things_after_edit",
            "PanopticResult", "SEGMENT_COLUMNS", "run_panoptic", "handle_panoptic", "panoptic_tab"]
 
 _CUSTOM = "(type your own)"
@@ -66,8 +67,25 @@ def web_vocabulary(text: str, things_mode: str, things_text: str = "") -> Vocabu
     listed = [t.strip() for t in (things_text or "").split(";") if t.strip()]
     unknown = [t for t in listed if t.lower() not in seen]
     if unknown:
-        raise InputError(f"Thing classes {unknown} are not first names of vocabulary classes.")
+        raise InputError(f"Thing classes {unknown} are not first names of vocabulary classes: remove them from "
+                         f"'Thing classes', or choose '{THINGS_MODES[0]}' or '{THINGS_MODES[1]}'.")
     return Vocabulary(vocab.classes, tuple(sorted(seen[t.lower()] for t in listed)))
+
+
+def things_after_edit(text: str, things_mode: str, things_text: str) -> Tuple[str, str]:
+    """(things mode, thing classes) kept consistent with a vocabulary the user has just typed:
+    listed thing classes that are no longer first names of the vocabulary are dropped; when none
+    is left, every class becomes a thing (ODISE's demo treats user classes as things)."""
+    if things_mode != THINGS_MODES[2]:
+        return things_mode, things_text
+    try:
+        names = {n.lower() for n in parse_vocabulary(text or "").names}
+    except ValueError:  # not a vocabulary yet (e.g. while typing): leave the fields alone
+        return things_mode, things_text
+    kept = [t.strip() for t in (things_text or "").split(";") if t.strip() and t.strip().lower() in names]
+    if not kept:
+        return THINGS_MODES[0], ""
+    return things_mode, ";".join(kept)
 
 
 @dataclass
@@ -159,5 +177,10 @@ def panoptic_tab(session, p, tagger):
     def segment(path, text, things_mode, things_text, progress=gr.Progress()):
         return handle_panoptic(session, path, text, things_mode, things_text, progress)
 
+    def edited(text, things_mode, things_text):  # typed by the user (not set by a preset)
+        new_mode, new_things = things_after_edit(text, things_mode, things_text)
+        return _CUSTOM, new_mode, new_things
+
     preset.change(pick, preset, [vocab, mode, things])
+    vocab.input(edited, [vocab, mode, things], [preset, mode, things])
     run.click(segment, [image, vocab, mode, things], [out, legend, table, state])

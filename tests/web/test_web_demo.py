@@ -112,6 +112,27 @@ def test_vocabulary_fields():
     assert (text, things) == ("cat;dog,puppy;sky", "dog")
 
 
+def test_typing_a_vocabulary_keeps_the_thing_list_consistent():
+    """Issue 22: typing a vocabulary while the things option lists a preset's thing classes must
+    not leave names the new vocabulary lacks (the page then failed with "not first names")."""
+    from odise_ext.odise.web_demo import preset_vocabulary, things_after_edit
+
+    _, coco_things = vocabulary_text(preset_vocabulary("coco_2017_val_panoptic_with_sem_seg"))
+    assert "person" in coco_things.split(";")
+    # a vocabulary of its own: none of COCO's things is in it, so every class becomes a thing
+    mode, things = things_after_edit("circle;square,box;sky", LISTED, coco_things)
+    assert (mode, things) == (ALL_THINGS, "")
+    assert web_vocabulary("circle;square,box;sky", mode, things).thing_ids == (0, 1, 2)
+    # an edited preset keeps the thing classes that are still there, in their order
+    assert things_after_edit("person;sky;car", LISTED, "person;bicycle;car") == (LISTED, "person;car")
+    # other modes, and text that is not a vocabulary yet, are left as they are
+    assert things_after_edit("cat", ALL_STUFF, "dog") == (ALL_STUFF, "dog")
+    assert things_after_edit(" ; ", LISTED, "dog") == (LISTED, "dog")
+    # when the fields still disagree, the error says what to change
+    with pytest.raises(InputError, match="remove them from 'Thing classes', or choose 'every class is a thing'"):
+        web_vocabulary("cat;sky", LISTED, "dog")
+
+
 @pytest.mark.parametrize("dataset", ["coco_2017_val_panoptic_with_sem_seg", "ade20k_panoptic_val"])
 def test_presets_round_trip_through_the_text_fields(dataset):
     from odise_ext.odise.web_demo import VOCABULARY_PRESETS, preset_vocabulary
