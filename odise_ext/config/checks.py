@@ -28,7 +28,8 @@ class ConfigError(ValueError):
     one_line = True
 
 
-def _get(cfg, key: str):
+def cfg_value(cfg, key: str):
+    """The value of the dotted ``key`` in ``cfg``; None where a part is missing."""
     node = cfg
     for part in key.split("."):
         if part not in node:
@@ -47,7 +48,7 @@ def _fail(key, value, rule):
 
 def _positive(cfg, keys: Iterable[str], allow_zero=False):
     for key in keys:
-        v = _get(cfg, key)
+        v = cfg_value(cfg, key)
         if v is None:
             continue
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or (v == 0 and not allow_zero):
@@ -57,7 +58,7 @@ def _positive(cfg, keys: Iterable[str], allow_zero=False):
 def _positive_ints(cfg, keys: Iterable[str], allow_zero=False, allow_empty=True):
     """Each key holds an int or a list of ints, each > 0 (>= 0 with ``allow_zero``)."""
     for key in keys:
-        v = _get(cfg, key)
+        v = cfg_value(cfg, key)
         if v is None:
             continue
         values = list(v) if isinstance(v, (list, tuple)) else [v]
@@ -71,8 +72,8 @@ def _positive_ints(cfg, keys: Iterable[str], allow_zero=False, allow_empty=True)
 def _divisible(cfg, key: str, by_key: str = "", by: int = 0, when: bool = True):
     if not when:
         return
-    v = _get(cfg, key)
-    d = _get(cfg, by_key) if by_key else by
+    v = cfg_value(cfg, key)
+    d = cfg_value(cfg, by_key) if by_key else by
     if v is None or d is None:
         return
     if not _is_int(d) or d <= 0:
@@ -91,7 +92,7 @@ def _schedule(cfg, world_size: int):
     _positive_ints(cfg, ["SOLVER.MAX_ITER", "SOLVER.CHECKPOINT_PERIOD"])
     _positive_ints(cfg, ["TEST.EVAL_PERIOD", "DATALOADER.NUM_WORKERS", "SOLVER.WARMUP_ITERS"], allow_zero=True)
     _positive(cfg, ["SOLVER.BASE_LR", "SOLVER.WEIGHT_DECAY"], allow_zero=True)
-    steps = list(_get(cfg, "SOLVER.STEPS") or ())
+    steps = list(cfg_value(cfg, "SOLVER.STEPS") or ())
     if any(not _is_int(s) or s <= 0 for s in steps) or steps != sorted(steps):
         _fail("SOLVER.STEPS", cfg.SOLVER.STEPS, "must be increasing integers > 0")
 
@@ -107,14 +108,14 @@ def _sizes(cfg):
                          "DATA.REFER.SIZE", "DATA.POSE.CROP_SIZE",
                          "DATA.SEM_SEG.BASE_SIZE"])
     _positive_ints(cfg, ["DATA.SIZE_DIVISIBILITY"], allow_zero=True)
-    if _get(cfg, "INPUT.CROP.ENABLED"):
+    if cfg_value(cfg, "INPUT.CROP.ENABLED"):
         kind, size = cfg.INPUT.CROP.TYPE, list(cfg.INPUT.CROP.SIZE)
         if kind in ("absolute", "absolute_range"):
             _positive_ints(cfg, ["INPUT.CROP.SIZE"], allow_empty=False)
         elif kind in ("relative", "relative_range") and not all(
                 isinstance(s, (int, float)) and 0 < s <= 1 for s in size):
             _fail("INPUT.CROP.SIZE", cfg.INPUT.CROP.SIZE, f"must hold fractions in (0, 1] for INPUT.CROP.TYPE {kind!r}")
-    lo, hi = _get(cfg, "DATA.LSJ.MIN_SCALE"), _get(cfg, "DATA.LSJ.MAX_SCALE")
+    lo, hi = cfg_value(cfg, "DATA.LSJ.MIN_SCALE"), cfg_value(cfg, "DATA.LSJ.MAX_SCALE")
     if lo is not None:
         _positive(cfg, ["DATA.LSJ.MIN_SCALE", "DATA.LSJ.MAX_SCALE"])
         if lo > hi:
@@ -128,13 +129,13 @@ def _widths(cfg):
     _divisible(cfg, f"{mf}.HIDDEN_DIM", f"{mf}.NHEADS")
     _divisible(cfg, "MODEL.SEM_SEG_HEAD.CONVS_DIM", f"{mf}.PIXEL_DECODER.NHEADS")
     # the deformable pixel decoder's input projections are GroupNorm(32, CONVS_DIM); so is "GN"
-    uses_gn = (_get(cfg, f"{mf}.PIXEL_DECODER.NAME") == "MSDeformAttnPixelDecoder"
-               or _get(cfg, "MODEL.SEM_SEG_HEAD.NORM") == "GN")
+    uses_gn = (cfg_value(cfg, f"{mf}.PIXEL_DECODER.NAME") == "MSDeformAttnPixelDecoder"
+               or cfg_value(cfg, "MODEL.SEM_SEG_HEAD.NORM") == "GN")
     _divisible(cfg, "MODEL.SEM_SEG_HEAD.CONVS_DIM", by=32, when=uses_gn)
     _divisible(cfg, "MODEL.DIFFUSION.PROJECTION.BOTTLENECK_CHANNELS", by=32,
-               when=_get(cfg, "MODEL.DIFFUSION.PROJECTION.NORM") == "GN")
+               when=cfg_value(cfg, "MODEL.DIFFUSION.PROJECTION.NORM") == "GN")
     _divisible(cfg, "MODEL.DIFFUSION.PROJECTION.OUT_CHANNELS", by=32,
-               when=_get(cfg, "MODEL.DIFFUSION.PROJECTION.NORM") == "GN")
+               when=cfg_value(cfg, "MODEL.DIFFUSION.PROJECTION.NORM") == "GN")
     png = "MODEL.PNG"
     _divisible(cfg, f"{png}.EIPA.DIM", f"{png}.EIPA.NHEADS")
     _divisible(cfg, f"{png}.HIDDEN_DIM", f"{png}.MLMA.NHEADS")

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 from .defaults import setup_cfg
 from .suggest import check_device, closest_keys
+from .checks import cfg_value
 
 __all__ = ["checked_cfg", "check_dataset_names", "check_weight_paths", "user_input_errors"]
 
@@ -28,15 +29,6 @@ def user_input_errors():
         raise
 
 
-def _get(cfg, dotted):
-    node = cfg
-    for part in dotted.split("."):
-        if part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def check_weight_paths(cfg) -> None:
     """``MODEL.WEIGHTS`` is a readable checkpoint (:func:`check_weights_file`) and the diffusion
     and CLIP weights, when paths, exist. ``FileNotFoundError`` / ``ValueError`` naming the key."""
@@ -44,7 +36,7 @@ def check_weight_paths(cfg) -> None:
 
     check_weights_file(cfg.MODEL.WEIGHTS)
     for key in _LOCAL_WEIGHTS:
-        value = _get(cfg, key)
+        value = cfg_value(cfg, key)
         if value and value != "random" and "://" not in value and not os.path.exists(value):
             raise FileNotFoundError(f"{key}={value} does not exist (a local file or folder, or 'random')")
 
@@ -59,7 +51,7 @@ def check_dataset_names(cfg) -> None:
 
     registered = DatasetCatalog.list()
     for key in ("DATASETS.TRAIN", "DATASETS.TEST"):
-        for name in _get(cfg, key) or ():
+        for name in cfg_value(cfg, key) or ():
             if name not in registered:
                 near = closest_keys(name, registered)
                 hint = f"; did you mean {' or '.join(near)}?" if near else "; see datasets/README.md"

@@ -11,12 +11,12 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
-from ..engine.safe_checkpoint import SafeCheckpointer
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
 from ..data.noun_phrases import NLTK_DATA_COMMAND, NounPhraseExtractor, TaggerUnavailableError, load_tagger
 from ..data.phrases import CaptionTokenizer
+from ..engine.safe_checkpoint import SafeCheckpointer
 from ..engine.weights_file import check_weights_file
 
 __all__ = ["WordListTagger", "find_noun_phrases", "split_phrases", "locate_phrases", "PNGPredictor"]
@@ -78,11 +78,15 @@ class PNGPredictor:
     images: a square resize to ``DATA.PNG.IMAGE_SIZE`` (bilinear), the narrative in CLIP BPE
     tokens with each phrase's token span. Weights from ``MODEL.WEIGHTS``."""
 
-    def __init__(self, cfg):
-        check_weights_file(cfg.MODEL.WEIGHTS)  # named before the model is built
-        self.model = build_model(cfg).eval()
-        if cfg.MODEL.WEIGHTS:
-            SafeCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+    def __init__(self, cfg, model=None):
+        """``model``: an already built and loaded ``PNGDiffusion`` (the web demo's); None builds
+        one and loads ``MODEL.WEIGHTS``."""
+        if model is None:
+            check_weights_file(cfg.MODEL.WEIGHTS)  # named before the model is built
+            model = build_model(cfg).eval()
+            if cfg.MODEL.WEIGHTS:
+                SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        self.model = model
         size = cfg.DATA.PNG.IMAGE_SIZE
         self.aug = T.Resize((size, size))
         self.input_format = cfg.INPUT.FORMAT

@@ -1,17 +1,15 @@
 """The web demo's Panoptic Narrative Grounding: a narrative in, its noun phrases found (and
 editable), one coloured mask per phrase out (the runner, request handler and tab of
 ``PNGDemo``, ``hooks.py``)."""
-import re
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
-from detectron2.data import transforms as T
 
 from ..data.datasets.shapes_world_scene import SHAPE_COLORS, SHAPES_CATEGORIES
 from ..data.noun_phrases import NLTK_DATA_COMMAND, NounPhraseExtractor, TaggerUnavailableError, load_tagger
-from ..data.phrases import CaptionTokenizer
+from .narrative import PNGPredictor, locate_phrases, split_phrases
 from .visualization import overlay_phrase_masks, phrase_colors
 from ..web.html import caption_html
 from ..web.handlers import guard, session_image, status
@@ -56,52 +54,26 @@ def build_phrase_extractor(spec: str = "nltk") -> Tuple[NounPhraseExtractor, str
         return NounPhraseExtractor(LexiconTagger(names, SHAPE_COLORS)), note
 
 
-def split_phrases(text: str) -> List[str]:
-    """';'-separated phrases from the page (blank ones dropped, order kept)."""
-    return [p.strip() for p in (text or "").split(";") if p.strip()]
-
-
 def phrase_spans(narrative: str, phrases: Sequence[str]) -> List[Tuple[int, int]]:
-    """Character span of each phrase in the narrative, searched left to right (case ignored,
-    any whitespace between words). :class:`InputError` when a phrase is not found in order."""
-    spans, cursor = [], 0
-    for phrase in phrases:
-        pattern = r"\s+".join(re.escape(w) for w in phrase.split())
-        match = re.compile(r"(?<!\w)" + pattern + r"(?!\w)", re.IGNORECASE).search(narrative, cursor)
-        if match is None:
-            raise InputError(f"Phrase '{phrase}' is not in the narrative (after the previous phrase); "
-                             "phrases must be words of the narrative, in order.")
-        spans.append(match.span())
-        cursor = match.end()
-    return spans
+    """:func:`odise_ext.png.narrative.locate_phrases`, a phrase not found shown in the page
+    (:class:`InputError`)."""
+    try:
+        return locate_phrases(narrative, phrases)
+    except ValueError as e:
+        raise InputError(f"{str(e)[0].upper()}{str(e)[1:]}.") from None
 
 
 class PNGRunner:
-    """``PNGDiffusion`` on one image and narrative, prepared as ``PNGDatasetMapper`` prepares
-    test images: a fixed square resize to ``DATA.PNG.IMAGE_SIZE``, the caption in CLIP BPE
-    tokens with each phrase's token span."""
+    """:class:`~odise_ext.png.narrative.PNGPredictor` on the page's RGB images, returning the mask
+    probabilities [P, H, W] (the same preparation as ``PNGDatasetMapper``'s test images)."""
 
     def __init__(self, cfg, model):
-        self.model = model
-        size = cfg.DATA.PNG.IMAGE_SIZE
-        self.aug = T.Resize((size, size))
-        self.input_format = cfg.INPUT.FORMAT
-        self.tokenizer = CaptionTokenizer()
+        self.predictor = PNGPredictor(cfg, model)
+        self.model, self.aug = model, self.predictor.aug
 
     def __call__(self, rgb: np.ndarray, narrative: str, spans: Sequence[Tuple[int, int]]) -> torch.Tensor:
         """rgb: uint8 [H, W, 3] -> mask probabilities [P, H, W]."""
-        image = rgb if self.input_format == "RGB" else rgb[:, :, ::-1]
-        image = self.aug.get_transform(image).apply_image(image)
-        tokens = self.tokenizer(narrative, spans)
-        inputs = {
-            "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "height": rgb.shape[0],
-            "width": rgb.shape[1],
-            "caption_tokens": tokens.token_ids,
-            "phrase_token_spans": tokens.spans,
-        }
-        with torch.no_grad():
-            return self.model([inputs])[0]["png_masks"]
+        return self.predictor(np.ascontiguousarray(rgb[:, :, ::-1]), narrative, spans)["png_masks"]
 
 
 @dataclass
