@@ -286,6 +286,7 @@ def run_video(src, dst, predictor, task, metadata):
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/, also when run through runpy
     from one_line_errors import run
 
     run(main)
