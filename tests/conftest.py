@@ -5,12 +5,14 @@ test session (unless ODISE_EXT_CACHE is already set), so a run never depends on,
 the user's cache.
 """
 import os
+import shutil
 import tempfile
 
 import pytest
 
+_SESSION_CACHE = None  # the cache directory this test session made (removed when it ends)
 if "ODISE_EXT_CACHE" not in os.environ:
-    os.environ["ODISE_EXT_CACHE"] = tempfile.mkdtemp(prefix="odise_ext_test_cache_")
+    _SESSION_CACHE = os.environ["ODISE_EXT_CACHE"] = tempfile.mkdtemp(prefix="odise_ext_test_cache_")
 
 import torch  # noqa: E402
 
@@ -25,6 +27,11 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end training or multi-process run (minutes on a loaded CPU)")
     # see "the `cuda` marker" below
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one)")
+
+
+def pytest_unconfigure(config):
+    if _SESSION_CACHE is not None:  # the session's generated datasets: nothing left behind in /tmp
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 def make_cfg(path=None, *opts):
