@@ -1,7 +1,8 @@
 """How every tool exits on a bad input: one line on stderr and status 2, no traceback.
 
-Only errors marked by ``odise_ext.config.early_checks.user_input_errors`` (bad config keys or
-values, missing files, no CUDA) are shortened; anything else keeps its traceback. Standard
+Only errors marked ``one_line`` are shortened: those raised inside
+``odise_ext.config.early_checks.user_input_errors`` (bad config keys, missing files, no CUDA) and
+every ``odise_ext.config.checks.ConfigError`` (a config value that breaks a rule); anything else keeps its traceback. Standard
 library only, so a tool can use it before its heavy imports.
 """
 import sys

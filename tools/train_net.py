@@ -116,13 +116,11 @@ def cli(argv=None):
     from detectron2.engine import launch
 
     import odise_ext  # noqa: F401  (registers datasets, models, mappers)
-    from odise_ext.config.checks import check_cfg
     from odise_ext.config.early_checks import checked_cfg
 
     # config keys and values, MODEL.DEVICE, weight paths: named now, in this process, before any
     # worker process starts or any model is built
-    cfg = checked_cfg(args.config_file, args.opts, weights=not args.resume)
-    check_cfg(cfg, world_size=args.num_gpus * args.num_machines)  # the batch must split over the processes
+    checked_cfg(args.config_file, args.opts, weights=not args.resume, world_size=args.num_gpus * args.num_machines)
     return launch(
         main_in_process_group,
         args.num_gpus,

@@ -8,7 +8,8 @@ key, its value and the rule, e.g.::
 Without it a bad value fails late (after the model is built) or not at all: ``SOLVER.IMS_PER_BATCH
 0`` hangs the data loader, ``SOLVER.CHECKPOINT_PERIOD 0`` divides by zero at the first iteration,
 a width that heads cannot split fails inside ``nn.MultiheadAttention``. The tools print the
-message as ``error: ...`` and exit with status 2 (:func:`odise_ext.utils.cli.exit_on_error`).
+message as ``error: ...`` and exit with status 2 (``tools/one_line_errors.py``: :class:`ConfigError` is
+marked ``one_line``).
 
 Only values are read here (no task package is imported): a rule on a task's namespace applies
 when that namespace is in the config.
@@ -23,7 +24,7 @@ __all__ = ["ConfigError", "check_cfg"]
 class ConfigError(ValueError):
     """A config value breaks a rule; the message names the key, the value and the rule.
     Marked ``one_line`` (as ``early_checks.user_input_errors`` marks the user's input errors):
-    a tool's entry point prints it as ``error: <message>`` and exits with status 2."""
+    ``tools/one_line_errors.py`` prints it as ``error: <message>`` and exits with status 2."""
 
     one_line = True
 

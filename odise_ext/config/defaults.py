@@ -27,8 +27,10 @@ def get_odise_cfg():
     return add_odise_config(get_cfg())
 
 
-def setup_cfg(config_file, opts=(), freeze=True):
-    """Config from a yaml (``_BASE_`` composition) plus ``KEY VALUE`` overrides.
+def setup_cfg(config_file, opts=(), freeze=True, world_size=None):
+    """Config from a yaml (``_BASE_`` composition) plus ``KEY VALUE`` overrides, its values
+    checked (``check_cfg``; ``world_size``: the processes ``SOLVER.IMS_PER_BATCH`` is split over,
+    default this process group's size).
 
     Unknown keys raise an ``UnknownConfigKeyError`` (a ``KeyError``) naming the key, where it was
     given and the closest existing keys (detectron2's ``new_allowed=False``), renamed or removed
@@ -47,7 +49,7 @@ def setup_cfg(config_file, opts=(), freeze=True):
         raise ValueError(f"config overrides must be KEY VALUE pairs; {opts[-1]!r} has no value")
     merge_with_suggestions(cfg, lambda: cfg.merge_from_list(opts), "the command-line overrides")
     fill_zoo_base_weights(cfg)  # a zoo MODEL.WEIGHTS names its SD / CLIP weights
-    check_cfg(cfg)  # every value with a rule: one line naming key, value and rule (ConfigError)
+    check_cfg(cfg, world_size)  # every value with a rule: one line naming key, value and rule (ConfigError)
     weights = cfg.MODEL.WEIGHTS
     if weights.endswith(".pkl") and "://" not in weights and os.path.isfile(weights):
         scan_pickle(weights)  # UnsafeFileError naming the file and the global

@@ -58,11 +58,12 @@ def check_dataset_names(cfg) -> None:
                 raise KeyError(f"{key}: {name!r} is not a registered dataset{hint}")
 
 
-def checked_cfg(config_file, opts=(), *, weights: bool = True, freeze: bool = True):
-    """:func:`setup_cfg` plus :func:`check_device`, :func:`check_dataset_names` and (``weights``)
-    :func:`check_weight_paths`, every error marked by :func:`user_input_errors`."""
+def checked_cfg(config_file, opts=(), *, weights: bool = True, freeze: bool = True, world_size=None):
+    """:func:`setup_cfg` (``world_size``: the training processes the batch is split over, default
+    this process group's size) plus :func:`check_device`, :func:`check_dataset_names` and
+    (``weights``) :func:`check_weight_paths`, every error marked by :func:`user_input_errors`."""
     with user_input_errors():
-        cfg = setup_cfg(config_file, opts, freeze=freeze)
+        cfg = setup_cfg(config_file, opts, freeze=freeze, world_size=world_size)
         check_device(cfg)
         check_dataset_names(cfg)
         if weights:
