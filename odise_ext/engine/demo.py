@@ -9,7 +9,7 @@ from detectron2.utils.registry import Registry
 
 from .predictor import Predictor
 
-__all__ = ["DEMO_REGISTRY", "TaskDemo", "register_demo", "demo_class"]
+__all__ = ["DEMO_REGISTRY", "TaskDemo", "register_demo", "demo_class", "demo_classes"]
 
 DEMO_REGISTRY = Registry("DEMO")
 DEMO_REGISTRY.__doc__ = """
@@ -30,14 +30,18 @@ def register_demo(cls):
     return cls
 
 
+def demo_classes() -> Dict[str, type]:
+    """META_ARCHITECTURE -> its registered :class:`TaskDemo` subclass."""
+    return {name[: -len(_SUFFIX)]: cls for name, cls in DEMO_REGISTRY}
+
+
 def demo_class(meta_architecture: str) -> type:
     """The :class:`TaskDemo` registered for ``meta_architecture``; ``KeyError`` naming the models
     that have one otherwise."""
-    name = meta_architecture + _SUFFIX
-    if name not in DEMO_REGISTRY:
-        known = sorted(n[: -len(_SUFFIX)] for n, _ in DEMO_REGISTRY)
-        raise KeyError(f"no demo entry for {meta_architecture}; models with one: {known}")
-    return DEMO_REGISTRY.get(name)
+    demos = demo_classes()
+    if meta_architecture not in demos:
+        raise KeyError(f"no demo entry for {meta_architecture}; models with one: {sorted(demos)}")
+    return demos[meta_architecture]
 
 
 class TaskDemo:

@@ -7,7 +7,7 @@ from detectron2.utils.env import seed_all_rng
 import odise_ext  # noqa: F401  (registers datasets, mappers, models and their demo entries)
 
 from ..config import setup_cfg
-from ..engine.demo import DEMO_REGISTRY, demo_class
+from ..engine.demo import demo_class, demo_classes
 from .session import DemoSession
 
 __all__ = ["web_tasks", "build_session"]
@@ -15,8 +15,7 @@ __all__ = ["web_tasks", "build_session"]
 
 def web_tasks() -> Dict[str, str]:
     """META_ARCHITECTURE -> tab title, for every demo entry that has a web tab."""
-    suffix = len("Demo")
-    return {name[:-suffix]: cls.web_title for name, cls in DEMO_REGISTRY if cls.web_title}
+    return {arch: cls.web_title for arch, cls in demo_classes().items() if cls.web_title}
 
 
 def build_session(config_file: str, opts: Sequence[str] = ()) -> DemoSession:
