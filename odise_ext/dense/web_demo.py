@@ -7,7 +7,6 @@ from typing import Tuple
 
 import numpy as np
 from detectron2.data import Metadata, MetadataCatalog
-from PIL import Image, ImageDraw, ImageFont
 
 from . import visualization as vpd_vis
 from .depth_vis import colorize_depth, depth_colorbar as _depth_colorbar

@@ -16,7 +16,6 @@ from typing import Sequence
 import torch
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
-from torch import nn
 
 from ..diffusion.frozen import FrozenModule, freeze, parse_dtype
 from ..diffusion.prompts import PROMPT_REGISTRY, PromptModule, PromptOutput, SentenceTokens

@@ -20,7 +20,6 @@ import copy
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import PolygonMasks, polygons_to_bitmask
 from pycocotools import mask as mask_util
